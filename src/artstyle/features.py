@@ -1,0 +1,155 @@
+"""Feature extraction: images -> pooled backbone embeddings, batched and cached.
+
+Decoding runs in DataLoader worker processes while the network works on the previous
+batch; every finished batch is cached at once, so an interrupted run loses at most one
+batch of work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .backbones import Backbone
+from .cache import FeatureCache
+from .dataset import file_sha256
+from .errors import ImageLoadError
+from .images import ImageInput, load_image, os_error_reason
+from .preprocess import Preprocessing
+from .progress import progress_bar
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def content_key(source: ImageInput) -> str:
+    """SHA-256 of a file's bytes, or of a PIL image's mode, size and pixels."""
+    if isinstance(source, Image.Image):
+        digest = hashlib.sha256(f"{source.mode}:{source.size}:".encode())
+        digest.update(source.tobytes())
+        return digest.hexdigest()
+    return file_sha256(source)
+
+
+@dataclass
+class Extraction:
+    """Features for every input row; rows in `errors` (index -> reason) are zeros."""
+
+    features: np.ndarray
+    errors: dict[int, str] = field(default_factory=dict)
+    n_cached: int = 0
+    n_computed: int = 0
+
+    @property
+    def ok(self) -> np.ndarray:
+        mask = np.ones(len(self.features), dtype=bool)
+        mask[list(self.errors)] = False
+        return mask
+
+
+class _DecodeDataset(torch.utils.data.Dataset):
+    """Decode + preprocess one image; failures travel as data, not exceptions."""
+
+    def __init__(self, sources: Sequence[ImageInput], preprocessing: Preprocessing):
+        self.sources = sources
+        self.preprocessing = preprocessing
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str]:
+        try:
+            img = load_image(self.sources[index], min_side=self.preprocessing.size)
+            return index, self.preprocessing(img), ""
+        except ImageLoadError as exc:
+            return index, None, str(exc)
+
+
+def _collate(items: list[tuple[int, np.ndarray | None, str]]):
+    good = [(i, arr) for i, arr, _ in items if arr is not None]
+    failed = [(i, reason) for i, arr, reason in items if arr is None]
+    batch = torch.from_numpy(np.stack([arr for _, arr in good])) if good else None
+    return [i for i, _ in good], batch, failed
+
+
+def _auto_workers(n_images: int, batch_size: int) -> int:
+    if n_images <= batch_size:
+        return 0  # starting a process costs more than decoding one batch
+    return max(1, min(2, (os.cpu_count() or 2) - 1))
+
+
+def extract_features(
+    sources: Sequence[ImageInput],
+    backbone: Backbone,
+    *,
+    keys: Sequence[str] | None = None,
+    cache: FeatureCache | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    show_progress: bool = True,
+    description: str = "Extracting features",
+) -> Extraction:
+    """Embeddings for `sources` (paths or PIL images), reusing and filling `cache`.
+
+    `keys` are content hashes of the sources when already known (the dataset scan
+    computes them); identical images are decoded once.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    n = len(sources)
+    features = np.zeros((n, backbone.feature_dim), dtype=np.float32)
+    result = Extraction(features)
+    if n == 0:
+        return result
+    if keys is None:
+        keys = []
+        for i, source in enumerate(sources):
+            try:
+                keys.append(content_key(source))
+            except OSError as exc:
+                keys.append("")
+                result.errors[i] = os_error_reason(exc)
+    rows_by_key: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if i not in result.errors:
+            rows_by_key.setdefault(key, []).append(i)
+
+    pending: list[str] = []
+    for key, rows in rows_by_key.items():
+        vector = cache.get(key) if cache is not None else None
+        if vector is not None and vector.shape == (backbone.feature_dim,):
+            features[rows] = vector
+            result.n_cached += len(rows)
+        else:
+            pending.append(key)
+
+    todo = [sources[rows_by_key[key][0]] for key in pending]
+    workers = _auto_workers(len(todo), batch_size) if workers is None else workers
+    loader = torch.utils.data.DataLoader(
+        _DecodeDataset(todo, backbone.preprocessing),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=2 if workers else None,
+    )
+    with progress_bar(len(todo), description, enabled=show_progress) as advance:
+        for indices, batch, failed in loader:
+            if batch is not None:
+                embedded = backbone.embed(batch).float().numpy()
+                for j, vector in zip(indices, embedded):
+                    key = pending[j]
+                    features[rows_by_key[key]] = vector
+                    result.n_computed += len(rows_by_key[key])
+                    if cache is not None:
+                        cache.put(key, vector)
+            for j, reason in failed:
+                for row in rows_by_key[pending[j]]:
+                    result.errors[row] = reason
+            advance(len(indices) + len(failed))
+    return result
+

@@ -1,0 +1,42 @@
+"""Class-name normalisation: folder names as people write them -> one canonical label.
+
+`01_Byzantin_Iconography`, `16_AbstractArt`, `pop_art`, `Pop Art` and `pop-art` all
+name a movement; training trees, test trees and models must agree on which one.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Spellings that differ by more than separators or case. Pandora18k itself writes
+# "Byzantin"; the art-historical name has an "e".
+ALIASES = {
+    "byzantin iconography": "byzantine iconography",
+    "byzantine icons": "byzantine iconography",
+    "naif art": "naive art",
+    "abstract": "abstract art",
+    "post impressionist": "post impressionism",
+}
+
+_NUMERIC_PREFIX = re.compile(r"^\s*\d+\s*[._\-\s]\s*")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SEPARATORS = re.compile(r"[\s_\-.]+")
+
+
+def _strip_accents(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def normalize_label(name: str) -> str:
+    """Canonical display name of a class folder: 'pop art' for '18_PopArt'."""
+    text = _NUMERIC_PREFIX.sub("", _strip_accents(name))
+    text = _CAMEL.sub(" ", text)
+    text = _SEPARATORS.sub(" ", text).strip().lower()
+    return ALIASES.get(text, text)
+
+
+def normalize_artist(name: str) -> str:
+    """Artist identity for artist-disjoint splits: case and separators do not matter."""
+    return _SEPARATORS.sub(" ", _strip_accents(name)).strip().casefold()

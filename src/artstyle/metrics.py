@@ -1,0 +1,75 @@
+"""Evaluation numbers: accuracy, top-k, per-class precision/recall/F1, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return matrix
+
+
+def _per_class(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    tp = np.diag(matrix).astype(np.float64)
+    support = matrix.sum(axis=1).astype(np.float64)
+    predicted = matrix.sum(axis=0).astype(np.float64)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return precision, recall, f1, support
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Mean F1 over the classes that occur in y_true."""
+    _, _, f1, support = _per_class(confusion_matrix(y_true, y_pred, n_classes))
+    return float(f1[support > 0].mean()) if (support > 0).any() else 0.0
+
+
+def expected_calibration_error(proba: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
+    """Mean |confidence - accuracy| over equal-width confidence bins, weighted by bin size."""
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y_true
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        in_bin = bins == b
+        total += in_bin.sum() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
+    return float(total / len(y_true)) if len(y_true) else 0.0
+
+
+def top_k_accuracy(proba: np.ndarray, y_true: np.ndarray, k: int) -> float:
+    if len(y_true) == 0:
+        return 0.0
+    top = np.argsort(-proba, axis=1)[:, :k]
+    return float((top == np.asarray(y_true)[:, None]).any(axis=1).mean())
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, labels: list[str]) -> dict:
+    """The JSON-ready metrics block of `artstyle evaluate` and metrics.json."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = proba.argmax(axis=1) if len(y_true) else np.zeros(0, np.int64)
+    matrix = confusion_matrix(y_true, y_pred, len(labels))
+    precision, recall, f1, support = _per_class(matrix)
+    tested = support > 0
+    return {
+        "n_images": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
+        "top3_accuracy": top_k_accuracy(proba, y_true, 3),
+        "macro_f1": float(f1[tested].mean()) if tested.any() else 0.0,
+        "ece": expected_calibration_error(proba, y_true),
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "untested": [label for i, label in enumerate(labels) if not tested[i]],
+        "confusion": {"labels": list(labels), "matrix": matrix.tolist()},
+    }

@@ -1,0 +1,82 @@
+"""Prediction records and how they are printed: table, JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from .images import is_image_name
+
+
+@dataclass
+class Prediction:
+    """Top-k movements for one input, most probable first, or the reason it failed."""
+
+    path: str
+    predictions: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "predictions": [{"label": label, "probability": p} for label, p in self.predictions],
+            "error": self.error,
+        }
+
+
+def collect_inputs(arguments: Iterable[str], stdin: TextIO = sys.stdin) -> list[str]:
+    """Files as given, folders expanded recursively to their images, '-' read from stdin."""
+    paths: list[str] = []
+    for arg in arguments:
+        if arg == "-":
+            paths.extend(line.strip() for line in stdin if line.strip())
+        elif os.path.isdir(arg):
+            found = []
+            for dirpath, dirnames, filenames in os.walk(arg):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                found += [
+                    os.path.join(dirpath, f) for f in filenames if not f.startswith(".") and is_image_name(f)
+                ]
+            paths.extend(sorted(found))
+        else:
+            paths.append(arg)
+    return paths
+
+
+def to_json(predictions: list[Prediction]) -> str:
+    return json.dumps([p.to_dict() for p in predictions], indent=2)
+
+
+def to_csv(predictions: list[Prediction], k: int) -> str:
+    """One row per input: path, then label/probability pairs by rank, then error."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["path"]
+    for rank in range(1, k + 1):
+        header += [f"label_{rank}", f"probability_{rank}"]
+    writer.writerow(header + ["error"])
+    for p in predictions:
+        row: list[str] = [p.path]
+        for rank in range(k):
+            if rank < len(p.predictions):
+                label, prob = p.predictions[rank]
+                row += [label, f"{prob:.6f}"]
+            else:
+                row += ["", ""]
+        writer.writerow(row + [p.error or ""])
+    return buffer.getvalue()
+
+
+def display_path(path: str) -> str:
+    """Paths under the working folder are shown relative to it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
