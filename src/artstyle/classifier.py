@@ -144,6 +144,7 @@ class StyleClassifier:
         records, sources, dataset_summary, skipped = self._training_inputs(data, y)
         split = make_split(records, self.split, seed=self.seed, test_fraction=0.0 if test_dir else 0.1)
         extraction = self._embed(sources, [r.sha256 for r in records], "Extracting features")
+        log.info("features: %d reused from cache, %d computed", extraction.n_cached, extraction.n_computed)
         skipped += [{"path": records[i].path, "reason": reason} for i, reason in sorted(extraction.errors.items())]
         _report_skipped(skipped)
         ok = extraction.ok

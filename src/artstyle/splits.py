@@ -89,18 +89,20 @@ def _units(records: Sequence[ImageRecord], mode: str) -> list[list[int]]:
 def _deal(sizes: list[int], targets: dict[str, float], rng: np.random.Generator) -> list[str]:
     """Deal units (given by size) of one class to splits; the rest stay in train.
 
-    Each wanted split first gets one of the smallest units (as long as one unit is left
-    for training), then units go, in random order, wherever they bring a split closer
-    to its target image count.
+    Each wanted split first gets one random unit of a fitting size (at most twice its
+    target, or the smallest left) as long as one unit is left for training; then units
+    go, in random order, wherever they bring a split closer to its target image count.
     """
     order = [int(i) for i in rng.permutation(len(sizes))]
     out = ["train"] * len(sizes)
     wanted = [name for name in ("test", "val") if targets[name] > 0]
     filled = dict.fromkeys(wanted, 0)
-    smallest_first = sorted(order, key=lambda i: sizes[i])
-    for name, i in zip(wanted[: max(0, len(sizes) - 1)], smallest_first):
-        out[i] = name
-        filled[name] += sizes[i]
+    for name in wanted[: max(0, len(sizes) - 1)]:
+        free = [i for i in order if out[i] == "train"]
+        limit = max(2 * targets[name], min(sizes[i] for i in free))
+        seat = next(i for i in free if sizes[i] <= limit)
+        out[seat] = name
+        filled[name] += sizes[seat]
     for i in order:
         if out[i] != "train" or out.count("train") <= 1 or not wanted:
             continue

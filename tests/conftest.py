@@ -1,0 +1,36 @@
+"""Shared fixtures: generated painting trees, one feature cache, one trained model per session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+
+from synth import make_tree  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One feature cache for the session: each generated image is embedded once."""
+    return tmp_path_factory.mktemp("feature-cache")
+
+
+@pytest.fixture(scope="session")
+def paintings(tmp_path_factory) -> Path:
+    """4 movements x 4 artists x 6 images, folder names in mixed real-world spellings."""
+    return make_tree(tmp_path_factory.mktemp("paintings"), artists=4, per_artist=6)
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, paintings, cache_dir):
+    """A classifier trained (stratified split) on `paintings` and saved; (classifier, folder)."""
+    from artstyle import StyleClassifier
+
+    clf = StyleClassifier(cache_dir=cache_dir, show_progress=False).fit(paintings)
+    folder = clf.save(tmp_path_factory.mktemp("models") / "model")
+    return clf, folder

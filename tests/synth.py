@@ -1,0 +1,112 @@
+"""Synthetic 'paintings' for tests: per movement a learnable look, per artist a variation.
+
+Each style differs in palette and in mark-making (stripes, dots, short brush strokes,
+colour blocks, concentric rings, scribbles), the way movements differ in palette and
+brushwork; artists shift hue, scale and density, so held-out artists are new but related.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+# folder name -> (base hues, mark style); folder names in several real-world spellings
+STYLES = {
+    "01_StripedArt": ((0.02, 0.08), "stripes"),
+    "02_dot_painting": ((0.58, 0.62), "dots"),
+    "03-Brush Strokes": ((0.30, 0.36), "strokes"),
+    "04 Colour Blocks": ((0.0, 0.15, 0.65), "blocks"),
+    "05_Rings": ((0.80, 0.88), "rings"),
+    "06_Scribbles": ((0.12, 0.5), "scribbles"),
+}
+
+
+def _color(rng: np.random.Generator, hue: float, shift: float) -> tuple[int, int, int]:
+    h = (hue + shift + rng.normal(0, 0.02)) % 1.0
+    s = float(np.clip(rng.uniform(0.55, 0.95), 0, 1))
+    v = float(np.clip(rng.uniform(0.45, 0.95), 0, 1))
+    r, g, b = colorsys.hsv_to_rgb(h, s, v)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def paint(style: str, artist: int, seed: int, size: tuple[int, int] = (192, 160)) -> Image.Image:
+    """One picture in `style` (a STYLES key) by artist number `artist`."""
+    hues, marks = STYLES[style]
+    rng = np.random.default_rng(seed)
+    shift = 0.03 * artist
+    scale = 1.0 + 0.25 * (artist % 3)
+    w, h = size
+    img = Image.new("RGB", size, _color(rng, hues[0], shift))
+    draw = ImageDraw.Draw(img)
+    pick = lambda: _color(rng, hues[int(rng.integers(len(hues)))], shift)  # noqa: E731
+    if marks == "stripes":
+        step = int(10 * scale)
+        angle = rng.uniform(-0.4, 0.4) + artist * 0.2
+        for k in range(-h, w + h, step):
+            dx = math.tan(angle) * h
+            draw.line([(k, 0), (k + dx, h)], fill=pick(), width=max(2, step // 2))
+    elif marks == "dots":
+        for _ in range(int(120 / scale)):
+            x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(2, 6) * scale
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=pick())
+    elif marks == "strokes":
+        for _ in range(int(260 / scale)):
+            x, y = rng.uniform(0, w), rng.uniform(0, h)
+            a = rng.normal(0.8 + 0.3 * artist, 0.3)
+            length = rng.uniform(6, 14) * scale
+            draw.line([(x, y), (x + length * math.cos(a), y + length * math.sin(a))], fill=pick(), width=3)
+    elif marks == "blocks":
+        for _ in range(int(8 + 3 * artist)):
+            x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
+            x1, y1 = x0 + rng.uniform(20, 70) * scale, y0 + rng.uniform(20, 70) * scale
+            draw.rectangle([x0, y0, x1, y1], fill=pick(), outline=(20, 20, 20), width=4)
+    elif marks == "rings":
+        cx, cy = rng.uniform(0.3 * w, 0.7 * w), rng.uniform(0.3 * h, 0.7 * h)
+        for r in range(int(max(w, h) * 1.2), 4, -int(9 * scale)):
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=pick(), width=int(4 * scale))
+    elif marks == "scribbles":
+        for _ in range(int(14 + 2 * artist)):
+            points = np.cumsum(rng.normal(0, 9 * scale, size=(12, 2)), axis=0) + [rng.uniform(0, w), rng.uniform(0, h)]
+            draw.line([tuple(p) for p in points], fill=pick(), width=2, joint="curve")
+    img = img.filter(ImageFilter.GaussianBlur(0.6))
+    noise = rng.normal(0, 6, size=(h, w, 3))
+    return Image.fromarray(np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8))
+
+
+def make_tree(
+    root: Path,
+    styles: list[str] | None = None,
+    artists: int = 4,
+    per_artist: int = 6,
+    seed: int = 0,
+) -> Path:
+    """Write DATA/<style>/<artist>/<n>.jpg and return DATA; the same arguments give the same files."""
+    styles = styles or list(STYLES)[:4]
+    for si, style in enumerate(styles):
+        for a in range(artists):
+            folder = root / style / f"Painter {chr(65 + a)}{si}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(per_artist):
+                size = (int(160 + 40 * ((n + a) % 3)), int(140 + 30 * (n % 2)))
+                paint(style, a, seed=seed * 100000 + si * 1000 + a * 100 + n, size=size).save(
+                    folder / f"{n}.jpg", quality=90
+                )
+    return root
+
+
+def write_png_bomb(path: Path, side: int = 30000) -> None:
+    """A tiny PNG whose header claims side x side pixels: Pillow's bomb guard must refuse it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )

