@@ -124,7 +124,8 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
         z = z - z.max(axis=1, keepdims=True)
         return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
 
-    found = minimize_scalar(nll, bounds=(-4.0, 4.0), method="bounded")
+    # Bounded: a perfectly separable validation set would otherwise drive T towards 0.
+    found = minimize_scalar(nll, bounds=(np.log(0.1), np.log(10.0)), method="bounded")
     return float(np.exp(found.x))
 
 

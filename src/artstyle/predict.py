@@ -31,8 +31,9 @@ class Prediction:
         }
 
 
-def collect_inputs(arguments: Iterable[str], stdin: TextIO = sys.stdin) -> list[str]:
+def collect_inputs(arguments: Iterable[str], stdin: TextIO | None = None) -> list[str]:
     """Files as given, folders expanded recursively to their images, '-' read from stdin."""
+    stdin = stdin if stdin is not None else sys.stdin
     paths: list[str] = []
     for arg in arguments:
         if arg == "-":

@@ -1,0 +1,79 @@
+"""Model folders round-trip exactly and refuse anything tampered with, in one line."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from artstyle import BundleError, StyleClassifier, load_bundle
+from synth import STYLES, paint
+
+
+@pytest.fixture
+def model_copy(trained_model, tmp_path):
+    _, folder = trained_model
+    return shutil.copytree(folder, tmp_path / "model")
+
+
+def test_files_and_round_trip(trained_model, cache_dir):
+    clf, folder = trained_model
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["model.safetensors", "config.json", "labels.txt", "splits.csv", "metrics.json"]
+    )
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format_version"] == 1 and config["backbone"]["name"] == "efficientnet_lite0"
+    assert config["preprocessing"]["size"] == 224 and config["labels"] == list(clf.classes_)
+    assert (folder / "labels.txt").read_text().splitlines() == list(clf.classes_)
+    loaded = StyleClassifier.load(folder, cache_dir=cache_dir, show_progress=False)
+    images = [paint(s, 5, seed=i) for i, s in enumerate(list(STYLES)[:4])]
+    assert np.allclose(loaded.predict_proba(images), clf.predict_proba(images), atol=1e-6)
+    assert loaded.metrics_ == json.loads((folder / "metrics.json").read_text())
+
+
+def test_saving_over_a_model_keeps_foreign_files_and_refuses_other_folders(trained_model, model_copy, tmp_path):
+    clf, _ = trained_model
+    (model_copy / "my-notes.txt").write_text("keep me")
+    clf.save(model_copy)
+    assert (model_copy / "my-notes.txt").read_text() == "keep me"
+    precious = tmp_path / "photos"
+    precious.mkdir()
+    (precious / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(BundleError, match="refusing to overwrite"):
+        clf.save(precious)
+    assert (precious / "holiday.jpg").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (lambda d: (d / "model.safetensors").unlink(), "missing model.safetensors"),
+        (lambda d: (d / "config.json").write_text("{not json"), "corrupt JSON"),
+        (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 64), "corrupt or incomplete"),
+        (lambda d: (d / "labels.txt").write_text("cubism\n"), "does not match"),
+        (
+            lambda d: (d / "config.json").write_text(
+                json.dumps({**json.loads((d / "config.json").read_text()), "format_version": 99})
+            ),
+            "format version 99 is not supported",
+        ),
+    ],
+)
+def test_tampered_bundles_are_refused(model_copy, tamper, message):
+    tamper(model_copy)
+    with pytest.raises(BundleError, match=message) as info:
+        load_bundle(model_copy)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_safetensors_is_refused(model_copy):
+    data = (model_copy / "model.safetensors").read_bytes()
+    (model_copy / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="model.safetensors"):
+        load_bundle(model_copy)
+
+
+def test_no_pickle_anywhere_in_a_bundle(trained_model):
+    _, folder = trained_model
+    for path in folder.iterdir():
+        assert b"\x80\x04\x95" not in path.read_bytes()[:64], path  # pickle protocol 4 header

@@ -1,0 +1,163 @@
+"""The CLI contract other tools rely on: commands, JSON shapes, exit codes, one-line errors."""
+
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from artstyle.cli import main
+from synth import STYLES, make_tree, paint
+
+
+def run(capsys, monkeypatch, *args, stdin=None):
+    args = [str(a) for a in args]
+    if "-q" in args:  # a global option: it goes before the command
+        args.remove("-q")
+        args.insert(0, "-q")
+    monkeypatch.setattr(sys, "argv", ["artstyle", *args])
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def new_images(tmp_path):
+    folder = tmp_path / "inbox" / "sub"
+    folder.mkdir(parents=True)
+    paths = []
+    for i, style in enumerate(list(STYLES)[:4]):
+        paths.append(folder / f"new {i}.jpg")
+        paint(style, 6, seed=700 + i).save(paths[-1])
+    (folder / "broken.jpg").write_bytes(b"nope")
+    return paths, folder / "broken.jpg"
+
+
+def test_train_cli_artist_split(capsys, monkeypatch, paintings, cache_dir, tmp_path):
+    code, out, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "m", "--split", "artist",
+                         "--seed", "2", "--cache-dir", cache_dir, "-q")
+    assert code == 0, err
+    assert "model saved to" in err and "accuracy" in err
+    rows = list(csv.DictReader(open(tmp_path / "m" / "splits.csv")))
+    assert len(rows) == 96 and {r["split"] for r in rows} == {"train", "val", "test"}
+    by_artist = {}
+    for r in rows:
+        by_artist.setdefault(r["artist"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in by_artist.values())
+
+
+def test_train_with_external_test_dir(capsys, monkeypatch, paintings, cache_dir, tmp_path):
+    external = make_tree(tmp_path / "external", artists=1, per_artist=4, seed=9)
+    code, _, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "m", "--test-dir", external,
+                       "--cache-dir", cache_dir, "-q")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["evaluated_on"] == str(external) and metrics["n_images"] == 16
+    assert metrics["accuracy"] >= 0.9
+
+
+def test_evaluate_json_contract_scores_only_held_out(capsys, monkeypatch, trained_model, paintings, cache_dir):
+    clf, folder = trained_model
+    code, out, err = run(capsys, monkeypatch, "evaluate", folder, paintings, "--format", "json", "--cache-dir", cache_dir, "-q")
+    assert code == 0, err
+    result = json.loads(out)
+    for key in ("accuracy", "top3_accuracy", "macro_f1", "ece", "n_images", "per_class", "confusion", "skipped"):
+        assert key in result
+    assert result["n_images"] == clf.config_["split"]["counts"]["test"]
+    assert result["excluded_training_images"] == 96 - result["n_images"]
+    assert result["accuracy"] == pytest.approx(clf.metrics_["accuracy"])
+    label = next(iter(result["per_class"]))
+    assert set(result["per_class"][label]) == {"precision", "recall", "f1", "support"}
+    assert result["confusion"]["labels"] == list(clf.classes_)
+    assert sum(map(sum, result["confusion"]["matrix"])) == result["n_images"]
+    code, out, _ = run(capsys, monkeypatch, "evaluate", folder, paintings, "--format", "json", "--all",
+                       "--cache-dir", cache_dir, "-q")
+    assert json.loads(out)["n_images"] == 96
+
+
+def test_evaluate_says_it_left_out_training_images(capsys, monkeypatch, trained_model, paintings, cache_dir):
+    _, folder = trained_model
+    code, out, err = run(capsys, monkeypatch, "evaluate", folder, paintings, "--cache-dir", cache_dir)
+    assert code == 0 and "were used to train this model and are left out" in err
+    assert "accuracy" in out and "macro-F1" in out
+
+
+def test_evaluate_report_is_self_contained(capsys, monkeypatch, trained_model, paintings, cache_dir, tmp_path):
+    _, folder = trained_model
+    report = tmp_path / "report.html"
+    code, _, err = run(capsys, monkeypatch, "evaluate", folder, paintings, "--all", "--report", report,
+                       "--cache-dir", cache_dir, "-q")
+    assert code == 0, err
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 2  # confusion matrix + F1 bars
+    assert "Confusion matrix" in page and "Most confident mistakes" in page
+    assert not re.search(r"(src|href)=\"https?://", page)
+
+
+def test_evaluate_unknown_class_is_one_line_error(capsys, monkeypatch, trained_model, tmp_path):
+    _, folder = trained_model
+    make_tree(tmp_path / "other", styles=["05_Rings"], artists=1, per_artist=2)
+    code, _, err = run(capsys, monkeypatch, "evaluate", folder, tmp_path / "other", "-q")
+    assert code == 1
+    assert err.strip().count("\n") == 0 and "classes unknown to the model: 'rings'" in err
+
+
+def test_predict_json_csv_table_and_stdin(capsys, monkeypatch, trained_model, new_images):
+    _, folder = trained_model
+    paths, broken = new_images
+    code, out, err = run(capsys, monkeypatch, "predict", "--model", folder, *paths, broken, "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["path"] for r in rows] == [str(p) for p in [*paths, broken]]
+    expected = ["striped art", "dot painting", "brush strokes", "colour blocks"]
+    assert [r["predictions"][0]["label"] for r in rows[:4]] == expected
+    for r in rows[:4]:
+        probs = [p["probability"] for p in r["predictions"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True) and r["error"] is None
+    assert rows[4]["predictions"] == [] and "not a readable image" in rows[4]["error"]
+
+    code, out, _ = run(capsys, monkeypatch, "predict", "-m", folder, "-", "--format", "csv", "--top-k", "2",
+                       stdin="\n".join(map(str, paths[:2])) + "\n")
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [r["label_1"] for r in table] == expected[:2]
+    assert set(table[0]) == {"path", "label_1", "probability_1", "label_2", "probability_2", "error"}
+
+    code, out, _ = run(capsys, monkeypatch, "predict", "-m", folder, paths[0].parent.parent)  # folder, recursive
+    assert code == 0 and "striped art" in out and "error" in out and out.count("new ") == 4
+
+
+def test_predict_exit_status_1_only_when_everything_failed(capsys, monkeypatch, trained_model, tmp_path):
+    _, folder = trained_model
+    (tmp_path / "a.jpg").write_bytes(b"")
+    code, out, _ = run(capsys, monkeypatch, "predict", "-m", folder, tmp_path / "a.jpg", tmp_path / "b.jpg",
+                       "--format", "json")
+    assert code == 1 and [r["error"] for r in json.loads(out)] == ["empty file (0 bytes)", "no such file"]
+
+
+def test_info_backbones_and_broken_model(capsys, monkeypatch, trained_model, tmp_path):
+    _, folder = trained_model
+    code, out, _ = run(capsys, monkeypatch, "info", folder)
+    assert code == 0 and "efficientnet_lite0" in out and "held-out scores" in out
+    code, out, _ = run(capsys, monkeypatch, "info", folder, "--format", "json")
+    assert json.loads(out)["config"]["format_version"] == 1
+    code, out, _ = run(capsys, monkeypatch, "backbones")
+    assert code == 0 and "efficientnet_lite2" in out and "timm:" in out
+    broken = shutil.copytree(folder, tmp_path / "broken")
+    (broken / "config.json").write_text("{")
+    code, _, err = run(capsys, monkeypatch, "predict", "-m", broken, "x.jpg")
+    assert code == 1 and err.startswith("error:") and err.strip().count("\n") == 0
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "artstyle", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout

@@ -1,0 +1,45 @@
+"""Kill a training run mid-extraction; the rerun resumes from the cache and matches a clean run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from artstyle import StyleClassifier, load_bundle
+
+
+def _cached(cache):
+    return {p: p.stat().st_mtime_ns for p in cache.glob("*/*/*.npy")}
+
+
+def test_killed_run_resumes_without_recomputing(paintings, tmp_path):
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "artstyle", "train", str(paintings), "--out", str(tmp_path / "model"),
+               "--cache-dir", str(cache), "--batch-size", "2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while len(_cached(cache)) < 6 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _cached(cache)
+    total = len(list(paintings.glob("*/*/*.jpg")))
+    assert 0 < len(before) < total, "the run should have been killed part-way"
+    assert not (tmp_path / "model").exists()
+    assert not list(cache.glob("*/*/*.tmp")), "no partial cache files"
+
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"features: {len(before)} reused from cache, {total - len(before)} computed" in rerun.stderr
+    after = _cached(cache)
+    assert len(after) == total
+    assert all(after[p] == mtime for p, mtime in before.items()), "finished images were recomputed"
+
+    clean = StyleClassifier(cache_dir=tmp_path / "clean-cache", show_progress=False).fit(paintings)
+    resumed = load_bundle(tmp_path / "model")
+    assert np.allclose(resumed.head.weight, clean.head_.weight, atol=1e-5)
+    assert resumed.metrics["accuracy"] == clean.metrics_["accuracy"]
