@@ -1,7 +1,9 @@
 """Model folders round-trip exactly and refuse anything tampered with, in one line."""
 
 import json
+import os
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -77,3 +79,15 @@ def test_no_pickle_anywhere_in_a_bundle(trained_model):
     _, folder = trained_model
     for path in folder.iterdir():
         assert b"\x80\x04\x95" not in path.read_bytes()[:64], path  # pickle protocol 4 header
+
+
+def test_written_files_get_normal_permissions(trained_model, tmp_path):
+    clf, _ = trained_model
+    old = os.umask(0o022)
+    try:
+        folder = clf.save(tmp_path / "fresh")
+        clf.save(folder)  # replaced in place, file by file
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o644}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_write_bytes
+from .cache import atomic_write_bytes, public_mode
 from .errors import BundleError
 from .head import LinearHead
 from .splits import parse_splits_csv
@@ -78,6 +78,7 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+    public_mode(staging, directory=True)
     for name, data in contents.items():
         (staging / name).write_bytes(data)
     os.replace(staging, target)
