@@ -110,3 +110,28 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
 def test_missing_file(tmp_path):
     with pytest.raises(ImageLoadError, match="no such file"):
         load_image(tmp_path / "nope.jpg")
+
+
+def test_corrupted_bytes_never_escape_as_other_exceptions(tmp_path):
+    buffers = {}
+    for fmt in ("JPEG", "PNG", "GIF", "TIFF", "BMP", "WEBP"):
+        buffer = io.BytesIO()
+        _gradient(64, 48).save(buffer, format=fmt)
+        buffers[fmt] = buffer.getvalue()
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for fmt, data in buffers.items():
+        for trial in range(25):
+            corrupt = bytearray(data)
+            for pos in rng.integers(0, len(corrupt), size=8):
+                corrupt[pos] = int(rng.integers(0, 256))
+            path = tmp_path / f"{fmt}-{trial}.img"
+            end = int(rng.integers(8, len(corrupt) + 1)) if trial % 2 else len(corrupt)
+            path.write_bytes(bytes(corrupt[:end]))
+            try:
+                assert load_image(path, min_side=32).mode == "RGB"
+                outcomes.add("decoded")
+            except ImageLoadError as exc:
+                assert str(exc) and "\n" not in str(exc)
+                outcomes.add("refused")
+    assert outcomes == {"decoded", "refused"}

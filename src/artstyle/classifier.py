@@ -188,7 +188,7 @@ class StyleClassifier:
         }
         self.splits_csv_ = splits_csv(records, split)
         if test_dir is not None:
-            evaluation = self.evaluate(test_dir, include_training=True)
+            evaluation = self.evaluate(test_dir)  # copies of training images are left out
             self.metrics_ = {"evaluated_on": str(test_dir), **evaluation.metrics}
         else:
             metrics = classification_metrics(y_all[test], head.predict_proba(x[test]), labels)
