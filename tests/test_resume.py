@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -43,3 +44,31 @@ def test_killed_run_resumes_without_recomputing(paintings, tmp_path):
     resumed = load_bundle(tmp_path / "model")
     assert np.allclose(resumed.head.weight, clean.head_.weight, atol=1e-5)
     assert resumed.metrics["accuracy"] == clean.metrics_["accuracy"]
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(paintings, tmp_path):
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "artstyle", "train", str(paintings), "--out", str(tmp_path / "model"),
+               "--cache-dir", str(cache), "--batch-size", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(_cached(cache)) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "resume" in err and "Traceback" not in err
+    assert not (tmp_path / "model").exists()
+    time.sleep(0.5)
+    assert _processes_mentioning(str(cache)) == [], "decode workers outlived the interrupted run"
+
+
+def _processes_mentioning(text):
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+        except OSError:
+            pass  # the process ended while we looked
+    return found
