@@ -25,7 +25,7 @@ from .cache import FeatureCache, default_cache_dir
 from .dataset import Dataset, ImageRecord, scan_dataset
 from .errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
 from .features import DEFAULT_BATCH_SIZE, Extraction, content_key, extract_features
-from .head import LinearHead, fit_linear_head
+from .head import fit_linear_head
 from .images import ImageInput
 from .labels import normalize_label
 from .metrics import classification_metrics

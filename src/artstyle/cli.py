@@ -123,7 +123,7 @@ def train(
         clf.fit(data, test_dir=test_dir)
     except KeyboardInterrupt:
         err.print("interrupted: finished images are cached; run the same command again to resume")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     clf.save(out_dir)
     counts = clf.config_["split"]["counts"]
     err.print(
