@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -51,11 +52,15 @@ def _source_name(source: ImageInput, index: int) -> str:
     return f"<image {index}>" if not isinstance(source, (str, os.PathLike)) else str(source)
 
 
-def _report_skipped(skipped: list[dict]) -> None:
+def _skipped(unreadable: list[tuple[str, str]], records: Sequence[ImageRecord], errors: dict[int, str]) -> list[dict]:
+    """Files left out (unreadable at scan, undecodable at extraction), each reported on one line."""
+    skipped = [{"path": p, "reason": reason} for p, reason in unreadable]
+    skipped += [{"path": records[i].path, "reason": reason} for i, reason in sorted(errors.items())]
     for item in skipped:
         log.warning("%s: %s", item["path"], item["reason"])
     if skipped:
         log.warning("%d unreadable file(s) skipped", len(skipped))
+    return skipped
 
 
 class StyleClassifier:
@@ -63,6 +68,7 @@ class StyleClassifier:
 
     Parameters follow scikit-learn conventions: they are stored as given and checked
     in `fit`. Fitted state ends in an underscore (`classes_`, `head_`).
+    `cache_dir=None` uses the user cache folder; `cache_dir=False` caches nothing.
     """
 
     def __init__(
@@ -72,7 +78,7 @@ class StyleClassifier:
         weights: str | os.PathLike | None = None,
         split: str = "stratified",
         seed: int = 0,
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | Literal[False] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         workers: int | None = None,
         show_progress: bool = True,
@@ -141,12 +147,11 @@ class StyleClassifier:
         """
         if self.split not in SPLIT_MODES:
             raise ArtstyleError(f"unknown split {self.split!r}; choose one of {', '.join(SPLIT_MODES)}")
-        records, sources, dataset_summary, skipped = self._training_inputs(data, y)
+        records, sources, dataset_summary, unreadable = self._training_inputs(data, y)
         split = make_split(records, self.split, seed=self.seed, test_fraction=0.0 if test_dir else 0.1)
         extraction = self._embed(sources, [r.sha256 for r in records], "Extracting features")
         log.info("features: %d reused from cache, %d computed", extraction.n_cached, extraction.n_computed)
-        skipped += [{"path": records[i].path, "reason": reason} for i, reason in sorted(extraction.errors.items())]
-        _report_skipped(skipped)
+        skipped = _skipped(unreadable, records, extraction.errors)
         ok = extraction.ok
 
         labels = sorted({records[i].label for i in split.select(records, "train") if ok[i]})
@@ -196,18 +201,17 @@ class StyleClassifier:
         return self
 
     def _training_inputs(self, data, y):
-        """(records, sources, dataset summary, skipped) from a tree or from images + labels."""
+        """(records, sources, dataset summary, unreadable files) from a tree or from images + labels."""
         if y is None:
             dataset = data if isinstance(data, Dataset) else scan_dataset(data, show_progress=self.show_progress)
             sources = [dataset.abspath(r) for r in dataset.records]
-            skipped = [{"path": p, "reason": reason} for p, reason in dataset.unreadable]
             summary = dataset.summary()
             if sum(dataset.ignored.values()):
                 log.info("ignored %s", ", ".join(f"{n} {why}" for why, n in sorted(dataset.ignored.items())))
             dupes = dataset.conflicting_duplicates()
             for group in dupes:
                 log.warning("identical files in different classes: %s", ", ".join(r.path for r in group))
-            return list(dataset.records), sources, summary, skipped
+            return list(dataset.records), sources, summary, dataset.unreadable
         if isinstance(data, (str, os.PathLike)) or len(data) != len(y):
             raise ArtstyleError("fit(images, y) needs one label per image")
         records = [
@@ -284,10 +288,8 @@ class StyleClassifier:
                     "(--all scores every image)", excluded, len(kept),
                 )
             records = kept
-        skipped = [{"path": p, "reason": reason} for p, reason in dataset.unreadable]
         extraction = self._embed([dataset.abspath(r) for r in records], [r.sha256 for r in records], "Evaluating")
-        skipped += [{"path": records[i].path, "reason": reason} for i, reason in sorted(extraction.errors.items())]
-        _report_skipped(skipped)
+        skipped = _skipped(dataset.unreadable, records, extraction.errors)
         ok = np.flatnonzero(extraction.ok)
         index = {label: i for i, label in enumerate(labels)}
         y_true = np.array([index[records[i].label] for i in ok], dtype=np.int64)

@@ -87,8 +87,9 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name in ("__MACOSX", "Thumbs.db", "desktop.ini")
 
 
-def _walk_images(folder: Path, ignored: Counter) -> list[Path]:
-    """Image files under `folder`, sorted; hidden and non-image files are counted, not returned."""
+def find_images(folder: str | os.PathLike, ignored: Counter | None = None) -> list[Path]:
+    """Image files under `folder`, sorted; hidden and non-image files are counted in `ignored`."""
+    ignored = ignored if ignored is not None else Counter()
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         hidden_dirs = [d for d in dirnames if _is_hidden(d)]
@@ -126,7 +127,7 @@ def scan_dataset(root: str | os.PathLike, *, show_progress: bool = True) -> Data
         if not label:
             raise DatasetError(f"{entry}: folder name gives an empty class name")
         folders[label].append(entry.name)
-        for path in _walk_images(entry, ignored):
+        for path in find_images(entry, ignored):
             parts = path.relative_to(entry).parts
             artist = parts[0] if len(parts) > 1 else UNKNOWN_ARTIST
             files.append((path, label, artist))

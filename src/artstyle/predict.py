@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .images import is_image_name
+from .dataset import find_images
 
 
 @dataclass
@@ -39,13 +39,7 @@ def collect_inputs(arguments: Iterable[str], stdin: TextIO | None = None) -> lis
         if arg == "-":
             paths.extend(line.strip() for line in stdin if line.strip())
         elif os.path.isdir(arg):
-            found = []
-            for dirpath, dirnames, filenames in os.walk(arg):
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                found += [
-                    os.path.join(dirpath, f) for f in filenames if not f.startswith(".") and is_image_name(f)
-                ]
-            paths.extend(sorted(found))
+            paths.extend(str(path) for path in find_images(arg))
         else:
             paths.append(arg)
     return paths
