@@ -28,9 +28,10 @@ def paintings(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, paintings, cache_dir):
-    """A classifier trained (stratified split) on `paintings` and saved; (classifier, folder)."""
+    """A classifier trained (stratified split, head chosen among all kinds, painting
+    detector on) on `paintings` and saved; (classifier, folder)."""
     from artstyle import StyleClassifier
 
-    clf = StyleClassifier(cache_dir=cache_dir, show_progress=False).fit(paintings)
+    clf = StyleClassifier(features="global", negatives=40, cache_dir=cache_dir, show_progress=False).fit(paintings)
     folder = clf.save(tmp_path_factory.mktemp("models") / "model")
     return clf, folder

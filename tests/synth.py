@@ -110,3 +110,51 @@ def write_png_bomb(path: Path, side: int = 30000) -> None:
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
     )
+
+
+# Training settings for tests that are not about recipes, head choice or the painting
+# detector: one view, one head kind, no generated negatives (seconds instead of minutes).
+FAST = {"features": "global", "head": "logreg", "negatives": 0}
+FAST_CLI = ["--features", "global", "--head", "logreg", "--negatives", "0"]
+
+
+
+def non_paintings_for_tests(n: int = 24, seed: int = 11) -> list[tuple[str, Image.Image]]:
+    """Charts, tables and slides rendered with matplotlib, flat colour and noise: a different
+    renderer from the generator the painting detector learns from."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, Image.Image]] = []
+    for i in range(n):
+        kind = ("chart", "table", "slide", "flat", "noise", "plot")[i % 6]
+        if kind == "flat":
+            out.append((kind, Image.new("RGB", (640, 480), tuple(int(v) for v in rng.integers(0, 256, 3)))))
+            continue
+        if kind == "noise":
+            out.append((kind, Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))))
+            continue
+        fig = plt.figure(figsize=(6.4, 4.8), dpi=100)
+        ax = fig.add_subplot()
+        if kind == "chart":
+            ax.bar(range(6), rng.random(6))
+        elif kind == "plot":
+            ax.plot(np.cumsum(rng.normal(size=(40, 2)), axis=0))
+        elif kind == "table":
+            ax.axis("off")
+            ax.table(cellText=np.round(rng.random((10, 4)) * 100, 1).astype(str).tolist(), loc="center")
+        else:
+            ax.axis("off")
+            ax.text(0.05, 0.8, "Agenda", fontsize=30, transform=ax.transAxes)
+            ax.text(0.05, 0.5, "- results\n- next steps", fontsize=18, transform=ax.transAxes)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        buffer.seek(0)
+        out.append((kind, Image.open(buffer).convert("RGB")))
+    return out

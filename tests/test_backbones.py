@@ -41,8 +41,8 @@ def test_registry_lists_offline_defaults():
 def test_embed_gives_pooled_features():
     backbone = load_backbone("efficientnet_lite0")
     assert backbone.preprocessing.size == 224
-    features = backbone.embed(torch.zeros(2, 3, 224, 224))
-    assert features.shape == (2, 1280)
+    features, stats = backbone.embed(torch.zeros(2, 3, 224, 224))
+    assert features.shape == (2, 1280) and stats is None
 
 
 def test_timm_model_from_local_safetensors(tmp_path):
@@ -57,7 +57,9 @@ def test_timm_model_from_local_safetensors(tmp_path):
     assert backbone.weights_id.startswith("file:")
     with torch.no_grad():
         expected = model.eval()(torch.ones(1, 3, 224, 224))
-    assert torch.allclose(backbone.embed(torch.ones(1, 3, 224, 224)), expected, atol=1e-5)
+    assert torch.allclose(backbone.embed(torch.ones(1, 3, 224, 224))[0], expected, atol=1e-5)
+    # resnet's stride-8 and stride-16 stages (128 + 256 channels) give the texture statistics
+    assert backbone.stats_dim == 2 * (128 + 256)
 
 
 def test_unknown_backbones_are_clear_errors(tmp_path):

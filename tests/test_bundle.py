@@ -24,12 +24,15 @@ def test_files_and_round_trip(trained_model, cache_dir):
         ["model.safetensors", "config.json", "labels.txt", "splits.csv", "metrics.json"]
     )
     config = json.loads((folder / "config.json").read_text())
-    assert config["format_version"] == 1 and config["backbone"]["name"] == "efficientnet_lite0"
-    assert config["preprocessing"]["size"] == 224 and config["labels"] == list(clf.classes_)
+    backbone = config["features"]["backbones"][0]
+    assert config["format_version"] == 2 and backbone["name"] == "efficientnet_lite0"
+    assert backbone["preprocessing"]["size"] == 224 and config["labels"] == list(clf.classes_)
+    assert config["painting_detector"]["detector_threshold"] == clf.painting_detector_.detector_threshold
     assert (folder / "labels.txt").read_text().splitlines() == list(clf.classes_)
     loaded = StyleClassifier.load(folder, cache_dir=cache_dir, show_progress=False)
     images = [paint(s, 5, seed=i) for i, s in enumerate(list(STYLES)[:4])]
     assert np.allclose(loaded.predict_proba(images), clf.predict_proba(images), atol=1e-6)
+    assert [p.to_dict() for p in loaded.predict_top_k(images)] == [p.to_dict() for p in clf.predict_top_k(images)]
     assert loaded.metrics_ == json.loads((folder / "metrics.json").read_text())
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from artstyle.cli import main
-from synth import STYLES, make_tree, paint
+from synth import FAST_CLI, STYLES, make_tree, paint
 
 
 def run(capsys, monkeypatch, *args, stdin=None):
@@ -45,11 +45,11 @@ def new_images(tmp_path):
 
 def test_train_cli_artist_split(capsys, monkeypatch, paintings, cache_dir, tmp_path):
     code, out, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "m", "--split", "artist",
-                         "--seed", "2", "--cache-dir", cache_dir, "-q")
+                         "--seed", "2", "--cache-dir", cache_dir, "-q", *FAST_CLI)
     assert code == 0, err
     assert "model saved to" in err and "accuracy" in err
     rows = list(csv.DictReader(open(tmp_path / "m" / "splits.csv")))
-    assert len(rows) == 96 and {r["split"] for r in rows} == {"train", "val", "test"}
+    assert len(rows) == 96 and {r["split"] for r in rows} == {"train", "test"}
     by_artist = {}
     for r in rows:
         by_artist.setdefault(r["artist"], set()).add(r["split"])
@@ -59,7 +59,7 @@ def test_train_cli_artist_split(capsys, monkeypatch, paintings, cache_dir, tmp_p
 def test_train_with_external_test_dir(capsys, monkeypatch, paintings, cache_dir, tmp_path):
     external = make_tree(tmp_path / "external", artists=1, per_artist=4, seed=9)
     code, _, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "m", "--test-dir", external,
-                       "--cache-dir", cache_dir, "-q")
+                       "--cache-dir", cache_dir, "-q", *FAST_CLI)
     assert code == 0, err
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["evaluated_on"] == str(external) and metrics["n_images"] == 16
@@ -124,13 +124,18 @@ def test_predict_json_csv_table_and_stdin(capsys, monkeypatch, trained_model, ne
     for r in rows[:4]:
         probs = [p["probability"] for p in r["predictions"]]
         assert len(probs) == 3 and probs == sorted(probs, reverse=True) and r["error"] is None
+        assert isinstance(r["is_painting"], bool) and isinstance(r["uncertain"], bool)
+        assert r["mixed"] is None or r["mixed"] == [p["label"] for p in r["predictions"][:2]]
     assert rows[4]["predictions"] == [] and "not a readable image" in rows[4]["error"]
+    assert rows[4]["is_painting"] is None and rows[4]["uncertain"] is None
 
     code, out, _ = run(capsys, monkeypatch, "predict", "-m", folder, "-", "--format", "csv", "--top-k", "2",
                        stdin="\n".join(map(str, paths[:2])) + "\n")
     table = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and [r["label_1"] for r in table] == expected[:2]
-    assert set(table[0]) == {"path", "label_1", "probability_1", "label_2", "probability_2", "error"}
+    assert set(table[0]) == {"path", "label_1", "probability_1", "label_2", "probability_2",
+                             "uncertain", "mixed", "is_painting", "error"}
+    assert table[0]["is_painting"] in ("true", "false") and table[0]["uncertain"] in ("true", "false")
 
     code, out, _ = run(capsys, monkeypatch, "predict", "-m", folder, paths[0].parent.parent)  # folder, recursive
     assert code == 0 and "striped art" in out and "error" in out and out.count("new ") == 4
@@ -149,7 +154,7 @@ def test_info_backbones_and_broken_model(capsys, monkeypatch, trained_model, tmp
     code, out, _ = run(capsys, monkeypatch, "info", folder)
     assert code == 0 and "efficientnet_lite0" in out and "held-out scores" in out
     code, out, _ = run(capsys, monkeypatch, "info", folder, "--format", "json")
-    assert json.loads(out)["config"]["format_version"] == 1
+    assert json.loads(out)["config"]["format_version"] == 2
     code, out, _ = run(capsys, monkeypatch, "backbones")
     assert code == 0 and "efficientnet_lite2" in out and "timm:" in out
     broken = shutil.copytree(folder, tmp_path / "broken")

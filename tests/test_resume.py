@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synth import FAST, FAST_CLI
 from artstyle import StyleClassifier, load_bundle
 
 
@@ -19,7 +20,7 @@ def _cached(cache):
 def test_killed_run_resumes_without_recomputing(paintings, tmp_path):
     cache = tmp_path / "cache"
     command = [sys.executable, "-m", "artstyle", "train", str(paintings), "--out", str(tmp_path / "model"),
-               "--cache-dir", str(cache), "--batch-size", "2"]
+               "--cache-dir", str(cache), "--batch-size", "2", *FAST_CLI]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120
@@ -40,7 +41,7 @@ def test_killed_run_resumes_without_recomputing(paintings, tmp_path):
     assert len(after) == total
     assert all(after[p] == mtime for p, mtime in before.items()), "finished images were recomputed"
 
-    clean = StyleClassifier(cache_dir=tmp_path / "clean-cache", show_progress=False).fit(paintings)
+    clean = StyleClassifier(**FAST, cache_dir=tmp_path / "clean-cache", show_progress=False).fit(paintings)
     resumed = load_bundle(tmp_path / "model")
     assert np.allclose(resumed.head.weight, clean.head_.weight, atol=1e-5)
     assert resumed.metrics["accuracy"] == clean.metrics_["accuracy"]
@@ -49,7 +50,7 @@ def test_killed_run_resumes_without_recomputing(paintings, tmp_path):
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(paintings, tmp_path):
     cache = tmp_path / "cache"
     command = [sys.executable, "-m", "artstyle", "train", str(paintings), "--out", str(tmp_path / "model"),
-               "--cache-dir", str(cache), "--batch-size", "2"]
+               "--cache-dir", str(cache), "--batch-size", "2", *FAST_CLI]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while len(_cached(cache)) < 4 and proc.poll() is None and time.monotonic() < deadline:

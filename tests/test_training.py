@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from artstyle import NotFittedError, StyleClassifier, normalize_label
-from synth import STYLES, make_tree, paint, write_png_bomb
+from synth import FAST, STYLES, make_tree, paint, write_png_bomb
 
 
 def test_stratified_model_generalises(trained_model):
@@ -22,7 +22,7 @@ def test_stratified_model_generalises(trained_model):
 
 
 def test_artist_split_generalises_to_unseen_artists(paintings, cache_dir):
-    clf = StyleClassifier(split="artist", seed=1, cache_dir=cache_dir, show_progress=False).fit(paintings)
+    clf = StyleClassifier(**FAST, split="artist", seed=1, cache_dir=cache_dir, show_progress=False).fit(paintings)
     m = clf.metrics_
     assert m["n_images"] >= 16 and m["untested"] == []
     assert m["accuracy"] >= 0.9, m
@@ -57,7 +57,7 @@ def test_fit_on_images_and_labels(cache_dir):
     styles = list(STYLES)[:3]
     images = [paint(s, a, seed=900 + 10 * a + i) for s in styles for a in range(3) for i in range(6)]
     labels = [s for s in styles for _ in range(18)]
-    clf = StyleClassifier(cache_dir=cache_dir, show_progress=False).fit(images, labels)
+    clf = StyleClassifier(**FAST, cache_dir=cache_dir, show_progress=False).fit(images, labels)
     assert clf.metrics_["accuracy"] >= 0.9
 
 
@@ -93,7 +93,7 @@ def _bad_tree(root):
 
 def test_training_survives_bad_files_and_reports_exactly_them(tmp_path, cache_dir, caplog):
     root, expected_bad = _bad_tree(tmp_path / "data")
-    clf = StyleClassifier(cache_dir=cache_dir, show_progress=False).fit(root)
+    clf = StyleClassifier(**FAST, cache_dir=cache_dir, show_progress=False).fit(root)
     skipped = {item["path"]: item["reason"] for item in clf.metrics_["skipped"]}
     assert set(skipped) == expected_bad
     assert "empty file" in skipped["01_StripedArt/Painter A0/empty.jpg"]

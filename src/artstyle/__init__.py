@@ -11,9 +11,18 @@ a model is actually needed.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+
+def default_model_path() -> Path:
+    """Folder of the model that ships with artstyle (used when no --model is given).
+
+    Trained by `scripts/train_default_model.sh`; see MODEL_CARD.md beside it.
+    """
+    return Path(__file__).parent / "models" / "default"
 
 _EXPORTS = {
     "ArtstyleError": "errors",
@@ -37,9 +46,14 @@ _EXPORTS = {
     "Prediction": "predict",
     "Split": "splits",
     "make_split": "splits",
+    "non_paintings": "negatives",
+    "RECIPES": "recipes",
+    "FeatureRecipe": "recipes",
+    "HEAD_KINDS": "head",
+    "PaintingDetector": "painting",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = ["__version__", "default_model_path", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:
@@ -61,6 +75,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .dataset import Dataset, ImageRecord, scan_dataset
     from .errors import ArtstyleError, BundleError, DatasetError, ImageLoadError, NotFittedError
     from .images import load_image
+    from .head import HEAD_KINDS
     from .labels import normalize_label
+    from .negatives import non_paintings
+    from .painting import PaintingDetector
     from .predict import Prediction
+    from .recipes import RECIPES, FeatureRecipe
     from .splits import Split, make_split

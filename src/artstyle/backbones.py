@@ -34,7 +34,13 @@ class BackboneInfo:
 
 
 class Backbone:
-    """A loaded, frozen network that turns preprocessed batches into pooled embeddings."""
+    """A loaded, frozen network that turns preprocessed batches into pooled embeddings.
+
+    Texture statistics come from two intermediate feature maps (strides 8 and 16 where
+    the model reports them): fine enough for brushwork, coarse enough for palette.
+    """
+
+    STAT_REDUCTIONS = (8, 16)
 
     def __init__(self, name: str, model: nn.Module, preprocessing: Preprocessing, weights_id: str):
         self.name = name
@@ -42,16 +48,53 @@ class Backbone:
         self.preprocessing = preprocessing
         self.weights_id = weights_id
         self.feature_dim = int(model.num_features)
+        self._taps = _stat_taps(model, self.STAT_REDUCTIONS)
+        self._captured: dict[str, torch.Tensor] | None = None
+        modules = dict(model.named_modules())
+        for module_name in self._taps:
+            modules[module_name].register_forward_hook(self._capture_hook(module_name))
 
-    def identity(self) -> str:
-        """Everything that changes the features: network, weights, preprocessing."""
-        return f"{self.name}|{self.weights_id}|{self.preprocessing.fingerprint()}"
+    def _capture_hook(self, module_name: str):
+        def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
+            if self._captured is not None:
+                self._captured[module_name] = output
+        return hook
 
-    def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        """Pooled pre-logit features, (N, feature_dim), for a (N, 3, H, W) batch."""
+    @property
+    def stats_dim(self) -> int:
+        """Length of the texture statistics: mean and std of every tapped channel."""
+        return 2 * sum(self._taps.values())
+
+    def embed(self, batch: torch.Tensor, stats: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pooled pre-logit features (N, feature_dim) for a (N, 3, H, W) batch, and with
+        `stats` the per-channel mean and std of the tapped maps, (N, stats_dim)."""
+        if stats and not self._taps:
+            raise ArtstyleError(f"{self.name}: the model reports no intermediate layers for texture statistics")
         with torch.inference_mode():
             batch = batch.contiguous(memory_format=torch.channels_last)
-            return self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+            self._captured = {} if stats else None
+            try:
+                pooled = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+                if not stats:
+                    return pooled, None
+                maps = [self._captured[name].float() for name in self._taps]
+                return pooled, torch.cat([t for m in maps for t in (m.mean((2, 3)), m.std((2, 3)))], dim=1)
+            finally:
+                self._captured = None
+
+
+def _stat_taps(model: nn.Module, reductions: tuple[int, ...]) -> dict[str, int]:
+    """Module name -> channels of the layers at the wanted strides, from timm's feature_info."""
+    info = getattr(model, "feature_info", None)
+    if info is None:
+        return {}
+    entries = info if isinstance(info, list) else info.get_dicts()
+    taps: dict[str, int] = {}
+    for reduction in reductions:
+        found = [e for e in entries if e.get("reduction") == reduction and e.get("module")]
+        if found:
+            taps[found[-1]["module"]] = int(found[-1]["num_chs"])
+    return taps
 
 
 Loader = Callable[[Path | None], Backbone]

@@ -1,7 +1,8 @@
 """Model bundle: the folder `artstyle train` writes and everything else reads.
 
-    model.safetensors  head tensors (no code, no pickle)
-    config.json        format version, backbone, preprocessing, labels, temperature, dataset
+    model.safetensors  head and painting-detector tensors (no code, no pickle)
+    config.json        format version, feature recipe and backbones, labels, head type,
+                       temperature, thresholds, dataset
     labels.txt         one class per line, in output order
     splits.csv         which image went to train / val / test
     metrics.json       held-out evaluation at training time
@@ -21,12 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from .cache import atomic_write_bytes, public_mode
+from .calibration import Abstention
 from .errors import BundleError
-from .head import LinearHead
+from .head import Head, head_from_tensors
+from .painting import PaintingDetector
 from .splits import parse_splits_csv
 
 FORMAT_NAME = "artstyle-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: one backbone, one view, linear head, no thresholds (still read)
 BUNDLE_FILES = ("model.safetensors", "config.json", "labels.txt", "splits.csv", "metrics.json")
 
 
@@ -35,9 +38,10 @@ class Bundle:
     """In-memory model folder."""
 
     config: dict
-    head: LinearHead
+    head: Head
     splits_csv: str = "path,label,artist,sha256,split\n"
     metrics: dict = field(default_factory=dict)
+    detector: PaintingDetector | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -58,9 +62,10 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
     from safetensors.numpy import save as save_safetensors
 
     target = Path(path).expanduser()
+    tensors = {**bundle.head.tensors(), **(bundle.detector.tensors() if bundle.detector else {})}
     contents = {
         "model.safetensors": save_safetensors(
-            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in bundle.head.tensors().items()},
+            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
             metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)},
         ),
         "config.json": _json_bytes(bundle.config),
@@ -104,6 +109,21 @@ def _read_json(folder: Path, name: str) -> dict:
     return data
 
 
+def _upgrade_v1(config: dict) -> dict:
+    """A version-1 config (one backbone, global view, linear head) in today's layout."""
+    backbone = config.get("backbone")
+    if not isinstance(backbone, dict) or "preprocessing" not in config:
+        raise KeyError("backbone")
+    entry = {**backbone, "dim": backbone.get("feature_dim"), "preprocessing": config["preprocessing"]}
+    return {
+        **config,
+        "features": {"recipe": "global", "backbones": [entry], "dim": backbone.get("feature_dim")},
+        "head": {**config.get("head", {}), "type": "linear"},
+        "abstention": {"uncertain_below": 0.0, "mixed_margin": 0.0},
+        "painting_detector": None,
+    }
+
+
 def load_bundle(path: str | os.PathLike) -> Bundle:
     """Read and validate a model folder."""
     from safetensors.numpy import load as load_safetensors
@@ -115,27 +135,38 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if config.get("format") != FORMAT_NAME:
         raise BundleError(f"{folder / 'config.json'}: not an artstyle model config")
     version = config.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in (1, FORMAT_VERSION):
         raise BundleError(
             f"{folder}: model format version {version!r} is not supported "
-            f"(this artstyle reads version {FORMAT_VERSION}); retrain or upgrade artstyle"
+            f"(this artstyle reads versions 1 to {FORMAT_VERSION}); retrain or upgrade artstyle"
         )
-    for key in ("backbone", "preprocessing", "labels", "temperature"):
-        if key not in config:
-            raise BundleError(f"{folder / 'config.json'}: missing {key!r}")
+    try:
+        config = _upgrade_v1(config) if version == 1 else config
+        missing = [key for key in ("features", "labels", "temperature", "head", "abstention") if key not in config]
+        backbones = config["features"]["backbones"] if "features" in config else []
+        valid = bool(backbones) and all({"name", "preprocessing"} <= set(b) for b in backbones)
+        Abstention.from_dict(config.get("abstention", {"uncertain_below": 0, "mixed_margin": 0}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{folder / 'config.json'}: missing or invalid {exc}") from None
+    if missing or not valid:
+        raise BundleError(f"{folder / 'config.json'}: missing {', '.join(missing) or 'feature backbones'}")
     labels = config["labels"]
     labels_txt = _read(folder, "labels.txt").decode("utf-8", "replace").splitlines()
     if labels_txt != labels:
         raise BundleError(f"{folder / 'labels.txt'}: does not match the labels in config.json")
     try:
         tensors = load_safetensors(_read(folder, "model.safetensors"))
-        head = LinearHead.from_tensors(tensors, float(config["temperature"]))
+        head = head_from_tensors(config["head"]["type"], tensors, float(config["temperature"]))
+        detector_config = config.get("painting_detector")
+        detector = PaintingDetector.from_saved(tensors, detector_config) if detector_config else None
     except BundleError:
         raise
     except Exception as exc:  # safetensors, shape and key errors alike
         raise BundleError(f"{folder / 'model.safetensors'}: corrupt or incomplete ({exc})") from None
-    feature_dim = config["backbone"].get("feature_dim")
-    if head.n_classes != len(labels) or (feature_dim is not None and head.dim != feature_dim):
+    feature_dim = config["features"].get("dim")
+    if head.n_classes != len(labels) or (feature_dim is not None and head.dim != feature_dim) or (
+        detector is not None and detector.mean.shape != (head.dim,)
+    ):
         raise BundleError(f"{folder / 'model.safetensors'}: shape does not match config.json")
     if not np.isfinite(head.temperature) or head.temperature <= 0:
         raise BundleError(f"{folder / 'config.json'}: invalid temperature {config['temperature']!r}")
@@ -145,4 +176,4 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except Exception as exc:
         raise BundleError(f"{folder / 'splits.csv'}: {exc}") from None
     metrics = _read_json(folder, "metrics.json")
-    return Bundle(config, head, splits_text, metrics)
+    return Bundle(config, head, splits_text, metrics, detector)

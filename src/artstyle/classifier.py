@@ -1,6 +1,7 @@
 """StyleClassifier: the scikit-learn-style estimator that ties the pipeline together.
 
-    scan (dataset) -> split (splits) -> embed (features) -> fit head (head) -> bundle
+    scan (dataset) -> split (splits) -> features (recipe x backbones)
+        -> head chosen and calibrated on artist-disjoint folds (training) -> bundle
 
     >>> clf = StyleClassifier(backbone="efficientnet_lite0").fit("paintings/")
     >>> clf.predict(["mystery.jpg"])
@@ -20,21 +21,27 @@ from typing import Literal
 import numpy as np
 
 from . import __version__
-from .backbones import DEFAULT_BACKBONE, Backbone, load_backbone
+from .backbones import DEFAULT_BACKBONE, load_backbone
 from .bundle import FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle
+from .calibration import Abstention
 from .cache import FeatureCache, default_cache_dir
 from .dataset import Dataset, ImageRecord, scan_dataset
 from .errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
-from .features import DEFAULT_BATCH_SIZE, Extraction, content_key, extract_features
-from .head import fit_linear_head
+from .features import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, content_key, extract_features
+from .head import HEAD_KINDS
 from .images import ImageInput
 from .labels import normalize_label
 from .metrics import classification_metrics
+from .negatives import non_paintings
 from .predict import Prediction
 from .preprocess import Preprocessing
+from .recipes import DEFAULT_RECIPE, get_recipe, split_backbones
 from .splits import SPLIT_MODES, make_split, parse_splits_csv, splits_csv
+from .training import calibration_folds, train_head
 
 log = logging.getLogger("artstyle")
+
+DEFAULT_NEGATIVES = 120  # generated non-paintings the painting detector learns from
 
 
 @dataclass
@@ -46,6 +53,13 @@ class Evaluation:
     paths: list[str]
     y_true: np.ndarray
     proba: np.ndarray
+
+
+def _as_list(images) -> list:
+    """One image (path or PIL image) or a sequence of them, as a list."""
+    if isinstance(images, (str, os.PathLike)) or not isinstance(images, Sequence):
+        return [images]
+    return list(images)
 
 
 def _source_name(source: ImageInput, index: int) -> str:
@@ -68,6 +82,10 @@ class StyleClassifier:
 
     Parameters follow scikit-learn conventions: they are stored as given and checked
     in `fit`. Fitted state ends in an underscore (`classes_`, `head_`).
+    `backbone` may join several names with '+' (their features are concatenated);
+    `features` names a recipe (see `recipes.RECIPES`); `head` is "auto" (chosen by
+    cross-validation) or one of `HEAD_KINDS`.
+    `negatives` generated non-paintings teach the painting detector (0: no detector).
     `cache_dir=None` uses the user cache folder; `cache_dir=False` caches nothing.
     """
 
@@ -75,8 +93,12 @@ class StyleClassifier:
         self,
         backbone: str = DEFAULT_BACKBONE,
         *,
+        features: str = DEFAULT_RECIPE,
+        head: str = "auto",
         weights: str | os.PathLike | None = None,
         split: str = "stratified",
+        test_fraction: float = 0.1,
+        negatives: int = DEFAULT_NEGATIVES,
         seed: int = 0,
         cache_dir: str | os.PathLike | Literal[False] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -84,44 +106,68 @@ class StyleClassifier:
         show_progress: bool = True,
     ):
         self.backbone = backbone
+        self.features = features
+        self.head = head
         self.weights = weights
         self.split = split
+        self.test_fraction = test_fraction
+        self.negatives = negatives
         self.seed = seed
         self.cache_dir = cache_dir
         self.batch_size = batch_size
         self.workers = workers
         self.show_progress = show_progress
-        self._backbone: Backbone | None = None
+        self._extractors: list[FeatureExtractor] | None = None
 
     # ----------------------------------------------------------------- plumbing
-    def _get_backbone(self) -> Backbone:
-        if self._backbone is None:
-            self._backbone = load_backbone(self.backbone, self.weights)
+    def _get_extractors(self) -> list[FeatureExtractor]:
+        """One extractor per backbone; a loaded model's recorded preprocessing is authoritative."""
+        if self._extractors is None:
+            recipe = get_recipe(self.features)
+            names = split_backbones(self.backbone)
+            if self.weights and len(names) > 1:
+                raise ArtstyleError("--weights applies to a single backbone, not to a '+' list")
             recorded = getattr(self, "config_", None)
-            if recorded is not None:
-                # The bundle's preprocessing is authoritative, whatever timm now defaults to.
-                self._backbone.preprocessing = Preprocessing.from_dict(recorded["preprocessing"])
-                if recorded["backbone"].get("weights_id") not in (None, self._backbone.weights_id):
-                    log.warning("backbone weights differ from the ones this model was trained with")
-        return self._backbone
+            extractors = []
+            for i, name in enumerate(names):
+                backbone = load_backbone(name, self.weights)
+                preprocessing = None
+                if recorded is not None:
+                    entry = recorded["features"]["backbones"][i]
+                    preprocessing = Preprocessing.from_dict(entry["preprocessing"])
+                    if entry.get("weights_id") not in (None, backbone.weights_id):
+                        log.warning("%s: weights differ from the ones this model was trained with", name)
+                extractors.append(FeatureExtractor(backbone, recipe, preprocessing))
+            self._extractors = extractors
+        return self._extractors
 
-    def _cache(self) -> FeatureCache | None:
-        if self.cache_dir is False:
-            return None
-        root = self.cache_dir if self.cache_dir is not None else default_cache_dir()
-        return FeatureCache(root, self._get_backbone().identity())
-
-    def _embed(self, sources: Sequence[ImageInput], keys: Sequence[str] | None, description: str) -> Extraction:
-        return extract_features(
-            sources,
-            self._get_backbone(),
-            keys=keys,
-            cache=self._cache(),
-            batch_size=self.batch_size,
-            workers=self.workers,
-            show_progress=self.show_progress,
-            description=description,
-        )
+    def extract(
+        self, sources: Sequence[ImageInput], keys: Sequence[str] | None = None, description: str = "Extracting features"
+    ) -> Extraction:
+        """This classifier's feature vectors for `sources` (every backbone's, concatenated;
+        a row failing in any is an error row). `keys`: content hashes when known."""
+        parts = []
+        root = None if self.cache_dir is False else (self.cache_dir or default_cache_dir())
+        extractors = self._get_extractors()
+        for extractor in extractors:
+            label = description if len(extractors) == 1 else f"{description} ({extractor.backbone.name})"
+            parts.append(extract_features(
+                sources,
+                extractor,
+                keys=keys,
+                cache=FeatureCache(root, extractor.identity()) if root is not None else None,
+                batch_size=self.batch_size,
+                workers=self.workers,
+                show_progress=self.show_progress,
+                description=label,
+            ))
+        if len(parts) == 1:
+            return parts[0]
+        errors: dict[int, str] = {}
+        for part in parts:
+            errors.update(part.errors)
+        features = np.concatenate([p.features for p in parts], axis=1)
+        return Extraction(features, errors, min(p.n_cached for p in parts), max(p.n_computed for p in parts))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "head_"):
@@ -142,14 +188,19 @@ class StyleClassifier:
     ) -> "StyleClassifier":
         """Train on a painting tree (path or scanned Dataset), or on images `data` with labels `y`.
 
-        The data are split (stratified or by artist), the head is fitted on train,
-        tuned and calibrated on val, and scored on test (or on `test_dir`).
+        A test split is held out (stratified or by artist) unless `test_dir` is given.
+        On the rest, the head kind and regularisation are chosen, the probabilities
+        calibrated and the "uncertain"/"mixed"/"not a painting" thresholds set by
+        cross-validation with artist-disjoint folds; the head is then refitted on it all.
         """
         if self.split not in SPLIT_MODES:
             raise ArtstyleError(f"unknown split {self.split!r}; choose one of {', '.join(SPLIT_MODES)}")
+        if self.head != "auto" and self.head not in HEAD_KINDS:
+            raise ArtstyleError(f"unknown head {self.head!r}; choose auto or one of {', '.join(HEAD_KINDS)}")
         records, sources, dataset_summary, unreadable = self._training_inputs(data, y)
-        split = make_split(records, self.split, seed=self.seed, test_fraction=0.0 if test_dir else 0.1)
-        extraction = self._embed(sources, [r.sha256 for r in records], "Extracting features")
+        test_fraction = 0.0 if test_dir else self.test_fraction
+        split = make_split(records, self.split, seed=self.seed, val_fraction=0.0, test_fraction=test_fraction)
+        extraction = self.extract(sources, [r.sha256 for r in records], "Extracting features")
         log.info("features: %d reused from cache, %d computed", extraction.n_cached, extraction.n_computed)
         skipped = _skipped(unreadable, records, extraction.errors)
         ok = extraction.ok
@@ -167,36 +218,67 @@ class StyleClassifier:
         def rows(name: str) -> np.ndarray:
             return np.array([i for i in split.select(records, name) if usable[i]], dtype=np.int64)
 
-        train, val, test = rows("train"), rows("val"), rows("test")
+        train, test = rows("train"), rows("test")
+        folds, fold_mode = calibration_folds([records[i] for i in train], self.seed)
         x = extraction.features
-        head, head_info = fit_linear_head(x[train], y_all[train], len(labels), x[val], y_all[val])
+        negatives = None
+        if self.negatives > 0:  # generated once per seed, so their features come from the cache
+            negatives = self.extract([img for _, img in non_paintings(self.negatives, seed=0)], None, "Non-paintings").features
+        trained = train_head(
+            x[train], y_all[train], len(labels), folds,
+            kinds=HEAD_KINDS if self.head == "auto" else (self.head,),
+            negatives=negatives, labels=labels, seed=self.seed,
+        )
+        log.info(
+            "head: %s (alpha %g) chosen by %d-fold cross-validation by %s; temperature %.2f",
+            trained.head_kind, trained.info["alpha"], trained.info["cv_folds"], fold_mode, trained.head.temperature,
+        )
         self.classes_ = np.array(labels)
-        self.head_ = head
-        backbone = self._get_backbone()
+        self.head_ = trained.head
+        self.abstention_ = trained.abstention
+        self.painting_detector_ = trained.detector
         self.config_ = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "artstyle_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "backbone": {
-                "name": backbone.name,
-                "weights": str(self.weights) if self.weights else None,
-                "weights_id": backbone.weights_id,
-                "feature_dim": backbone.feature_dim,
+            "features": {
+                "recipe": get_recipe(self.features).name,
+                "backbones": [
+                    {
+                        "name": e.backbone.name,
+                        "weights": str(self.weights) if self.weights else None,
+                        "weights_id": e.backbone.weights_id,
+                        "dim": e.dim,
+                        "preprocessing": e.preprocessing.to_dict(),
+                    }
+                    for e in self._get_extractors()
+                ],
+                "dim": int(x.shape[1]),
             },
-            "preprocessing": backbone.preprocessing.to_dict(),
             "labels": labels,
-            "temperature": head.temperature,
-            "head": head_info,
-            "split": {"mode": split.mode, "seed": split.seed, "counts": split.counts(), "untested": split.untested},
+            "temperature": trained.head.temperature,
+            "head": trained.info,
+            "abstention": trained.abstention.to_dict(),
+            "painting_detector": trained.detector.config() if trained.detector else None,
+            "split": {
+                "mode": split.mode, "seed": split.seed, "counts": split.counts(), "untested": split.untested,
+                "cv_grouping": fold_mode,
+            },
             "dataset": {**dataset_summary, "skipped": len(skipped)},
         }
         self.splits_csv_ = splits_csv(records, split)
         if test_dir is not None:
             evaluation = self.evaluate(test_dir)  # copies of training images are left out
             self.metrics_ = {"evaluated_on": str(test_dir), **evaluation.metrics}
+        elif not len(test):
+            proba = trained.held_out_proba
+            held = folds >= 0
+            metrics = classification_metrics(y_all[train][held], proba, labels) if proba is not None else {}
+            self.metrics_ = {"evaluated_on": f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})",
+                             **metrics, "skipped": skipped}
         else:
-            metrics = classification_metrics(y_all[test], head.predict_proba(x[test]), labels)
+            metrics = classification_metrics(y_all[test], self.head_.predict_proba(x[test]), labels)
             self.metrics_ = {"evaluated_on": "test split", **metrics, "skipped": skipped}
         return self
 
@@ -222,17 +304,16 @@ class StyleClassifier:
         return records, list(data), summary, []
 
     # ------------------------------------------------------------------ predict
-    def _proba(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, dict[int, str]]:
+    def _score(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+        """(features, calibrated probabilities, errors by row) for images or one image."""
         self._check_fitted()
-        if isinstance(images, (str, os.PathLike)) or not isinstance(images, Sequence):
-            images = [images]  # one image, for convenience
-        extraction = self._embed(list(images), None, "Predicting")
-        proba = self.head_.predict_proba(extraction.features)
-        return proba, extraction.errors
+        extraction = self.extract(list(images), None, "Predicting")
+        return extraction.features, self.head_.predict_proba(extraction.features), extraction.errors
 
     def predict_proba(self, images: Sequence[ImageInput]) -> np.ndarray:
         """(n_images, n_classes) calibrated probabilities, columns in `classes_` order."""
-        proba, errors = self._proba(images)
+        images = _as_list(images)
+        _, proba, errors = self._score(images)
         if errors:
             i, reason = next(iter(sorted(errors.items())))
             raise ImageLoadError(f"{_source_name(images[i], i)}: {reason}")
@@ -242,19 +323,43 @@ class StyleClassifier:
         """Most probable movement per image."""
         return [str(self.classes_[i]) for i in self.predict_proba(images).argmax(axis=1)]
 
+    def is_painting(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """False for images unlike any training painting (slides, charts, photos, ...)."""
+        images = _as_list(images)
+        features, _, errors = self._score(images)
+        if errors:
+            i, reason = next(iter(sorted(errors.items())))
+            raise ImageLoadError(f"{_source_name(images[i], i)}: {reason}")
+        if self.painting_detector_ is None:
+            return np.ones(len(images), dtype=bool)
+        return self.painting_detector_.is_painting(features)
+
     def predict_top_k(self, images: Sequence[ImageInput], k: int = 3) -> list[Prediction]:
-        """Top-k movements per image; an unreadable image gets an error instead of failing the rest."""
+        """Top-k movements per image with the uncertain / mixed / is_painting flags; an
+        unreadable image gets an error instead of failing the rest."""
         if k < 1:
             raise ArtstyleError("top-k must be at least 1")
-        proba, errors = self._proba(images)
+        images = _as_list(images)
+        features, proba, errors = self._score(images)
+        uncertain, mixed = self.abstention_.flags(proba)
+        painting = (
+            self.painting_detector_.is_painting(features) if self.painting_detector_ is not None
+            else np.ones(len(images), dtype=bool)
+        )
         results = []
         for i, row in enumerate(proba):
             name = _source_name(images[i], i)
             if i in errors:
                 results.append(Prediction(name, [], errors[i]))
                 continue
-            order = np.argsort(-row, kind="stable")[:k]
-            results.append(Prediction(name, [(str(self.classes_[j]), float(row[j])) for j in order]))
+            order = np.argsort(-row, kind="stable")
+            results.append(Prediction(
+                name,
+                [(str(self.classes_[j]), float(row[j])) for j in order[:k]],
+                uncertain=bool(uncertain[i]),
+                mixed=[str(self.classes_[j]) for j in order[:2]] if mixed[i] and len(order) > 1 else None,
+                is_painting=bool(painting[i]),
+            ))
         return results
 
     # ----------------------------------------------------------------- evaluate
@@ -288,7 +393,7 @@ class StyleClassifier:
                     "(--all scores every image)", excluded, len(kept),
                 )
             records = kept
-        extraction = self._embed([dataset.abspath(r) for r in records], [r.sha256 for r in records], "Evaluating")
+        extraction = self.extract([dataset.abspath(r) for r in records], [r.sha256 for r in records], "Evaluating")
         skipped = _skipped(dataset.unreadable, records, extraction.errors)
         ok = np.flatnonzero(extraction.ok)
         index = {label: i for i, label in enumerate(labels)}
@@ -303,16 +408,24 @@ class StyleClassifier:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model folder (safetensors + JSON)."""
         self._check_fitted()
-        return save_bundle(path, Bundle(self.config_, self.head_, self.splits_csv_, self.metrics_))
+        bundle = Bundle(self.config_, self.head_, self.splits_csv_, self.metrics_, self.painting_detector_)
+        return save_bundle(path, bundle)
 
     @classmethod
     def load(cls, path: str | os.PathLike, **params) -> "StyleClassifier":
         """Read a model folder; `params` (cache_dir, batch_size, ...) tune how it runs."""
         bundle = load_bundle(path)
-        backbone = bundle.config["backbone"]
-        clf = cls(backbone["name"], weights=backbone.get("weights"), **params)
+        features = bundle.config["features"]
+        clf = cls(
+            "+".join(b["name"] for b in features["backbones"]),
+            features=features["recipe"],
+            weights=features["backbones"][0].get("weights") if len(features["backbones"]) == 1 else None,
+            **params,
+        )
         clf.config_ = bundle.config
         clf.head_ = bundle.head
+        clf.abstention_ = Abstention.from_dict(bundle.config["abstention"])
+        clf.painting_detector_ = bundle.detector
         clf.classes_ = np.array(bundle.labels)
         clf.splits_csv_ = bundle.splits_csv
         clf.metrics_ = bundle.metrics

@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .backbones import DEFAULT_BACKBONE
 from .errors import ArtstyleError
+from .recipes import DEFAULT_RECIPE, RECIPES
 
 app = typer.Typer(
     help="Recognise the art movement of a painting: train on a folder of paintings, evaluate honestly, predict.",
@@ -104,19 +106,30 @@ def _metrics_tables(metrics: dict) -> list[Table]:
 def train(
     data: Path = typer.Argument(..., help="Painting folder: DATA/<movement>/<artist>/<image>."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
-    backbone: str = typer.Option("efficientnet_lite0", help="Feature network (see `artstyle backbones`)."),
+    backbone: str = typer.Option(
+        DEFAULT_BACKBONE, help="Feature network (see `artstyle backbones`); join two with '+' to fuse them."
+    ),
+    features: str = typer.Option(DEFAULT_RECIPE, help=f"Feature recipe: {', '.join(RECIPES)}."),
+    head: str = typer.Option("auto", help="Classifier head: auto (chosen by cross-validation), logreg, svm or mlp."),
     weights: Optional[Path] = typer.Option(None, help="Local .safetensors weights for the backbone (offline timm models)."),
     split: SplitMode = typer.Option(SplitMode.stratified, help="stratified: per class 80/10/10; artist: no artist on two sides."),
     seed: int = typer.Option(0, help="Seed of the split (same seed, same split)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder [default: user cache dir]."),
     test_dir: Optional[Path] = typer.Option(None, help="Evaluate on this external painting tree instead of a test split."),
+    test_fraction: float = typer.Option(
+        0.1, min=0.0, max=0.5,
+        help="Share of images held out for the test split; 0 trains on all and reports cross-validated scores.",
+    ),
+    negatives: int = typer.Option(
+        120, min=0, help="Generated non-paintings the 'not a painting' detector learns from; 0 turns it off."
+    ),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
 ) -> None:
     """Train a movement classifier on a painting folder and write a model folder."""
     from .classifier import StyleClassifier
 
     clf = StyleClassifier(
-        backbone, weights=weights, split=split.value, seed=seed, cache_dir=cache_dir,
+        backbone, features=features, head=head, weights=weights, split=split.value, test_fraction=test_fraction, negatives=negatives, seed=seed, cache_dir=cache_dir,
         batch_size=batch_size, show_progress=not _QUIET,
     )
     try:
@@ -126,9 +139,10 @@ def train(
         raise typer.Exit(130) from None
     clf.save(out_dir)
     counts = clf.config_["split"]["counts"]
+    head_info = clf.config_["head"]
     err.print(
-        f"trained on {counts['train']} images ({counts['val']} validation, {counts['test']} test), "
-        f"{len(clf.classes_)} movements"
+        f"trained on {counts['train']} images ({counts['test']} held out for test), {len(clf.classes_)} movements; "
+        f"head {head_info['kind']} chosen by {head_info['cv_folds']}-fold cross-validation"
     )
     for table in _metrics_tables(clf.metrics_):
         err.print(table)
@@ -164,7 +178,9 @@ def evaluate(
 @app.command()
 def predict(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or - to read paths from stdin."),
-    model: Path = typer.Option(..., "--model", "-m", help="Model folder written by `artstyle train`."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", help="Model folder written by `artstyle train` [default: the model shipped with artstyle]."
+    ),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Movements to list per image."),
     fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
@@ -176,7 +192,11 @@ def predict(
     inputs = collect_inputs(paths)
     if not inputs:
         raise ArtstyleError("no images to predict (folders held no image files)")
-    clf = StyleClassifier.load(model, cache_dir=False, batch_size=batch_size, show_progress=not _QUIET and len(inputs) > 64)
+    from . import default_model_path
+
+    if model is None and not default_model_path().is_dir():
+        raise ArtstyleError("this artstyle installation ships no default model yet; train one and pass --model")
+    clf = StyleClassifier.load(model or default_model_path(), cache_dir=False, batch_size=batch_size, show_progress=not _QUIET and len(inputs) > 64)
     results = clf.predict_top_k(inputs, k=min(top_k, len(clf.classes_)))
     if fmt is PredictFormat.json:
         sys.stdout.write(to_json(results) + "\n")
@@ -185,14 +205,20 @@ def predict(
     else:
         table = Table(show_lines=False)
         table.add_column("image", overflow="fold")
+        table.add_column("movement")
         for rank in range(1, top_k + 1):
             table.add_column(f"#{rank}")
         for r in results:
             if r.error:
-                table.add_row(display_path(r.path), f"[red]error: {r.error}[/red]", *[""] * (top_k - 1))
-            else:
-                cells = [f"{label} [dim]{p:.0%}[/dim]" for label, p in r.predictions]
-                table.add_row(display_path(r.path), *cells, *[""] * (top_k - len(cells)))
+                table.add_row(display_path(r.path), f"[red]error: {r.error}[/red]", *[""] * top_k)
+                continue
+            verdict = r.summary
+            if not r.is_painting:
+                verdict = f"[yellow]{verdict}[/yellow]"
+            elif r.uncertain:
+                verdict = f"[dim]{verdict}[/dim]"
+            cells = [f"{label} [dim]{p:.0%}[/dim]" for label, p in r.predictions]
+            table.add_row(display_path(r.path), verdict, *cells, *[""] * (top_k - len(cells)))
         out.print(table)
     if all(r.error for r in results):
         raise typer.Exit(1)
@@ -237,12 +263,19 @@ def info(
     split = config.get("split", {})
     table.add_row("artstyle version", str(config.get("artstyle_version")))
     table.add_row("created", str(config.get("created")))
-    table.add_row("backbone", str(config["backbone"]["name"]))
-    table.add_row("input", f"{config['preprocessing']['size']} px")
+    features = config["features"]
+    table.add_row("features", f"{features['recipe']} on " + " + ".join(
+        f"{b['name']} ({b['preprocessing']['size']} px)" for b in features["backbones"]))
+    table.add_row("head", f"{config['head'].get('kind', config['head']['type'])}")
     table.add_row("movements", f"{len(config['labels'])}: " + ", ".join(config["labels"]))
     table.add_row("trained on", f"{dataset.get('n_images')} images from {dataset.get('root')}")
     table.add_row("split", f"{split.get('mode')} (seed {split.get('seed')}): {split.get('counts')}")
     table.add_row("temperature", f"{config['temperature']:.3f}")
+    abstention = config["abstention"]
+    table.add_row(
+        "flags", f"uncertain below {abstention['uncertain_below']:.0%}; mixed within {abstention['mixed_margin']:.0%}; "
+        + ("painting detector on" if config.get("painting_detector") else "no painting detector"),
+    )
     if metrics.get("n_images"):
         table.add_row(
             "held-out scores",

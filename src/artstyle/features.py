@@ -1,4 +1,4 @@
-"""Feature extraction: images -> pooled backbone embeddings, batched and cached.
+"""Feature extraction: images -> one vector per image (backbone + recipe), batched and cached.
 
 Decoding runs in DataLoader worker processes while the network works on the previous
 batch; every finished batch is cached at once, so an interrupted run loses at most one
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from .errors import ImageLoadError
 from .images import ImageInput, load_image, os_error_reason
 from .preprocess import Preprocessing
 from .progress import progress_bar
+from .recipes import FeatureRecipe
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -34,6 +35,43 @@ def content_key(source: ImageInput) -> str:
         digest.update(source.tobytes())
         return digest.hexdigest()
     return file_sha256(source)
+
+
+class FeatureExtractor:
+    """One backbone under one recipe: a (B, views, 3, s, s) batch in, (B, dim) vectors out.
+
+    `preprocessing` defaults to the backbone's own with the recipe's grid; a loaded
+    model passes the one it was trained with, which is authoritative.
+    """
+
+    def __init__(self, backbone: Backbone, recipe: FeatureRecipe, preprocessing: Preprocessing | None = None):
+        self.backbone = backbone
+        self.recipe = recipe
+        self.preprocessing = preprocessing or replace(backbone.preprocessing, grid=recipe.grid)
+        self.dim = recipe.dim(backbone.feature_dim, backbone.stats_dim)
+
+    def identity(self) -> str:
+        """Cache key: network, weights, views and what is pooled from them."""
+        b = self.backbone
+        return f"{b.name}|{b.weights_id}|{self.preprocessing.fingerprint()}|{self.recipe.name}"
+
+    def __call__(self, batch: torch.Tensor, chunk: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        n_images, n_views = batch.shape[:2]
+        flat = batch.reshape(n_images * n_views, *batch.shape[2:])
+        pooled, stats = [], []
+        for start in range(0, len(flat), chunk):  # bounded activation memory
+            p, st = self.backbone.embed(flat[start : start + chunk], stats=self.recipe.stats)
+            pooled.append(p.float())
+            if st is not None:
+                stats.append(st)
+        emb = torch.cat(pooled).reshape(n_images, n_views, -1)
+        parts = [emb[:, 0]]
+        if n_views > 1:
+            tiles = emb[:, 1:]
+            parts += [tiles.mean(dim=1), tiles.amax(dim=1)]
+        if stats:
+            parts.append(torch.cat(stats).reshape(n_images, n_views, -1).mean(dim=1))
+        return torch.cat(parts, dim=1).numpy()
 
 
 @dataclass
@@ -64,7 +102,7 @@ class _DecodeDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str]:
         try:
-            img = load_image(self.sources[index], min_side=self.preprocessing.size)
+            img = load_image(self.sources[index], min_side=self.preprocessing.min_side)
             return index, self.preprocessing(img), ""
         except ImageLoadError as exc:
             return index, None, str(exc)
@@ -85,7 +123,7 @@ def _auto_workers(n_images: int, batch_size: int) -> int:
 
 def extract_features(
     sources: Sequence[ImageInput],
-    backbone: Backbone,
+    extractor: FeatureExtractor,
     *,
     keys: Sequence[str] | None = None,
     cache: FeatureCache | None = None,
@@ -94,7 +132,7 @@ def extract_features(
     show_progress: bool = True,
     description: str = "Extracting features",
 ) -> Extraction:
-    """Embeddings for `sources` (paths or PIL images), reusing and filling `cache`.
+    """Feature vectors for `sources` (paths or PIL images), reusing and filling `cache`.
 
     `keys` are content hashes of the sources when already known (the dataset scan
     computes them); identical images are decoded once.
@@ -102,7 +140,7 @@ def extract_features(
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     n = len(sources)
-    features = np.zeros((n, backbone.feature_dim), dtype=np.float32)
+    features = np.zeros((n, extractor.dim), dtype=np.float32)
     result = Extraction(features)
     if n == 0:
         return result
@@ -122,7 +160,7 @@ def extract_features(
     pending: list[str] = []
     for key, rows in rows_by_key.items():
         vector = cache.get(key) if cache is not None else None
-        if vector is not None and vector.shape == (backbone.feature_dim,):
+        if vector is not None and vector.shape == (extractor.dim,):
             features[rows] = vector
             result.n_cached += len(rows)
         else:
@@ -131,7 +169,7 @@ def extract_features(
     todo = [sources[rows_by_key[key][0]] for key in pending]
     workers = _auto_workers(len(todo), batch_size) if workers is None else workers
     loader = torch.utils.data.DataLoader(
-        _DecodeDataset(todo, backbone.preprocessing),
+        _DecodeDataset(todo, extractor.preprocessing),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
@@ -140,7 +178,7 @@ def extract_features(
     with progress_bar(len(todo), description, enabled=show_progress) as advance:
         for indices, batch, failed in loader:
             if batch is not None:
-                embedded = backbone.embed(batch).float().numpy()
+                embedded = extractor(batch, chunk=batch_size)
                 for j, vector in zip(indices, embedded):
                     key = pending[j]
                     features[rows_by_key[key]] = vector

@@ -151,6 +151,35 @@ def make_split(
     return Split(mode, seed, assignment, untested)
 
 
+def make_folds(records: Sequence[ImageRecord], k: int, mode: str = "artist", *, seed: int = 0) -> np.ndarray:
+    """Cross-validation fold (0..k-1) per record, with the same indivisible units as splits.
+
+    Each class's units are shuffled and dealt to the fold holding fewest of its images.
+    A class with a single unit cannot be scored on unseen data: its records get -1
+    (in every training fold, never scored).
+    """
+    if mode not in SPLIT_MODES:
+        raise ArtstyleError(f"unknown split mode {mode!r}; choose one of {', '.join(SPLIT_MODES)}")
+    if k < 2:
+        raise ArtstyleError("cross-validation needs at least 2 folds")
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[list[int]]] = defaultdict(list)
+    for unit in _units(records, mode):
+        by_class[Counter(records[i].label for i in unit).most_common(1)[0][0]].append(unit)
+    folds = np.full(len(records), -1, dtype=np.int64)
+    for label in sorted(by_class):
+        units = by_class[label]
+        if len(units) < 2:
+            continue
+        filled = np.zeros(k)
+        offset = rng.permutation(k)  # which folds win ties differs per class
+        for u in rng.permutation(len(units)):
+            fold = int(offset[np.argmin(filled[offset])])
+            folds[units[u]] = fold
+            filled[fold] += len(units[u])
+    return folds
+
+
 def splits_csv(records: Sequence[ImageRecord], split: Split) -> str:
     """The split as CSV text: one row per image, the file people open to audit a model."""
     buffer = io.StringIO()

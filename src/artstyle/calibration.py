@@ -1,0 +1,84 @@
+"""Turning scores into honest statements: temperature, "uncertain" and "mixed".
+
+All three are chosen on held-out (cross-validated, artist-disjoint) predictions, so
+they describe what happens on paintings by artists the model has not seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+ABSTAIN_COST = 0.5  # "I am not sure" costs half a wrong answer (Chow's rule)
+SECOND_LABEL_COST = 0.25  # showing a second movement is worth it if right >= 1 time in 4
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature minimising the held-out negative log-likelihood."""
+    from scipy.optimize import minimize_scalar
+
+    logits64 = np.asarray(logits, np.float64)
+
+    def nll(log_t: float) -> float:
+        z = logits64 / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+
+    # Bounded: a perfectly separable held-out set would otherwise drive T towards 0.
+    found = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(found.x))
+
+
+def _best_cut(values: np.ndarray, cost_at) -> float:
+    """The cut between sorted distinct `values` (or below all) with the lowest cost; ties keep the lower."""
+    distinct = np.unique(values)
+    cuts = np.concatenate([[0.0], (distinct[:-1] + distinct[1:]) / 2, [distinct[-1] + 1e-6]]) if len(distinct) else [0.0]
+    costs = [cost_at(c) for c in cuts]
+    return float(cuts[int(np.argmin(costs))])
+
+
+@dataclass
+class Abstention:
+    """`uncertain` when the top probability is below `uncertain_below`; `mixed` when the
+    second movement is within `mixed_margin` of the first."""
+
+    uncertain_below: float = 1 - ABSTAIN_COST
+    mixed_margin: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Abstention":
+        return cls(float(data["uncertain_below"]), float(data["mixed_margin"]))
+
+    @classmethod
+    def fit(cls, proba: np.ndarray, y: np.ndarray) -> "Abstention":
+        """Thresholds minimising expected cost on held-out calibrated probabilities."""
+        proba, y = np.asarray(proba), np.asarray(y)
+        if len(y) == 0:
+            return cls()
+        order = np.argsort(-proba, axis=1)
+        top = proba[np.arange(len(y)), order[:, 0]]
+        second = proba[np.arange(len(y)), order[:, 1]] if proba.shape[1] > 1 else np.zeros(len(y))
+        right1 = order[:, 0] == y
+        right2 = (order[:, 1] == y) if proba.shape[1] > 1 else np.zeros(len(y), bool)
+
+        def abstain_cost(cut: float) -> float:
+            unsure = top < cut
+            return float(np.mean(np.where(unsure, ABSTAIN_COST, ~right1)))
+
+        def mixed_cost(cut: float) -> float:
+            mixed = (top - second) < cut
+            hit = right1 | (mixed & right2)
+            return float(np.mean(~hit + SECOND_LABEL_COST * mixed))
+
+        return cls(_best_cut(top, abstain_cost), _best_cut(top - second, mixed_cost))
+
+    def flags(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(uncertain, mixed) boolean arrays for rows of calibrated probabilities."""
+        ranked = -np.sort(-proba, axis=1)
+        top = ranked[:, 0]
+        second = ranked[:, 1] if proba.shape[1] > 1 else np.zeros(len(proba))
+        return top < self.uncertain_below, (top - second) < self.mixed_margin

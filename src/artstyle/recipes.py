@@ -1,0 +1,58 @@
+"""Named feature recipes: how one painting becomes one vector (`--features NAME`).
+
+A single thumbnail shows a network content (a face, a boat); style lives in brushwork,
+craquelure and palette at native resolution. Recipes add views at twice the scale and
+texture statistics of intermediate layers. Backbone fusion is orthogonal: several
+backbones (`--backbone a+b`) each apply the recipe and their vectors are concatenated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ArtstyleError
+
+DEFAULT_RECIPE = "multicrop"
+
+
+@dataclass(frozen=True)
+class FeatureRecipe:
+    """Views per image and what is pooled from them.
+
+    grid 1: one resized view. grid 2: that view plus 2 x 2 tiles of the picture at
+    twice the size; the tiles' embeddings are mean- and max-pooled next to the global one.
+    stats: per-channel mean and std of two intermediate maps, averaged over the views.
+    """
+
+    name: str
+    grid: int
+    stats: bool
+    description: str
+
+    def dim(self, embedding_dim: int, stats_dim: int) -> int:
+        """Vector length for a backbone with these embedding and statistics sizes."""
+        return embedding_dim * (3 if self.grid > 1 else 1) + (stats_dim if self.stats else 0)
+
+
+RECIPES: dict[str, FeatureRecipe] = {
+    r.name: r
+    for r in (
+        FeatureRecipe("global", 1, False, "one resized view of the whole picture (the classic thumbnail)"),
+        FeatureRecipe("multicrop", 2, False, "global view + 2x2 tiles at twice the size, mean- and max-pooled"),
+        FeatureRecipe("multicrop+stats", 2, True, "multicrop + mean/std of two intermediate feature maps (texture)"),
+    )
+}
+
+
+def get_recipe(name: str) -> FeatureRecipe:
+    if name not in RECIPES:
+        raise ArtstyleError(f"unknown feature recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def split_backbones(spec: str) -> list[str]:
+    """'efficientnet_lite0+efficientnet_lite2' -> both names (fusion); one name -> [name]."""
+    names = [part.strip() for part in spec.split("+")]
+    if not all(names) or len(set(names)) != len(names):
+        raise ArtstyleError(f"invalid backbone list {spec!r}: names joined by '+', each once")
+    return names

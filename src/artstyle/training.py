@@ -1,0 +1,114 @@
+"""Fitting the head the honest way: choose, calibrate and set thresholds on held-out folds.
+
+Every candidate (head kind x regularisation) is scored by cross-validation over the
+training images, with folds that keep artists apart. The winner by held-out macro-F1 is
+refitted on all training images; its temperature, "uncertain" threshold, "mixed"
+margin and the painting detector are fitted on the held-out (out-of-fold) predictions,
+which are what a painting by a new artist looks like to the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .calibration import Abstention, fit_temperature
+from .dataset import ImageRecord
+from .head import ALPHAS, HEAD_KINDS, Head, HeadFitter, softmax
+from .metrics import classification_metrics, macro_f1
+from .painting import PaintingDetector, fit_painting_detector
+from .splits import make_folds
+
+log = logging.getLogger("artstyle")
+
+FALLBACK = ("logreg", 1e-2)  # used when there are no folds to choose with
+CV_FOLDS = 5
+
+
+def calibration_folds(records: Sequence[ImageRecord], seed: int = 0, k: int = CV_FOLDS) -> tuple[np.ndarray, str]:
+    """Folds over training records: by artist, which is what unseen paintings look like,
+    unless too few artists are known (then by image)."""
+    folds = make_folds(records, k, "artist", seed=seed)
+    if (folds >= 0).mean() >= 0.5:
+        return folds, "artist"
+    return make_folds(records, k, "stratified", seed=seed), "image"
+
+
+@dataclass
+class TrainedHead:
+    head: Head
+    head_kind: str
+    abstention: Abstention
+    detector: PaintingDetector | None
+    info: dict = field(default_factory=dict)
+    held_out_proba: np.ndarray | None = None  # calibrated out-of-fold probabilities (rows with fold >= 0)
+
+
+def _nll(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(-np.log(softmax(logits)[np.arange(len(y)), y] + 1e-12)))
+
+
+def train_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    folds: np.ndarray,
+    *,
+    kinds: tuple[str, ...] = HEAD_KINDS,
+    negatives: np.ndarray | None = None,
+    labels: list[str] | None = None,
+    seed: int = 0,
+) -> TrainedHead:
+    """Select, refit and calibrate a head on features `x` with labels `y`.
+
+    `folds[i]` is the cross-validation fold of row i, or -1 for rows that always train
+    (classes too small to hold out). `negatives` (generated non-paintings' features)
+    enable the painting detector.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    fold_ids = [f for f in range(folds.max() + 1) if (folds == f).any()] if len(folds) else []
+    held = folds >= 0
+    scores: dict[str, dict[str, float]] = {}
+    best = None
+    oof_by_candidate: dict[tuple[str, float], np.ndarray] = {}
+    if len(fold_ids) >= 2:
+        for kind in kinds:
+            oof = {alpha: np.zeros((len(y), n_classes), np.float32) for alpha in ALPHAS[kind]}
+            for fold in fold_ids:
+                train, test = folds != fold, folds == fold
+                fitter = HeadFitter(kind, x[train], y[train], n_classes, seed=seed)
+                for alpha in ALPHAS[kind]:
+                    oof[alpha][test] = fitter.fit(alpha).logits(x[test])
+            scores[kind] = {}
+            for alpha, logits in oof.items():
+                f1 = macro_f1(y[held], logits[held].argmax(axis=1), n_classes)
+                t = fit_temperature(logits[held], y[held])
+                nll = _nll(logits[held] / t, y[held])
+                scores[kind][f"{alpha:g}"] = round(f1, 4)
+                oof_by_candidate[(kind, alpha)] = logits
+                if best is None or (f1, -nll) > (best[0], best[1]):
+                    best = (f1, -nll, kind, alpha, t)
+    if best is None:
+        log.warning("too few artists to cross-validate: default head, probabilities not calibrated")
+        kind, alpha, temperature = FALLBACK[0], FALLBACK[1], 1.0
+    else:
+        _, _, kind, alpha, temperature = best
+    head = HeadFitter(kind, x, y, n_classes, seed=seed).fit(alpha)
+    head.temperature = temperature
+    info: dict = {"type": head.kind, "kind": kind, "alpha": alpha, "temperature": temperature,
+                  "held_out_macro_f1": scores, "cv_folds": len(fold_ids)}
+    held_out_proba = None
+    abstention = Abstention()
+    if best is not None:
+        held_out_proba = softmax(oof_by_candidate[(kind, alpha)][held] / temperature)
+        abstention = Abstention.fit(held_out_proba, y[held])
+        metrics = classification_metrics(y[held], held_out_proba, labels or [str(i) for i in range(n_classes)])
+        info["held_out"] = {k: metrics[k] for k in ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")}
+    info["abstention"] = abstention.to_dict()
+    detector = None
+    if negatives is not None and len(negatives):
+        detector, info["painting_detector"] = fit_painting_detector(x, folds, negatives, seed=seed)
+    return TrainedHead(head, kind, abstention, detector, info, held_out_proba)
