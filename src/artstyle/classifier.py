@@ -310,14 +310,23 @@ class StyleClassifier:
         extraction = self.extract(list(images), None, "Predicting")
         return extraction.features, self.head_.predict_proba(extraction.features), extraction.errors
 
-    def predict_proba(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """(n_images, n_classes) calibrated probabilities, columns in `classes_` order."""
+    def _score_all(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, np.ndarray]:
+        """(features, probabilities); the first unreadable image raises ImageLoadError."""
         images = _as_list(images)
-        _, proba, errors = self._score(images)
+        features, proba, errors = self._score(images)
         if errors:
             i, reason = next(iter(sorted(errors.items())))
             raise ImageLoadError(f"{_source_name(images[i], i)}: {reason}")
-        return proba
+        return features, proba
+
+    def _painting_mask(self, features: np.ndarray) -> np.ndarray:
+        if self.painting_detector_ is None:  # trained with negatives=0
+            return np.ones(len(features), dtype=bool)
+        return self.painting_detector_.is_painting(features)
+
+    def predict_proba(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """(n_images, n_classes) calibrated probabilities, columns in `classes_` order."""
+        return self._score_all(images)[1]
 
     def predict(self, images: Sequence[ImageInput]) -> list[str]:
         """Most probable movement per image."""
@@ -325,14 +334,7 @@ class StyleClassifier:
 
     def is_painting(self, images: Sequence[ImageInput]) -> np.ndarray:
         """False for images unlike any training painting (slides, charts, photos, ...)."""
-        images = _as_list(images)
-        features, _, errors = self._score(images)
-        if errors:
-            i, reason = next(iter(sorted(errors.items())))
-            raise ImageLoadError(f"{_source_name(images[i], i)}: {reason}")
-        if self.painting_detector_ is None:
-            return np.ones(len(images), dtype=bool)
-        return self.painting_detector_.is_painting(features)
+        return self._painting_mask(self._score_all(images)[0])
 
     def predict_top_k(self, images: Sequence[ImageInput], k: int = 3) -> list[Prediction]:
         """Top-k movements per image with the uncertain / mixed / is_painting flags; an
@@ -342,10 +344,7 @@ class StyleClassifier:
         images = _as_list(images)
         features, proba, errors = self._score(images)
         uncertain, mixed = self.abstention_.flags(proba)
-        painting = (
-            self.painting_detector_.is_painting(features) if self.painting_detector_ is not None
-            else np.ones(len(images), dtype=bool)
-        )
+        painting = self._painting_mask(features)
         results = []
         for i, row in enumerate(proba):
             name = _source_name(images[i], i)

@@ -66,9 +66,13 @@ class Head:
         """Calibrated class probabilities, rows sum to 1."""
         return softmax(self.logits(features) / self.temperature)
 
+    def weights(self) -> dict[str, np.ndarray]:
+        """The kind's own parameters."""
+        raise NotImplementedError
+
     def tensors(self) -> dict[str, np.ndarray]:
         """Everything but the temperature, for safetensors."""
-        raise NotImplementedError
+        return {**self.weights(), "feature_mean": self.mean, "feature_scale": self.scale}
 
 
 @dataclass(kw_only=True)
@@ -86,8 +90,8 @@ class LinearHead(Head):
     def logits(self, features: np.ndarray) -> np.ndarray:
         return self.standardize(features) @ self.weight.T + self.bias
 
-    def tensors(self) -> dict[str, np.ndarray]:
-        return {"weight": self.weight, "bias": self.bias, "feature_mean": self.mean, "feature_scale": self.scale}
+    def weights(self) -> dict[str, np.ndarray]:
+        return {"weight": self.weight, "bias": self.bias}
 
 
 @dataclass(kw_only=True)
@@ -108,11 +112,8 @@ class MLPHead(Head):
         hidden = np.maximum(self.standardize(features) @ self.weight1.T + self.bias1, 0)
         return hidden @ self.weight2.T + self.bias2
 
-    def tensors(self) -> dict[str, np.ndarray]:
-        return {
-            "weight1": self.weight1, "bias1": self.bias1, "weight2": self.weight2, "bias2": self.bias2,
-            "feature_mean": self.mean, "feature_scale": self.scale,
-        }
+    def weights(self) -> dict[str, np.ndarray]:
+        return {"weight1": self.weight1, "bias1": self.bias1, "weight2": self.weight2, "bias2": self.bias2}
 
 
 def head_from_tensors(kind: str, tensors: dict[str, np.ndarray], temperature: float) -> Head:
