@@ -27,7 +27,7 @@ def test_files_and_round_trip(trained_model, cache_dir):
     backbone = config["features"]["backbones"][0]
     assert config["format_version"] == 2 and backbone["name"] == "efficientnet_lite0"
     assert backbone["preprocessing"]["size"] == 224 and config["labels"] == list(clf.classes_)
-    assert config["painting_detector"]["detector_threshold"] == clf.painting_detector_.detector_threshold
+    assert config["painting_detector"]["threshold"] == clf.painting_detector_.threshold
     assert (folder / "labels.txt").read_text().splitlines() == list(clf.classes_)
     loaded = StyleClassifier.load(folder, cache_dir=cache_dir, show_progress=False)
     images = [paint(s, 5, seed=i) for i, s in enumerate(list(STYLES)[:4])]
