@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from artstyle.cli import main
@@ -161,6 +162,24 @@ def test_info_backbones_and_broken_model(capsys, monkeypatch, trained_model, tmp
     (broken / "config.json").write_text("{")
     code, _, err = run(capsys, monkeypatch, "predict", "-m", broken, "x.jpg")
     assert code == 1 and err.startswith("error:") and err.strip().count("\n") == 0
+
+
+def test_info_markdown_is_a_model_card(capsys, monkeypatch, trained_model):
+    clf, folder = trained_model
+    code, out, _ = run(capsys, monkeypatch, "info", folder, "--format", "markdown")
+    assert code == 0 and out.startswith("# Model card: artstyle model `model`")
+    metrics = clf.metrics_
+    n_rows = len(clf.splits_csv_.splitlines()) - 1
+    assert f"{n_rows} paintings by 16 artists" in out and "Never predicted (no training paintings): byzantine" in out
+    assert f"top-1 {metrics['accuracy']:.2f}" in out and "## Limits" in out
+    for label, m in metrics["per_class"].items():  # one row per movement, scores as in metrics.json
+        assert f"| {label} | {m['recall']:.2f} | {m['precision']:.2f} | {m['f1']:.2f} | {m['support']} |" in out
+    matrix = np.array(metrics["confusion"]["matrix"])
+    np.fill_diagonal(matrix, 0)
+    if matrix.any():
+        i, j = np.unravel_index(matrix.argmax(), matrix.shape)
+        labels = metrics["confusion"]["labels"]
+        assert f"- {labels[i]} taken for {labels[j]}: {matrix[i, j]} of" in out
 
 
 def test_python_dash_m_entry_point():

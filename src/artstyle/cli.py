@@ -42,6 +42,12 @@ class TextOrJson(str, Enum):
     json = "json"
 
 
+class InfoFormat(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
 class PredictFormat(str, Enum):
     table = "table"
     json = "json"
@@ -246,15 +252,23 @@ def backbones() -> None:
 @app.command()
 def info(
     model: Path = typer.Argument(..., help="Model folder."),
-    fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", help="text or json (the config plus metrics)."),
+    fmt: InfoFormat = typer.Option(
+        InfoFormat.text, "--format",
+        help="text, json (the config plus metrics) or markdown (a model card: data, per-class scores, confusions, limits).",
+    ),
 ) -> None:
     """Show what a model folder holds: backbone, movements, data, split and scores."""
     from .bundle import load_bundle
 
     bundle = load_bundle(model)
     config, metrics = bundle.config, bundle.metrics
-    if fmt is TextOrJson.json:
+    if fmt is InfoFormat.json:
         out.print_json(json.dumps({"config": config, "metrics": metrics}))
+        return
+    if fmt is InfoFormat.markdown:
+        from .model_card import model_card
+
+        sys.stdout.write(model_card(bundle, title=model.resolve().name))
         return
     table = Table(title=f"Model {model}", show_header=False)
     table.add_column(style="bold")

@@ -1,0 +1,145 @@
+"""A Markdown model card written from a bundle: what a user must know before trusting it.
+
+Everything comes from the bundle itself (config, metrics, splits.csv), so the card of a
+retrained model is regenerated, never edited by hand (`artstyle info MODEL --format markdown`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .bundle import Bundle
+from .splits import parse_splits_csv
+
+# The movements of Pandora18k, the data set this tool's layout comes from.
+PANDORA_MOVEMENTS = (
+    "byzantine iconography", "early renaissance", "northern renaissance", "high renaissance", "baroque",
+    "rococo", "romanticism", "realism", "impressionism", "post impressionism", "expressionism", "symbolism",
+    "fauvism", "cubism", "surrealism", "abstract art", "naive art", "pop art",
+)
+TOP_CONFUSIONS = 8
+
+
+def _pct(value: float) -> str:
+    return f"{value:.0%}"
+
+
+def _data_section(bundle: Bundle) -> list[str]:
+    rows = parse_splits_csv(bundle.splits_csv)
+    images = Counter(r["label"] for r in rows)
+    artists = {label: {r["artist"] for r in rows if r["label"] == label} for label in images}
+    missing = [m for m in PANDORA_MOVEMENTS if m not in bundle.config["labels"]]
+    lines = [
+        "## Training data", "",
+        f"{len(rows)} paintings by {sum(len(a) for a in artists.values())} artists "
+        f"(`{bundle.config.get('dataset', {}).get('root', '?')}`), {len(bundle.config['labels'])} movements:", "",
+        "| movement | paintings | artists |", "|---|---:|---:|",
+        *(f"| {label} | {images[label]} | {len(artists[label])} |" for label in bundle.config["labels"]),
+    ]
+    held_out = sum(r["split"] == "test" for r in rows)
+    if held_out:
+        lines += ["", f"{held_out} of them were held out for testing; the head never saw them."]
+    if missing:
+        lines += ["", f"Never predicted (no training paintings): {', '.join(missing)}."]
+    return lines
+
+
+def _model_section(config: dict) -> list[str]:
+    features, head, abstention = config["features"], config["head"], config["abstention"]
+    backbones = " + ".join(f"{b['name']} ({b['preprocessing']['size']} px)" for b in features["backbones"])
+    lines = [
+        "## Model", "",
+        f"- Features: recipe `{features['recipe']}` on {backbones}, {features.get('dim', '?')} numbers per image.",
+        f"- Head: {head.get('kind', head['type'])} (regularisation {head.get('alpha', '?')}), chosen by "
+        f"{head.get('cv_folds', '?')}-fold cross-validation by {config['split'].get('cv_grouping', 'artist')}; "
+        f"temperature {config['temperature']:.2f}.",
+        f"- `uncertain` when the top probability is below {_pct(abstention['uncertain_below'])}; " + (
+            f"`mixed` when the second movement is within {abstention['mixed_margin']:.1%} of the first."
+            if abstention["mixed_margin"] > 0 else
+            "`mixed` never: on held-out paintings the second movement was right too rarely to be worth showing."
+        ),
+    ]
+    detector = head.get("painting_detector")
+    if config.get("painting_detector") and detector:
+        held = detector.get("held_out_paintings_flagged")
+        lines.append(
+            f"- `is_painting` from a detector trained against {detector['negatives']} generated non-paintings; "
+            + (f"it flags {_pct(held)} of held-out paintings and {_pct(detector['held_out_negatives_flagged'])} "
+               "of held-out non-paintings." if held is not None else "its threshold was not validated.")
+        )
+    return lines
+
+
+def _scores_section(metrics: dict) -> list[str]:
+    if not metrics.get("n_images"):
+        return ["## Accuracy", "", "No held-out scores: too few artists to validate."]
+    lines = [
+        "## Accuracy", "",
+        f"Measured by {metrics.get('evaluated_on', 'a held-out split')} on {metrics['n_images']} paintings: "
+        f"top-1 {metrics['accuracy']:.2f}, top-3 {metrics['top3_accuracy']:.2f}, macro-F1 {metrics['macro_f1']:.2f}, "
+        f"calibration error (ECE) {metrics['ece']:.3f}.", "",
+        "| movement | recall (accuracy) | precision | F1 | paintings scored |", "|---|---:|---:|---:|---:|",
+    ]
+    for label, m in metrics["per_class"].items():
+        if m["support"]:
+            lines.append(f"| {label} | {m['recall']:.2f} | {m['precision']:.2f} | {m['f1']:.2f} | {m['support']} |")
+        else:
+            lines.append(f"| {label} | untested | | | 0 |")
+    return lines
+
+
+def _confusions_section(metrics: dict) -> list[str]:
+    confusion = metrics.get("confusion")
+    if not confusion:
+        return []
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    pairs = sorted(
+        ((matrix[i][j], labels[i], labels[j], sum(matrix[i])) for i in range(len(labels))
+         for j in range(len(labels)) if i != j and matrix[i][j]),
+        key=lambda p: (-p[0], p[1], p[2]),
+    )[:TOP_CONFUSIONS]
+    if not pairs:
+        return []
+    return ["## Known confusions", "", *(f"- {true} taken for {pred}: {n} of {total}" for n, true, pred, total in pairs)]
+
+
+def _honesty(config: dict, metrics: dict) -> str:
+    split, evaluated_on = config.get("split", {}), metrics.get("evaluated_on", "")
+    if evaluated_on == "test split":
+        by_artist = split.get("mode") == "artist"
+    elif "cross-validation" in evaluated_on:
+        by_artist = split.get("cv_grouping") == "artist"
+    else:
+        return (f"- The scores above were measured on `{evaluated_on}`: they hold for new artists only if its "
+                "artists are not among the training artists.")
+    if by_artist:
+        return ("- The scores above were measured on paintings by artists the model had not seen: expect them on new "
+                "artists; paintings by the training artists score better.")
+    return ("- The scores above were measured on paintings whose artists may also be in the training data: they "
+            "overstate accuracy on artists the model has not seen.")
+
+
+def model_card(bundle: Bundle, title: str) -> str:
+    """The card as Markdown text."""
+    config, metrics = bundle.config, bundle.metrics
+    n = len(parse_splits_csv(bundle.splits_csv))
+    untested = metrics.get("untested") or []
+    limits = [
+        "## Limits", "",
+        f"- Trained on {n} paintings{'' if n >= 10000 else ', not on Pandora18k (about 18,000)'}: "
+        "a small collection gives rough, artist-dependent answers; read the probabilities and flags, not only the top label.",
+        _honesty(config, metrics),
+        "- Movements overlap and labels follow the artist's dominant style, so a painting can honestly sit between two.",
+        "- The features are a frozen ImageNet network: photographs of paintings (frames, glare, perspective, "
+        "cropped details) shift the answer.",
+    ]
+    if untested:
+        limits.append(f"- Not measured (all paintings from one artist or workshop): {', '.join(untested)}.")
+    sections = [
+        [f"# Model card: artstyle model `{title}`", "",
+         f"Created {config.get('created', '?')} with artstyle {config.get('artstyle_version', '?')}. "
+         "Predicts the art movement of a painting with calibrated probabilities and the flags "
+         "`uncertain`, `mixed` and `is_painting`."],
+        _data_section(bundle), _model_section(config), _scores_section(metrics), _confusions_section(metrics), limits,
+    ]
+    return "\n\n".join("\n".join(s) for s in sections if s) + "\n"

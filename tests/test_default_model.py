@@ -1,0 +1,44 @@
+"""The model that ships inside the package works right after install, with no --model."""
+
+import json
+import sys
+
+import numpy as np
+
+import artstyle
+from artstyle import StyleClassifier
+from artstyle.bundle import load_bundle
+from artstyle.cli import main
+from artstyle.model_card import model_card
+from synth import STYLES, non_paintings_for_tests, paint
+
+
+def test_default_model_ships_with_a_card_that_matches_it():
+    folder = artstyle.default_model_path()
+    bundle = load_bundle(folder)  # validates every file
+    assert len(bundle.config["labels"]) >= 17 and bundle.detector is not None
+    assert bundle.config["features"]["recipe"] == "multicrop"
+    # The card is generated from the bundle: after a retrain it must be regenerated too.
+    assert (folder / "MODEL_CARD.md").read_text() == model_card(bundle, title=folder.name)
+
+
+def test_predict_without_model_uses_the_default(tmp_path, capsys, monkeypatch):
+    image = tmp_path / "painting.png"
+    paint(list(STYLES)[2], 0, seed=1, size=(320, 256)).save(image)
+    monkeypatch.setattr(sys, "argv", ["artstyle", "predict", str(image), "--format", "json", "--top-k", "5"])
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    (row,) = json.loads(capsys.readouterr().out)
+    labels = load_bundle(artstyle.default_model_path()).config["labels"]
+    probabilities = [p["probability"] for p in row["predictions"]]
+    assert [p["label"] for p in row["predictions"]] != [] and all(p["label"] in labels for p in row["predictions"])
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6
+    assert {"uncertain", "mixed", "is_painting"} <= set(row) and row["error"] is None
+
+
+def test_default_model_flags_non_paintings():
+    clf = StyleClassifier.load(artstyle.default_model_path(), cache_dir=False, show_progress=False)
+    flagged = ~clf.is_painting([img for _, img in non_paintings_for_tests()])
+    assert np.mean(flagged) >= 0.95
