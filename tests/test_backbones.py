@@ -1,5 +1,6 @@
-"""The embedded weights load into timm exactly: same logits as the reference implementation."""
+"""Backbones: the embedded weights load into timm exactly, and both engines give the same embeddings."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,3 +72,19 @@ def test_unknown_backbones_are_clear_errors(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(ArtstyleError, match="cannot read weights"):
         load_backbone("timm:resnet18", weights=bad)
+
+
+def test_onnx_engine_agrees_with_torch():
+    backbone = load_backbone("efficientnet_lite0")
+    batch = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 3, 224, 224)).astype(np.float32))
+    pooled, stats = backbone.embed(batch, stats=True)
+    backbone.use_engine("onnx")
+    for rows in (slice(0, 3), slice(0, 1)):  # the exported graph takes any batch size
+        onnx_pooled, onnx_stats = backbone.embed(batch[rows], stats=True)
+        torch.testing.assert_close(onnx_pooled, pooled[rows], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(onnx_stats, stats[rows], atol=1e-4, rtol=1e-4)
+    assert backbone.embed(batch)[1] is None
+    with pytest.raises(ArtstyleError, match="unknown engine 'tensorrt'"):
+        backbone.use_engine("tensorrt")
+    backbone.use_engine("auto")  # onnxruntime is a dependency, so auto means onnx
+    assert backbone.engine == "onnx"

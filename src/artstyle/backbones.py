@@ -8,6 +8,9 @@ when online, or read from a local safetensors file with `weights=`.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import io
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from .preprocess import Preprocessing
 
 TIMM_PREFIX = "timm:"
 DEFAULT_BACKBONE = "efficientnet_lite0"
+ENGINES = ("auto", "torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Backbone:
         self.feature_dim = int(model.num_features)
         self._taps = _stat_taps(model, self.STAT_REDUCTIONS)
         self._captured: dict[str, torch.Tensor] | None = None
+        self.engine = "torch"
+        self._sessions: dict[bool, object] = {}
         modules = dict(model.named_modules())
         for module_name in self._taps:
             modules[module_name].register_forward_hook(self._capture_hook(module_name))
@@ -65,22 +71,74 @@ class Backbone:
         """Length of the texture statistics: mean and std of every tapped channel."""
         return 2 * sum(self._taps.values())
 
+    def use_engine(self, engine: str) -> None:
+        """Run on `torch` or `onnx` (ONNX Runtime, about 3x faster on CPU: depthwise
+        convolutions are slow in eager PyTorch); `auto` picks onnx when it is installed."""
+        available = importlib.util.find_spec("onnxruntime") is not None
+        if engine == "auto":
+            engine = "onnx" if available else "torch"
+        if engine not in ENGINES[1:]:
+            raise ArtstyleError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        if engine == "onnx" and not available:
+            raise ArtstyleError("engine onnx needs ONNX Runtime: pip install onnxruntime")
+        self.engine = engine
+
     def embed(self, batch: torch.Tensor, stats: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Pooled pre-logit features (N, feature_dim) for a (N, 3, H, W) batch, and with
         `stats` the per-channel mean and std of the tapped maps, (N, stats_dim)."""
         if stats and not self._taps:
             raise ArtstyleError(f"{self.name}: the model reports no intermediate layers for texture statistics")
-        with torch.inference_mode():
-            batch = batch.contiguous(memory_format=torch.channels_last)
-            self._captured = {} if stats else None
-            try:
-                pooled = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
-                if not stats:
-                    return pooled, None
-                maps = [self._captured[name].float() for name in self._taps]
-                return pooled, torch.cat([t for m in maps for t in (m.mean((2, 3)), m.std((2, 3)))], dim=1)
-            finally:
-                self._captured = None
+        if self.engine == "onnx":
+            outputs = [torch.from_numpy(o) for o in self._session(stats).run(None, {"images": batch.numpy()})]
+        else:
+            with torch.inference_mode():
+                outputs = _Embedding(self, stats)(batch.contiguous(memory_format=torch.channels_last))
+        return outputs[0], (outputs[1] if stats else None)
+
+    def _session(self, stats: bool):
+        """ONNX Runtime session of the embedding, exported in memory on first use (< 1 s)."""
+        if stats not in self._sessions:
+            import onnxruntime
+
+            graph = io.BytesIO()
+            size = self.preprocessing.size
+            outputs = ["pooled", "stats"] if stats else ["pooled"]
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+                torch.onnx.export(
+                    _Embedding(self, stats), (torch.zeros(2, 3, size, size),), graph, dynamo=False,
+                    input_names=["images"], output_names=outputs, opset_version=17,
+                    dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]},
+                )
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.log_severity_level = 3
+            self._sessions[stats] = onnxruntime.InferenceSession(
+                graph.getvalue(), options, providers=["CPUExecutionProvider"]
+            )
+        return self._sessions[stats]
+
+
+class _Embedding(nn.Module):
+    """The embedding as one module: what the torch engine runs and the onnx engine exports."""
+
+    def __init__(self, backbone: Backbone, stats: bool):
+        super().__init__()
+        self.backbone = backbone
+        self.model = backbone.model
+        self.stats = stats
+
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        b = self.backbone
+        b._captured = {} if self.stats else None
+        try:
+            pooled = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+            if not self.stats:
+                return (pooled,)
+            maps = [b._captured[name].float() for name in b._taps]
+            return pooled, torch.cat([t for m in maps for t in (m.mean((2, 3)), m.std((2, 3)))], dim=1)
+        finally:
+            b._captured = None
 
 
 def _stat_taps(model: nn.Module, reductions: tuple[int, ...]) -> dict[str, int]:

@@ -87,6 +87,7 @@ class StyleClassifier:
     cross-validation) or one of `HEAD_KINDS`.
     `negatives` generated non-paintings teach the painting detector (0: no detector).
     `cache_dir=None` uses the user cache folder; `cache_dir=False` caches nothing.
+    `engine` runs the network on "torch", "onnx" (ONNX Runtime) or "auto" (onnx when installed).
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class StyleClassifier:
         cache_dir: str | os.PathLike | Literal[False] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         workers: int | None = None,
+        engine: str = "auto",
         show_progress: bool = True,
     ):
         self.backbone = backbone
@@ -116,6 +118,7 @@ class StyleClassifier:
         self.cache_dir = cache_dir
         self.batch_size = batch_size
         self.workers = workers
+        self.engine = engine
         self.show_progress = show_progress
         self._extractors: list[FeatureExtractor] | None = None
 
@@ -131,6 +134,7 @@ class StyleClassifier:
             extractors = []
             for i, name in enumerate(names):
                 backbone = load_backbone(name, self.weights)
+                backbone.use_engine(self.engine)
                 preprocessing = None
                 if recorded is not None:
                     entry = recorded["features"]["backbones"][i]

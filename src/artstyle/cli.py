@@ -42,6 +42,15 @@ class TextOrJson(str, Enum):
     json = "json"
 
 
+class Engine(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+
+
+ENGINE_HELP = "Run the network on torch, onnx (ONNX Runtime, faster on CPU) or auto (onnx when installed)."
+
+
 class InfoFormat(str, Enum):
     text = "text"
     json = "json"
@@ -130,13 +139,14 @@ def train(
         120, min=0, help="Generated non-paintings the 'not a painting' detector learns from; 0 turns it off."
     ),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
+    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
     """Train a movement classifier on a painting folder and write a model folder."""
     from .classifier import StyleClassifier
 
     clf = StyleClassifier(
         backbone, features=features, head=head, weights=weights, split=split.value, test_fraction=test_fraction, negatives=negatives, seed=seed, cache_dir=cache_dir,
-        batch_size=batch_size, show_progress=not _QUIET,
+        batch_size=batch_size, engine=engine.value, show_progress=not _QUIET,
     )
     try:
         clf.fit(data, test_dir=test_dir)
@@ -163,11 +173,12 @@ def evaluate(
     report: Optional[Path] = typer.Option(None, help="Also write a self-contained HTML report here."),
     all_images: bool = typer.Option(False, "--all", help="Score every image, including those used in training."),
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder [default: user cache dir]."),
+    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
     """Score a model on a labelled painting folder (its held-out part if it is the training folder)."""
     from .classifier import StyleClassifier
 
-    clf = StyleClassifier.load(model, cache_dir=cache_dir, show_progress=not _QUIET)
+    clf = StyleClassifier.load(model, cache_dir=cache_dir, engine=engine.value, show_progress=not _QUIET)
     evaluation = clf.evaluate(data, include_training=all_images)
     if fmt is TextOrJson.json:
         out.print_json(json.dumps(evaluation.metrics))
@@ -190,6 +201,7 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Movements to list per image."),
     fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
+    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
     """Name the most likely movements of paintings, with calibrated probabilities."""
     from .classifier import StyleClassifier
@@ -202,7 +214,8 @@ def predict(
 
     if model is None and not default_model_path().is_dir():
         raise ArtstyleError("this artstyle installation ships no default model yet; train one and pass --model")
-    clf = StyleClassifier.load(model or default_model_path(), cache_dir=False, batch_size=batch_size, show_progress=not _QUIET and len(inputs) > 64)
+    clf = StyleClassifier.load(model or default_model_path(), cache_dir=False, batch_size=batch_size, engine=engine.value,
+                               show_progress=not _QUIET and len(inputs) > 64)
     results = clf.predict_top_k(inputs, k=min(top_k, len(clf.classes_)))
     if fmt is PredictFormat.json:
         sys.stdout.write(to_json(results) + "\n")

@@ -26,6 +26,7 @@ from .progress import progress_bar
 from .recipes import FeatureRecipe
 
 DEFAULT_BATCH_SIZE = 32
+INFERENCE_CHUNK = 8  # views per forward pass: small batches stay in cache (measured faster on CPU, both engines)
 
 
 def content_key(source: ImageInput) -> str:
@@ -59,6 +60,7 @@ class FeatureExtractor:
         n_images, n_views = batch.shape[:2]
         flat = batch.reshape(n_images * n_views, *batch.shape[2:])
         pooled, stats = [], []
+        chunk = min(chunk, INFERENCE_CHUNK)
         for start in range(0, len(flat), chunk):  # bounded activation memory
             p, st = self.backbone.embed(flat[start : start + chunk], stats=self.recipe.stats)
             pooled.append(p.float())
