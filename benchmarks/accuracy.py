@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--heads", default=",".join(HEAD_KINDS), help="comma-separated head kinds")
     parser.add_argument("--configs", default=",".join(f"{b}:{r}" for b, r in CONFIGS),
                         help="comma-separated BACKBONE:RECIPE pairs")
-    parser.add_argument("--cost-images", type=int, default=32, help="images timed for extraction cost")
+    parser.add_argument("--cost-images", type=int, default=64, help="images timed for extraction cost")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "artstyle-bench-cache")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON at the end")
     args = parser.parse_args()

@@ -14,19 +14,21 @@ ABSTAIN_COST = 0.5  # "I am not sure" costs half a wrong answer (Chow's rule)
 SECOND_LABEL_COST = 0.25  # showing a second movement is worth it if right >= 1 time in 4
 
 
+def nll(logits: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-likelihood of labels `y` under softmax(`logits`)."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+
+
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """Temperature minimising the held-out negative log-likelihood."""
     from scipy.optimize import minimize_scalar
 
     logits64 = np.asarray(logits, np.float64)
-
-    def nll(log_t: float) -> float:
-        z = logits64 / np.exp(log_t)
-        z = z - z.max(axis=1, keepdims=True)
-        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
-
     # Bounded: a perfectly separable held-out set would otherwise drive T towards 0.
-    found = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    found = minimize_scalar(lambda log_t: nll(logits64 / np.exp(log_t), y),
+                            bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(found.x))
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calibration import Abstention, fit_temperature
+from .calibration import Abstention, fit_temperature, nll
 from .dataset import ImageRecord
 from .head import ALPHAS, HEAD_KINDS, Head, HeadFitter, softmax
 from .metrics import classification_metrics, macro_f1
@@ -45,10 +45,6 @@ class TrainedHead:
     detector: PaintingDetector | None
     info: dict = field(default_factory=dict)
     held_out_proba: np.ndarray | None = None  # calibrated out-of-fold probabilities (rows with fold >= 0)
-
-
-def _nll(logits: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(-np.log(softmax(logits)[np.arange(len(y)), y] + 1e-12)))
 
 
 def train_head(
@@ -86,11 +82,11 @@ def train_head(
             for alpha, logits in oof.items():
                 f1 = macro_f1(y[held], logits[held].argmax(axis=1), n_classes)
                 t = fit_temperature(logits[held], y[held])
-                nll = _nll(logits[held] / t, y[held])
+                loss = nll(logits[held] / t, y[held])
                 scores[kind][f"{alpha:g}"] = round(f1, 4)
                 oof_by_candidate[(kind, alpha)] = logits
-                if best is None or (f1, -nll) > (best[0], best[1]):
-                    best = (f1, -nll, kind, alpha, t)
+                if best is None or (f1, -loss) > (best[0], best[1]):
+                    best = (f1, -loss, kind, alpha, t)
     if best is None:
         log.warning("too few artists to cross-validate: default head, probabilities not calibrated")
         kind, alpha, temperature = FALLBACK[0], FALLBACK[1], 1.0
