@@ -185,3 +185,37 @@ def test_info_markdown_is_a_model_card(capsys, monkeypatch, trained_model):
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "artstyle", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout
+
+
+def test_export_onnx_gives_the_same_probabilities(capsys, monkeypatch, trained_model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    clf, folder = trained_model
+    target = tmp_path / "out" / "model.onnx"
+    code, _, err = run(capsys, monkeypatch, "export", folder, "--onnx", target)
+    assert code == 0 and "probabilities" in err
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["labels"]) == list(clf.classes_)
+    images = [paint(s, artist=1, seed=70 + i) for i, s in enumerate(list(STYLES)[:4])]
+    prep = clf._get_extractors()[0].preprocessing
+    assert json.loads(meta["preprocessing"]) == [prep.to_dict()]
+    views = np.stack([prep(img) for img in images])
+    (probabilities,) = session.run(None, {"views": views})
+    np.testing.assert_allclose(probabilities, clf.predict_proba(images), atol=1e-4)
+
+
+def test_export_covers_tiles_statistics_and_the_mlp_head(tmp_path, cache_dir):
+    ort = pytest.importorskip("onnxruntime")
+    from artstyle import StyleClassifier
+    from artstyle.export import export_onnx
+
+    styles = list(STYLES)[:2]
+    images = [paint(s, artist=a, seed=a * 7 + i) for i, s in enumerate(styles) for a in range(8)]
+    labels = [s for s in styles for _ in range(8)]
+    clf = StyleClassifier(features="multicrop+stats", head="mlp", negatives=0, test_fraction=0,
+                          cache_dir=cache_dir, show_progress=False).fit(images, labels)
+    assert clf.head_.kind == "mlp"
+    session = ort.InferenceSession(str(export_onnx(clf, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
+    prep = clf._get_extractors()[0].preprocessing
+    (probabilities,) = session.run(None, {"views": np.stack([prep(img) for img in images[:3]])})
+    np.testing.assert_allclose(probabilities, clf.predict_proba(images[:3]), atol=1e-4)

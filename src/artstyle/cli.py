@@ -263,6 +263,25 @@ def backbones() -> None:
 
 
 @app.command()
+def export(
+    model: Path = typer.Argument(..., help="Model folder written by `artstyle train`."),
+    onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write."),
+) -> None:
+    """Write a model as one ONNX graph: normalised views in, calibrated probabilities out."""
+    from .classifier import StyleClassifier
+    from .export import export_onnx, input_names
+
+    clf = StyleClassifier.load(model, cache_dir=False, show_progress=False)
+    export_onnx(clf, onnx)
+    shapes = ", ".join(
+        f"{name} (batch, {e.preprocessing.n_views}, 3, {e.preprocessing.size}, {e.preprocessing.size})"
+        for name, e in zip(input_names(clf), clf._get_extractors())
+    )
+    err.print(f"wrote [bold]{onnx}[/bold]: inputs {shapes}; output probabilities (batch, {len(clf.classes_)}); "
+              "labels and preprocessing in its metadata")
+
+
+@app.command()
 def info(
     model: Path = typer.Argument(..., help="Model folder."),
     fmt: InfoFormat = typer.Option(

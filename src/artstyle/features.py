@@ -67,13 +67,20 @@ class FeatureExtractor:
             if st is not None:
                 stats.append(st)
         emb = torch.cat(pooled).reshape(n_images, n_views, -1)
-        parts = [emb[:, 0]]
-        if n_views > 1:
-            tiles = emb[:, 1:]
-            parts += [tiles.mean(dim=1), tiles.amax(dim=1)]
-        if stats:
-            parts.append(torch.cat(stats).reshape(n_images, n_views, -1).mean(dim=1))
-        return torch.cat(parts, dim=1).numpy()
+        view_stats = torch.cat(stats).reshape(n_images, n_views, -1) if stats else None
+        return pool_views(emb, view_stats).numpy()
+
+
+def pool_views(embeddings: torch.Tensor, stats: torch.Tensor | None) -> torch.Tensor:
+    """(images, views, dim) embeddings -> one vector per image: the global view, then the
+    mean and max over the tiles when there are tiles, then the view-averaged statistics."""
+    parts = [embeddings[:, 0]]
+    if embeddings.shape[1] > 1:
+        tiles = embeddings[:, 1:]
+        parts += [tiles.mean(dim=1), tiles.amax(dim=1)]
+    if stats is not None:
+        parts.append(stats.mean(dim=1))
+    return torch.cat(parts, dim=1)
 
 
 @dataclass

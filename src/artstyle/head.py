@@ -60,6 +60,11 @@ class Head:
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Uncalibrated class scores."""
+        return self.scores(self.standardize(features))
+
+    def scores(self, z):
+        """Class scores of standardised features; written with operators that numpy arrays
+        and torch tensors share, so the ONNX export traces this same code."""
         raise NotImplementedError
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
@@ -87,8 +92,8 @@ class LinearHead(Head):
     def n_classes(self) -> int:
         return int(self.weight.shape[0])
 
-    def logits(self, features: np.ndarray) -> np.ndarray:
-        return self.standardize(features) @ self.weight.T + self.bias
+    def scores(self, z):
+        return z @ self.weight.T + self.bias
 
     def weights(self) -> dict[str, np.ndarray]:
         return {"weight": self.weight, "bias": self.bias}
@@ -108,9 +113,8 @@ class MLPHead(Head):
     def n_classes(self) -> int:
         return int(self.weight2.shape[0])
 
-    def logits(self, features: np.ndarray) -> np.ndarray:
-        hidden = np.maximum(self.standardize(features) @ self.weight1.T + self.bias1, 0)
-        return hidden @ self.weight2.T + self.bias2
+    def scores(self, z):
+        return (z @ self.weight1.T + self.bias1).clip(min=0) @ self.weight2.T + self.bias2
 
     def weights(self) -> dict[str, np.ndarray]:
         return {"weight1": self.weight1, "bias1": self.bias1, "weight2": self.weight2, "bias2": self.bias2}

@@ -1,0 +1,80 @@
+"""A trained model as one ONNX graph: normalised views in, calibrated probabilities out.
+
+For serving without Python dependencies beyond ONNX Runtime. The graph holds the
+network(s), the recipe's pooling, the head and the temperature; image decoding and the
+cut into views stay outside (see `Preprocessing`), as the input names say. Class names
+ride along in the file's metadata (`labels`, JSON) so the columns explain themselves.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .backbones import _Embedding
+from .cache import atomic_write_bytes
+from .features import pool_views
+
+OPSET = 17
+
+
+class _ProbabilityGraph(nn.Module):
+    def __init__(self, clf) -> None:
+        super().__init__()
+        extractors = clf._get_extractors()
+        self.embeddings = nn.ModuleList(_Embedding(e.backbone, e.recipe.stats) for e in extractors)
+        head = clf.head_
+        arrays = {**head.weights(), "mean": head.mean, "scale": head.scale}
+        self.head = replace(head, **{k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items()})
+
+    def forward(self, *images: torch.Tensor) -> torch.Tensor:
+        features = []
+        for embedding, views in zip(self.embeddings, images):
+            n, v = views.shape[:2]
+            outputs = embedding(views.reshape(n * v, *views.shape[2:]))
+            stats = outputs[1].reshape(n, v, -1) if len(outputs) > 1 else None
+            features.append(pool_views(outputs[0].reshape(n, v, -1), stats))
+        z = (torch.cat(features, dim=1) - self.head.mean) / self.head.scale
+        return torch.softmax(self.head.scores(z) / self.head.temperature, dim=1)
+
+
+def input_names(clf) -> list[str]:
+    n = len(clf._get_extractors())
+    return ["views"] if n == 1 else [f"views_{i}" for i in range(n)]
+
+
+def export_onnx(clf, path: str | os.PathLike) -> Path:
+    """Write `clf` (fitted or loaded) as ONNX; inputs (batch, views, 3, size, size) per backbone."""
+    import onnx
+
+    clf._check_fitted()
+    graph = _ProbabilityGraph(clf).eval()
+    names = input_names(clf)
+    examples = tuple(
+        torch.zeros(2, e.preprocessing.n_views, 3, e.preprocessing.size, e.preprocessing.size)
+        for e in clf._get_extractors()
+    )
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            graph, examples, buffer, dynamo=False, input_names=names, output_names=["probabilities"],
+            opset_version=OPSET, dynamic_axes={name: {0: "batch"} for name in [*names, "probabilities"]},
+        )
+    model = onnx.load_from_string(buffer.getvalue())
+    preprocessing = [e.preprocessing.to_dict() for e in clf._get_extractors()]
+    for key, value in (("labels", list(clf.classes_)), ("preprocessing", preprocessing)):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, model.SerializeToString())
+    return path
