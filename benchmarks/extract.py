@@ -1,0 +1,184 @@
+"""Extraction speed: the naive per-image pipeline vs artstyle's, on one set of images, in one run.
+
+    python benchmarks/extract.py [--images 200] [--data DIR] [--backbone efficientnet_lite0] [--json]
+
+Without --data it writes JPEGs (quality 90) with the size mix of a scan collection: half
+about 800 px on the long side, a third about 1600 px, a fifth about 3000 px.
+Measured, with the same backbone and images:
+  naive           full-size PIL decode, resize, batch-1 eager forward, one image at a time
+  inference only  the network alone on pre-decoded views at its best batch size
+  artstyle        StyleClassifier.extract as `artstyle train` runs it (no cache), single
+                  view and multicrop
+  ceiling         the machine's fp32 matmul GFLOP/s and the network's FLOPs per view
+  peak RSS        of the artstyle path on --rss-images images vs a tenth of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from artstyle import StyleClassifier
+from artstyle.backbones import load_backbone
+from artstyle.dataset import find_images
+from artstyle.features import INFERENCE_CHUNK
+
+SIZE_MIX = ((0.5, 800), (1 / 3, 1600), (1 / 6, 3000))  # share of images, long side in px
+
+
+def write_scans(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    """n distinct JPEGs with the scan size mix: a few smooth textures per size, each file
+    marked differently so that no two share content (the cache would merge them)."""
+    rng = np.random.default_rng(seed)
+    bases = {}
+    for _, side in SIZE_MIX:
+        for k in range(4):
+            small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+            bases[side, k] = Image.fromarray(small).resize((side, side * 3 // 4), Image.Resampling.BICUBIC)
+    sides = np.concatenate([[side] * int(round(share * n)) for share, side in SIZE_MIX])[:n]
+    sides = np.concatenate([sides, [SIZE_MIX[0][1]] * (n - len(sides))])
+    paths = []
+    for i, side in enumerate(rng.permutation(sides)):
+        img = bases[int(side), i % 4].copy()
+        ImageDraw.Draw(img).rectangle([10, 10, 60, 60], fill=(i % 256, (i // 256) % 256, 128))
+        path = folder / f"scan-{i:05d}.jpg"
+        img.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def naive_ips(backbone_name: str, paths: list[Path]) -> float:
+    backbone = load_backbone(backbone_name)
+    model = backbone.model.to(memory_format=torch.contiguous_format)
+    prep = backbone.preprocessing
+    start = time.perf_counter()
+    with torch.no_grad():
+        for path in paths:
+            with Image.open(path) as img:
+                views = prep(img.convert("RGB"))
+            model.forward_head(model.forward_features(torch.from_numpy(views)), pre_logits=True)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def inference_only_ips(backbone_name: str, paths: list[Path]) -> tuple[float, int]:
+    """Best images/s over batch sizes, default engine, views decoded beforehand."""
+    backbone = load_backbone(backbone_name)
+    backbone.use_engine("auto")
+    prep = backbone.preprocessing
+    views = torch.from_numpy(np.concatenate([prep(Image.open(p).convert("RGB")) for p in paths[:64]]))
+    best = (0.0, 0)
+    for batch in (1, 4, INFERENCE_CHUNK, 16, 32):
+        backbone.embed(views[:batch])
+        start = time.perf_counter()
+        for i in range(0, len(views), batch):
+            backbone.embed(views[i : i + batch])
+        best = max(best, (len(views) / (time.perf_counter() - start), batch))
+    return best
+
+
+def artstyle_ips(backbone_name: str, recipe: str, paths: list[Path]) -> float:
+    clf = StyleClassifier(backbone_name, features=recipe, cache_dir=False, show_progress=False)
+    clf.extract(paths[:4])  # load the network and build the engine outside the clock
+    start = time.perf_counter()
+    clf.extract(paths)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_view(backbone_name: str) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    backbone = load_backbone(backbone_name)
+    size = backbone.preprocessing.size
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        backbone.model(torch.zeros(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+def peak_rss_mb(backbone_name: str, folder: Path) -> float:
+    """Peak RSS (MB) of a fresh process extracting every image in `folder`, workers included."""
+    code = (
+        "import resource, sys; from artstyle import StyleClassifier; from artstyle.dataset import find_images\n"
+        f"paths = sorted(find_images({str(folder)!r}))\n"
+        f"StyleClassifier({backbone_name!r}, features='global', cache_dir=False, show_progress=False).extract(paths)\n"
+        "print(max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--data", type=Path, help="a folder of images instead of generated scans")
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--rss-images", type=int, default=2000, help="images for the memory check (0: skip)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.data:
+            paths = sorted(find_images(args.data))[: args.images]
+            source = str(args.data)
+        else:
+            (tmp / "scans").mkdir()
+            paths = write_scans(tmp / "scans", args.images)
+            source = "generated scan mix"
+        print(f"{len(paths)} images ({source}), {args.backbone}, {torch.get_num_threads()} threads", flush=True)
+        result: dict = {"images": len(paths), "source": source, "backbone": args.backbone}
+        result["naive_ips"] = naive_ips(args.backbone, paths)
+        print(f"naive (full decode, batch 1, eager):   {result['naive_ips']:7.1f} img/s", flush=True)
+        result["inference_only_ips"], result["inference_batch"] = inference_only_ips(args.backbone, paths)
+        print(f"inference only (batch {result['inference_batch']:2d}):          {result['inference_only_ips']:7.1f} img/s", flush=True)
+        result["artstyle_ips"] = artstyle_ips(args.backbone, "global", paths)
+        print(f"artstyle, single view:                 {result['artstyle_ips']:7.1f} img/s", flush=True)
+        result["artstyle_multicrop_ips"] = artstyle_ips(args.backbone, "multicrop", paths)
+        print(f"artstyle, multicrop (5 views):         {result['artstyle_multicrop_ips']:7.1f} img/s", flush=True)
+        result["speedup"] = result["artstyle_ips"] / result["naive_ips"]
+        result["efficiency"] = result["artstyle_ips"] / result["inference_only_ips"]
+        result["matmul_gflops"] = matmul_gflops()
+        result["gflops_per_view"] = flops_per_view(args.backbone) / 1e9
+        result["ceiling_fraction"] = result["artstyle_ips"] * result["gflops_per_view"] / result["matmul_gflops"]
+        result["pandora18k_minutes"] = 18038 / result["artstyle_ips"] / 60
+        print(f"speedup over naive {result['speedup']:.2f}x; efficiency {result['efficiency']:.2f} of inference only; "
+              f"{result['gflops_per_view']:.2f} GFLOP/view, ceiling {result['matmul_gflops']:.0f} GFLOP/s -> "
+              f"{result['ceiling_fraction']:.2f} of it; Pandora18k single view in {result['pandora18k_minutes']:.1f} min",
+              flush=True)
+        if args.rss_images:
+            big = tmp / "rss"
+            big.mkdir()
+            write_scans(big, args.rss_images, seed=1)
+            small = tmp / "rss-small"
+            small.mkdir()
+            for path in sorted(big.iterdir())[: args.rss_images // 10]:
+                (small / path.name).symlink_to(path)
+            result["peak_rss_mb_small"] = peak_rss_mb(args.backbone, small)
+            result["peak_rss_mb"] = peak_rss_mb(args.backbone, big)
+            print(f"peak RSS: {result['peak_rss_mb']:.0f} MB on {args.rss_images} images, "
+                  f"{result['peak_rss_mb_small']:.0f} MB on {args.rss_images // 10} "
+                  f"({result['peak_rss_mb'] / result['peak_rss_mb_small']:.2f}x)", flush=True)
+    if args.json:
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
