@@ -88,3 +88,35 @@ def test_onnx_engine_agrees_with_torch():
         backbone.use_engine("tensorrt")
     backbone.use_engine("auto")  # onnxruntime is a dependency, so auto means onnx
     assert backbone.engine == "onnx"
+
+
+def test_the_fast_path_embeds_like_the_naive_one(tmp_path):
+    """Workers, batching, channels_last and the default engine change speed, not features:
+    same pixels, same embedding as an eager batch-1 forward of the preprocessed image."""
+    from PIL import Image
+
+    from artstyle import StyleClassifier
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(40):  # more than one batch, so decoding runs in a worker process
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (120 + i, 150, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    fast = StyleClassifier(features="global", cache_dir=False, show_progress=False).extract(paths).features
+    backbone = load_backbone("efficientnet_lite0")
+    model = backbone.model.to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        for i in (0, 17, 39):
+            views = torch.from_numpy(backbone.preprocessing(Image.open(paths[i]).convert("RGB")))
+            naive = model.forward_head(model.forward_features(views), pre_logits=True)[0]
+            torch.testing.assert_close(torch.from_numpy(fast[i]), naive, atol=1e-4, rtol=1e-4)
+
+
+def test_the_cli_starts_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, artstyle.cli; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False"

@@ -22,7 +22,6 @@ from .errors import ArtstyleError
 from .preprocess import Preprocessing
 
 TIMM_PREFIX = "timm:"
-DEFAULT_BACKBONE = "efficientnet_lite0"
 ENGINES = ("auto", "torch", "onnx")
 
 

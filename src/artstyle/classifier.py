@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from . import __version__
-from .backbones import DEFAULT_BACKBONE, load_backbone
+from .backbones import load_backbone
 from .bundle import FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle
 from .calibration import Abstention
 from .cache import FeatureCache, default_cache_dir
@@ -35,7 +35,7 @@ from .metrics import classification_metrics
 from .negatives import non_paintings
 from .predict import Prediction
 from .preprocess import Preprocessing
-from .recipes import DEFAULT_RECIPE, get_recipe, split_backbones
+from .recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
 from .splits import SPLIT_MODES, make_split, parse_splits_csv, splits_csv
 from .training import calibration_folds, train_head
 

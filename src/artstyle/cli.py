@@ -18,9 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .backbones import DEFAULT_BACKBONE
 from .errors import ArtstyleError
-from .recipes import DEFAULT_RECIPE, RECIPES
+from .recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, RECIPES
 
 app = typer.Typer(
     help="Recognise the art movement of a painting: train on a folder of paintings, evaluate honestly, predict.",

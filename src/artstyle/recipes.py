@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .errors import ArtstyleError
 
 DEFAULT_RECIPE = "multicrop"
+DEFAULT_BACKBONE = "efficientnet_lite0"  # here, not in backbones, so the CLI can name it without importing torch
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,77 @@
+"""Predict latency: cold start of `artstyle predict` on one image, and warm per-image latency.
+
+    python benchmarks/predict_latency.py [IMAGE] [--repeats 20] [--json]
+
+Cold: wall time of a fresh `artstyle predict IMAGE` process with the shipped model
+(median of 3), next to `artstyle --help` (the start-up floor) and the import of torch
+and timm alone. Warm: one image at a time through an already loaded classifier, for the
+shipped model (multicrop) and for the default backbone's single view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+
+def wall(command: list[str], repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def warm_ms(extract, image: Path, repeats: int) -> float:
+    extract(image)  # load the network, build the engine
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        extract(image)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("image", nargs="?", type=Path, help="an image [default: a generated 1200x900 JPEG]")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        image = args.image
+        if image is None:
+            image = Path(tmp) / "painting.jpg"
+            Image.effect_mandelbrot((1200, 900), (-2.0, -1.2, 1.0, 1.2), 100).convert("RGB").save(image, quality=90)
+        cli = shutil.which("artstyle") or str(Path(sys.executable).with_name("artstyle"))
+        result = {
+            "cold_predict_s": wall([cli, "predict", str(image), "--format", "json"]),
+            "cold_help_s": wall([cli, "--help"]),
+            "import_torch_timm_s": wall([sys.executable, "-c", "import torch, timm"]),
+        }
+        from artstyle import StyleClassifier, default_model_path
+
+        shipped = StyleClassifier.load(default_model_path(), cache_dir=False, show_progress=False)
+        single = StyleClassifier(features="global", cache_dir=False, show_progress=False)
+        result["warm_predict_ms"] = warm_ms(lambda p: shipped.predict_top_k([p]), image, args.repeats)
+        result["warm_single_view_ms"] = warm_ms(lambda p: single.extract([p]), image, args.repeats)
+    print(f"cold `artstyle predict` one image: {result['cold_predict_s']:.2f} s "
+          f"(`artstyle --help` {result['cold_help_s']:.2f} s; importing torch and timm alone {result['import_torch_timm_s']:.2f} s)")
+    print(f"warm, one image at a time: shipped model (multicrop) {result['warm_predict_ms']:.0f} ms, "
+          f"single view {result['warm_single_view_ms']:.0f} ms")
+    if args.json:
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
