@@ -114,12 +114,15 @@ def flops_per_view(backbone_name: str) -> float:
 
 
 def peak_rss_mb(backbone_name: str, folder: Path) -> float:
-    """Peak RSS (MB) of a fresh process extracting every image in `folder`, workers included."""
+    """Peak RSS (MB) of a fresh process extracting every image in `folder`: the larger of
+    the process's own high-water mark (VmHWM: ru_maxrss would inherit this benchmark's
+    size across fork) and its decode workers' peak."""
     code = (
-        "import resource, sys; from artstyle import StyleClassifier; from artstyle.dataset import find_images\n"
+        "import re, resource; from artstyle import StyleClassifier; from artstyle.dataset import find_images\n"
         f"paths = sorted(find_images({str(folder)!r}))\n"
         f"StyleClassifier({backbone_name!r}, features='global', cache_dir=False, show_progress=False).extract(paths)\n"
-        "print(max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))"
+        "own = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "print(max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return int(out.split()[-1]) / 1024

@@ -71,8 +71,9 @@ class Backbone:
         return 2 * sum(self._taps.values())
 
     def use_engine(self, engine: str) -> None:
-        """Run on `torch` or `onnx` (ONNX Runtime, about 3x faster on CPU: depthwise
-        convolutions are slow in eager PyTorch); `auto` picks onnx when it is installed."""
+        """Run on `torch` or `onnx`; `auto` picks onnx when ONNX Runtime is installed.
+        The network runs about 3x faster there on CPU (eager PyTorch's depthwise
+        convolutions are slow)."""
         available = importlib.util.find_spec("onnxruntime") is not None
         if engine == "auto":
             engine = "onnx" if available else "torch"
@@ -91,7 +92,7 @@ class Backbone:
             outputs = [torch.from_numpy(o) for o in self._session(stats).run(None, {"images": batch.numpy()})]
         else:
             with torch.inference_mode():
-                outputs = _Embedding(self, stats)(batch.contiguous(memory_format=torch.channels_last))
+                outputs = Embedding(self, stats)(batch.contiguous(memory_format=torch.channels_last))
         return outputs[0], (outputs[1] if stats else None)
 
     def _session(self, stats: bool):
@@ -105,7 +106,7 @@ class Backbone:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
                 torch.onnx.export(
-                    _Embedding(self, stats), (torch.zeros(2, 3, size, size),), graph, dynamo=False,
+                    Embedding(self, stats), (torch.zeros(2, 3, size, size),), graph, dynamo=False,
                     input_names=["images"], output_names=outputs, opset_version=17,
                     dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]},
                 )
@@ -118,7 +119,7 @@ class Backbone:
         return self._sessions[stats]
 
 
-class _Embedding(nn.Module):
+class Embedding(nn.Module):
     """The embedding as one module: what the torch engine runs and the onnx engine exports."""
 
     def __init__(self, backbone: Backbone, stats: bool):

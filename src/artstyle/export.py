@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backbones import _Embedding
+from .backbones import Embedding
 from .cache import atomic_write_bytes
 from .features import pool_views
 
@@ -30,7 +30,7 @@ class _ProbabilityGraph(nn.Module):
     def __init__(self, clf) -> None:
         super().__init__()
         extractors = clf._get_extractors()
-        self.embeddings = nn.ModuleList(_Embedding(e.backbone, e.recipe.stats) for e in extractors)
+        self.embeddings = nn.ModuleList(Embedding(e.backbone, e.recipe.stats) for e in extractors)
         head = clf.head_
         arrays = {**head.weights(), "mean": head.mean, "scale": head.scale}
         self.head = replace(head, **{k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items()})
