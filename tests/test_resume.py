@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from synth import FAST, FAST_CLI
+from synth import FAST, FAST_CLI, STYLES, paint
 from artstyle import StyleClassifier, load_bundle
 
 
@@ -73,3 +74,41 @@ def _processes_mentioning(text):
         except OSError:
             pass  # the process ended while we looked
     return found
+
+
+def _children():
+    """PIDs whose parent is this process (decode workers are)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[1]) == os.getpid():
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_an_error_mid_extraction_leaves_no_decode_workers(tmp_path):
+    paths = []
+    for i in range(40):
+        paths.append(tmp_path / f"{i}.png")
+        paint(list(STYLES)[i % 4], 0, seed=i).save(paths[-1])
+    clf = StyleClassifier(features="global", cache_dir=False, workers=1, batch_size=4, show_progress=False)
+    backbone = clf._get_extractors()[0].backbone
+    calls = []
+
+    def failing_embed(batch, stats=False):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise RuntimeError("out of memory")
+        return type(backbone).embed(backbone, batch, stats)
+
+    backbone.embed = failing_embed
+    with pytest.raises(RuntimeError, match="out of memory") as error:
+        clf.extract(paths)
+    assert error.traceback  # the traceback, frames and all, is still alive here
+    deadline = time.monotonic() + 10
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _children() == []
