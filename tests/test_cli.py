@@ -197,7 +197,7 @@ def test_export_onnx_gives_the_same_probabilities(capsys, monkeypatch, trained_m
     meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["labels"]) == list(clf.classes_)
     images = [paint(s, artist=1, seed=70 + i) for i, s in enumerate(list(STYLES)[:4])]
-    prep = clf._get_extractors()[0].preprocessing
+    prep = clf.feature_extractors[0].preprocessing
     assert json.loads(meta["preprocessing"]) == [prep.to_dict()]
     views = np.stack([prep(img) for img in images])
     (probabilities,) = session.run(None, {"views": views})
@@ -216,6 +216,6 @@ def test_export_covers_tiles_statistics_and_the_mlp_head(tmp_path, cache_dir):
                           cache_dir=cache_dir, show_progress=False).fit(images, labels)
     assert clf.head_.kind == "mlp"
     session = ort.InferenceSession(str(export_onnx(clf, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
-    prep = clf._get_extractors()[0].preprocessing
+    prep = clf.feature_extractors[0].preprocessing
     (probabilities,) = session.run(None, {"views": np.stack([prep(img) for img in images[:3]])})
     np.testing.assert_allclose(probabilities, clf.predict_proba(images[:3]), atol=1e-4)

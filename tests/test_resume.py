@@ -95,7 +95,7 @@ def test_an_error_mid_extraction_leaves_no_decode_workers(tmp_path):
         paths.append(tmp_path / f"{i}.png")
         paint(list(STYLES)[i % 4], 0, seed=i).save(paths[-1])
     clf = StyleClassifier(features="global", cache_dir=False, workers=1, batch_size=4, show_progress=False)
-    backbone = clf._get_extractors()[0].backbone
+    backbone = clf.feature_extractors[0].backbone
     calls = []
 
     def failing_embed(batch, stats=False):

@@ -123,6 +123,12 @@ class StyleClassifier:
         self._extractors: list[FeatureExtractor] | None = None
 
     # ----------------------------------------------------------------- plumbing
+    @property
+    def feature_extractors(self) -> list[FeatureExtractor]:
+        """One per backbone: its network, engine and the preprocessing that cuts the views
+        (what an exported ONNX graph expects as input)."""
+        return self._get_extractors()
+
     def _get_extractors(self) -> list[FeatureExtractor]:
         """One extractor per backbone; a loaded model's recorded preprocessing is authoritative."""
         if self._extractors is None:

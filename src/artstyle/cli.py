@@ -274,7 +274,7 @@ def export(
     export_onnx(clf, onnx)
     shapes = ", ".join(
         f"{name} (batch, {e.preprocessing.n_views}, 3, {e.preprocessing.size}, {e.preprocessing.size})"
-        for name, e in zip(input_names(clf), clf._get_extractors())
+        for name, e in zip(input_names(clf), clf.feature_extractors)
     )
     err.print(f"wrote [bold]{onnx}[/bold]: inputs {shapes}; output probabilities (batch, {len(clf.classes_)}); "
               "labels and preprocessing in its metadata")

@@ -29,7 +29,7 @@ OPSET = 17
 class _ProbabilityGraph(nn.Module):
     def __init__(self, clf) -> None:
         super().__init__()
-        extractors = clf._get_extractors()
+        extractors = clf.feature_extractors
         self.embeddings = nn.ModuleList(Embedding(e.backbone, e.recipe.stats) for e in extractors)
         head = clf.head_
         arrays = {**head.weights(), "mean": head.mean, "scale": head.scale}
@@ -47,7 +47,7 @@ class _ProbabilityGraph(nn.Module):
 
 
 def input_names(clf) -> list[str]:
-    n = len(clf._get_extractors())
+    n = len(clf.feature_extractors)
     return ["views"] if n == 1 else [f"views_{i}" for i in range(n)]
 
 
@@ -60,7 +60,7 @@ def export_onnx(clf, path: str | os.PathLike) -> Path:
     names = input_names(clf)
     examples = tuple(
         torch.zeros(2, e.preprocessing.n_views, 3, e.preprocessing.size, e.preprocessing.size)
-        for e in clf._get_extractors()
+        for e in clf.feature_extractors
     )
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -70,7 +70,7 @@ def export_onnx(clf, path: str | os.PathLike) -> Path:
             opset_version=OPSET, dynamic_axes={name: {0: "batch"} for name in [*names, "probabilities"]},
         )
     model = onnx.load_from_string(buffer.getvalue())
-    preprocessing = [e.preprocessing.to_dict() for e in clf._get_extractors()]
+    preprocessing = [e.preprocessing.to_dict() for e in clf.feature_extractors]
     for key, value in (("labels", list(clf.classes_)), ("preprocessing", preprocessing)):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
