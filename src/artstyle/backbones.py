@@ -20,9 +20,9 @@ from torch import nn
 
 from .errors import ArtstyleError
 from .preprocess import Preprocessing
+from .recipes import ENGINES
 
 TIMM_PREFIX = "timm:"
-ENGINES = ("auto", "torch", "onnx")
 
 
 @dataclass(frozen=True)

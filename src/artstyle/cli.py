@@ -19,7 +19,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import ArtstyleError
-from .recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, RECIPES
+from .recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, ENGINES, RECIPES
 
 app = typer.Typer(
     help="Recognise the art movement of a painting: train on a folder of paintings, evaluate honestly, predict.",
@@ -41,10 +41,7 @@ class TextOrJson(str, Enum):
     json = "json"
 
 
-class Engine(str, Enum):
-    auto = "auto"
-    torch = "torch"
-    onnx = "onnx"
+Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)
 
 
 ENGINE_HELP = "Run the network on torch, onnx (ONNX Runtime, faster on CPU) or auto (onnx when installed)."

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from .errors import ArtstyleError
 
 DEFAULT_RECIPE = "multicrop"
-DEFAULT_BACKBONE = "efficientnet_lite0"  # here, not in backbones, so the CLI can name it without importing torch
+# Here, not in backbones, so that the CLI can name them without importing torch.
+DEFAULT_BACKBONE = "efficientnet_lite0"
+ENGINES = ("auto", "torch", "onnx")  # what runs the network; auto: onnx when ONNX Runtime is installed
 
 
 @dataclass(frozen=True)
