@@ -6,7 +6,7 @@ pages, flat colour, noise, gradients; see `negatives`). Its threshold lets throu
 but `flag_rate` of held-out paintings (scored by detectors that did not see them).
 
 A k-NN distance to the training paintings was measured as a second score and dropped: on
-the real paintings it flagged 0-4 % of photos and none of the charts beyond what the
+the real paintings it flagged 0-9 % of photos and none of the charts beyond what the
 detector already caught, while spending part of the flag budget on real paintings that
 simply sit in a sparse corner of the training set (see docs/accuracy.md).
 """
