@@ -126,11 +126,8 @@ class StyleClassifier:
     @property
     def feature_extractors(self) -> list[FeatureExtractor]:
         """One per backbone: its network, engine and the preprocessing that cuts the views
-        (what an exported ONNX graph expects as input)."""
-        return self._get_extractors()
-
-    def _get_extractors(self) -> list[FeatureExtractor]:
-        """One extractor per backbone; a loaded model's recorded preprocessing is authoritative."""
+        (what an exported ONNX graph expects as input). Built on first use; a loaded
+        model's recorded preprocessing is authoritative."""
         if self._extractors is None:
             recipe = get_recipe(self.features)
             names = split_backbones(self.backbone)
@@ -158,7 +155,7 @@ class StyleClassifier:
         a row failing in any is an error row). `keys`: content hashes when known."""
         parts = []
         root = None if self.cache_dir is False else (self.cache_dir or default_cache_dir())
-        extractors = self._get_extractors()
+        extractors = self.feature_extractors
         for extractor in extractors:
             label = description if len(extractors) == 1 else f"{description} ({extractor.backbone.name})"
             parts.append(extract_features(
@@ -262,7 +259,7 @@ class StyleClassifier:
                         "dim": e.dim,
                         "preprocessing": e.preprocessing.to_dict(),
                     }
-                    for e in self._get_extractors()
+                    for e in self.feature_extractors
                 ],
                 "dim": int(x.shape[1]),
             },
