@@ -14,6 +14,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 from synth import make_tree  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory):
+    """The user cache (exported graphs, the default feature cache) lives in the session's
+    tmp dir, never in the home folder of whoever runs the tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARTSTYLE_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One feature cache for the session: each generated image is embedded once."""

@@ -120,3 +120,94 @@ def test_the_cli_starts_without_importing_torch():
     code = "import sys, artstyle.cli; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False"
+
+
+def test_a_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ArtstyleError, match="missing.safetensors: cannot read weights"):
+        load_backbone("timm:resnet18", weights=tmp_path / "missing.safetensors")
+
+
+def _counting_loader(monkeypatch, name: str) -> list[int]:
+    """Make every build of backbone `name`'s network leave a mark."""
+    from artstyle import backbones
+
+    info, loader = backbones._REGISTRY[name]
+    builds: list[int] = []
+
+    def counted(weights):
+        builds.append(1)
+        return loader(weights)
+
+    monkeypatch.setitem(backbones._REGISTRY, name, (info, counted))
+    return builds
+
+
+def test_the_graph_cache_restores_a_backbone_without_building_its_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTSTYLE_CACHE_DIR", str(tmp_path))
+    batch = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 3, 224, 224)).astype(np.float32))
+    first = load_backbone("efficientnet_lite0", engine="onnx")
+    pooled, stats = first.embed(batch, stats=True)  # exports both graphs into the cache
+    assert sorted(p.name for p in tmp_path.glob("graphs/*/*")) == ["embedding+stats.onnx", "embedding.json"]
+    first.embed(batch)
+    builds = _counting_loader(monkeypatch, "efficientnet_lite0")
+
+    restored = load_backbone("efficientnet_lite0", engine="onnx")
+    again, again_stats = restored.embed(batch, stats=True)
+    assert builds == []  # no timm, no weights, no export: what makes `artstyle predict` start fast
+    torch.testing.assert_close(again, pooled)
+    torch.testing.assert_close(again_stats, stats)
+    assert (restored.feature_dim, restored.stats_dim, restored.weights_id, restored.preprocessing) == (
+        first.feature_dim, first.stats_dim, first.weights_id, first.preprocessing)
+
+    restored.use_engine("torch")  # the network is still there when an engine needs it
+    torch.testing.assert_close(restored.embed(batch)[0], pooled, atol=1e-4, rtol=1e-4)
+    assert builds == [1]
+    assert load_backbone("efficientnet_lite0", engine="torch").model is not None and builds == [1, 1]
+
+
+def test_a_damaged_or_missing_cached_graph_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTSTYLE_CACHE_DIR", str(tmp_path))
+    batch = torch.zeros(1, 3, 224, 224)
+    expected = load_backbone("efficientnet_lite0", engine="onnx").embed(batch)[0]
+    (graph,) = tmp_path.glob("graphs/*/embedding.onnx")
+    builds = _counting_loader(monkeypatch, "efficientnet_lite0")
+    for damage in (lambda: graph.write_bytes(b"not onnx"), graph.unlink, lambda: (graph.parent / "embedding.json").write_text("{")):
+        damage()
+        torch.testing.assert_close(load_backbone("efficientnet_lite0", engine="onnx").embed(batch)[0], expected)
+        assert graph.stat().st_size > 1_000_000  # rewritten whole
+    assert builds == [1, 1, 1]
+
+
+def test_graph_cache_entries_are_keyed_by_weights_and_versions(tmp_path, monkeypatch):
+    from artstyle import graph_cache
+    from artstyle.graph_cache import GraphStore
+
+    folder = GraphStore("timm:resnet18", "file:aaaa", tmp_path).folder
+    assert GraphStore("timm:resnet18", "file:aaaa", tmp_path).folder == folder
+    assert GraphStore("timm:resnet18", "file:bbbb", tmp_path).folder != folder
+    assert GraphStore("timm:resnet34", "file:aaaa", tmp_path).folder != folder
+    monkeypatch.setattr(graph_cache, "_version", lambda distribution: "0.0-other")
+    assert GraphStore("timm:resnet18", "file:aaaa", tmp_path).folder != folder
+
+
+def test_predict_in_a_new_process_does_not_build_the_network(tmp_path, trained_model):
+    """The second process finds the graph in the cache and never imports timm."""
+    import os
+    import subprocess
+    import sys
+
+    _, folder = trained_model
+    image = tmp_path / "one.png"
+    from PIL import Image
+
+    Image.effect_mandelbrot((300, 200), (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB").save(image)
+    code = (
+        "import sys; from artstyle import StyleClassifier; "
+        f"clf = StyleClassifier.load({str(folder)!r}, cache_dir=False, show_progress=False); "
+        f"print(clf.predict([{str(image)!r}])[0], 'timm' in sys.modules)"
+    )
+    env = {**os.environ, "ARTSTYLE_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    (first_label, first_timm), (second_label, second_timm) = (r.stdout.strip().rsplit(" ", 1) for r in runs)
+    assert first_timm == "True" and second_timm == "False" and first_label == second_label

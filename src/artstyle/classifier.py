@@ -136,8 +136,7 @@ class StyleClassifier:
             recorded = getattr(self, "config_", None)
             extractors = []
             for i, name in enumerate(names):
-                backbone = load_backbone(name, self.weights)
-                backbone.use_engine(self.engine)
+                backbone = load_backbone(name, self.weights, engine=self.engine)
                 preprocessing = None
                 if recorded is not None:
                     entry = recorded["features"]["backbones"][i]

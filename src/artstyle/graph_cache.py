@@ -1,0 +1,77 @@
+"""Exported embedding graphs kept on disk, so a new process skips building the network.
+
+Building a backbone means importing timm (2 s) and loading its weights; exporting its
+embedding to ONNX costs almost 1 s more. Both are the same every time for the same
+network, weights and library versions, so the ONNX engine keeps the exported graph,
+with what describes the embedding (dimensions, weights id, preprocessing), under the
+user cache. `artstyle predict` on one image then starts from the graph alone.
+
+An entry's folder name hashes everything the graph depends on; files are written
+atomically, and a missing or unreadable entry is simply rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+from pathlib import Path
+
+import platformdirs
+
+from .cache import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+# Distributions whose versions change the exported graph.
+_VERSIONED = ("artstyle", "torch", "timm", "onnx")
+
+
+def graph_cache_dir() -> Path:
+    """`$ARTSTYLE_CACHE_DIR/graphs`, else the platform's user cache folder."""
+    env = os.environ.get("ARTSTYLE_CACHE_DIR")
+    root = Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("artstyle"))
+    return root / "graphs"
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+class GraphStore:
+    """The on-disk entry of one backbone: `embedding.json` plus one graph per output set."""
+
+    def __init__(self, name: str, weights_key: str, root: Path | None = None):
+        signature = json.dumps(
+            {"backbone": name, "weights": weights_key, **{d: _version(d) for d in _VERSIONED}}, sort_keys=True
+        )
+        self.folder = (root or graph_cache_dir()) / hashlib.sha256(signature.encode()).hexdigest()[:20]
+
+    def _graph_path(self, stats: bool) -> Path:
+        return self.folder / ("embedding+stats.onnx" if stats else "embedding.onnx")
+
+    def description(self) -> dict | None:
+        """What the graphs compute (feature_dim, stats_dim, weights_id, preprocessing), if stored."""
+        try:
+            return json.loads((self.folder / "embedding.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def graph(self, stats: bool) -> bytes | None:
+        try:
+            return self._graph_path(stats).read_bytes()
+        except OSError:
+            return None
+
+    def put(self, stats: bool, graph: bytes, description: dict) -> None:
+        """Store a graph; a read-only or full cache only costs the next process the export."""
+        try:
+            atomic_write_bytes(self._graph_path(stats), graph)
+            atomic_write_bytes(self.folder / "embedding.json", json.dumps(description, indent=1).encode())
+        except OSError as exc:
+            log.debug("could not keep the exported graph in %s: %s", self.folder, exc)
