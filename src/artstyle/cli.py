@@ -1,4 +1,4 @@
-"""The `artstyle` command line: train, evaluate, predict, backbones, info.
+"""The `artstyle` command line: train, evaluate, predict, serve, backbones, export, info.
 
 Heavy libraries (torch, timm) are imported inside commands, so `--help` is instant.
 Every user-fixable problem ends as one `error: ...` line and exit status 1.
@@ -188,6 +188,14 @@ def evaluate(
         err.print(f"report written to [bold]{report}[/bold]")
 
 
+def _model_or_default(model: Path | None) -> Path:
+    from . import default_model_path
+
+    if model is None and not default_model_path().is_dir():
+        raise ArtstyleError("this artstyle installation ships no default model yet; train one and pass --model")
+    return model or default_model_path()
+
+
 @app.command()
 def predict(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or - to read paths from stdin."),
@@ -206,11 +214,7 @@ def predict(
     inputs = collect_inputs(paths)
     if not inputs:
         raise ArtstyleError("no images to predict (folders held no image files)")
-    from . import default_model_path
-
-    if model is None and not default_model_path().is_dir():
-        raise ArtstyleError("this artstyle installation ships no default model yet; train one and pass --model")
-    clf = StyleClassifier.load(model or default_model_path(), cache_dir=False, batch_size=batch_size, engine=engine.value,
+    clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, batch_size=batch_size, engine=engine.value,
                                show_progress=not _QUIET and len(inputs) > 64)
     results = clf.predict_top_k(inputs, k=min(top_k, len(clf.classes_)))
     if fmt is PredictFormat.json:
@@ -237,6 +241,31 @@ def predict(
         out.print(table)
     if all(r.error for r in results):
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", help="Model folder written by `artstyle train` [default: the model shipped with artstyle]."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    max_upload_mb: float = typer.Option(25.0, min=0.001, help="Largest accepted file, in MB (larger: HTTP 413)."),
+    max_files: int = typer.Option(16, min=1, help="Most files in one request (more: HTTP 413)."),
+    concurrency: int = typer.Option(1, min=1, help="Requests classified at once; the rest wait their turn."),
+    max_pending: int = typer.Option(64, min=1, help="Most requests waiting or running (more: HTTP 503)."),
+    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+) -> None:
+    """Serve a web page and a REST API (/api/predict, /api/model, /docs) that classify paintings."""
+    from .classifier import StyleClassifier
+    from .serve import serve as run_server
+
+    folder = _model_or_default(model)
+    clf = StyleClassifier.load(folder, cache_dir=False, engine=engine.value, show_progress=False)
+    err.print(f"serving model [bold]{folder.resolve().name}[/bold] on [bold]http://{host}:{port}/[/bold] "
+              f"(API docs at /docs; Ctrl-C stops)")
+    run_server(clf, host=host, port=port, model_name=folder.resolve().name, max_upload_mb=max_upload_mb,
+               max_files=max_files, concurrency=concurrency, max_pending=max_pending)
 
 
 @app.command()

@@ -1,0 +1,263 @@
+"""`artstyle serve`: a web page and a REST API around one loaded model.
+
+The API answers with the same JSON as `artstyle predict --format json`. Requests are
+admitted before their body is read: a body over the size limit is cut off with 413, and
+beyond `max_pending` waiting requests the server answers 503 rather than queueing
+without end. Inference runs in a worker thread, `concurrency` at a time, so the event
+loop keeps serving the page, health checks and uploads meanwhile.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel
+
+from . import __version__
+from .classifier import StyleClassifier
+
+DEFAULT_MAX_UPLOAD_MB = 25.0
+DEFAULT_MAX_FILES = 16
+DEFAULT_MAX_PENDING = 64
+PREDICT_PATH = "/api/predict"
+
+
+class LabelProbability(BaseModel):
+    label: str
+    probability: float
+
+
+class PredictionOut(BaseModel):
+    """One uploaded file: its top-k movements and flags, or why it could not be read."""
+
+    path: str
+    predictions: list[LabelProbability]
+    uncertain: bool | None
+    mixed: list[str] | None
+    is_painting: bool | None
+    error: str | None
+
+
+class Problem(BaseModel):
+    detail: str
+    results: list[PredictionOut] | None = None
+
+
+class _Rejected(HTTPException):
+    """Raised from inside the body stream, so FastAPI's body parsing passes it through."""
+
+
+class _Admission:
+    """ASGI middleware in front of POST /api/predict: bounded waiting, bounded bodies."""
+
+    def __init__(self, app, max_body: int, max_pending: int):
+        self.app = app
+        self.max_body = max_body
+        self.max_pending = max_pending
+        self.pending = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != PREDICT_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await _problem(413, f"request body of {_mb(int(length))} is over the {_mb(self.max_body)} limit")(
+                scope, receive, send)
+            return
+        if self.pending >= self.max_pending:
+            response = _problem(503, f"busy: {self.pending} requests are waiting; try again shortly")
+            response.headers["Retry-After"] = "1"
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise _Rejected(413, f"request body is over the {_mb(self.max_body)} limit")
+            return message
+
+        self.pending += 1
+        try:
+            await self.app(scope, limited_receive, send)
+        finally:
+            self.pending -= 1
+
+
+def _problem(status: int, detail: str, results: list[dict] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail} if results is None else {"detail": detail, "results": results}, status_code=status)
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:.1f} MB"
+
+
+def _save_uploads(files: list[UploadFile], folder: Path) -> list[Path]:
+    """Uploads as files, so decoding takes the same path as on the command line. Named by
+    position, never by the client's file name, which is only echoed back."""
+    paths = []
+    for i, upload in enumerate(files):
+        paths.append(folder / str(i))
+        with paths[-1].open("wb") as handle:
+            shutil.copyfileobj(upload.file, handle)
+    return paths
+
+
+def _is_image(path: Path) -> bool:
+    """Whether PIL recognises the file's format (header only; decoding comes later)."""
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False
+
+
+def model_summary(clf: StyleClassifier, name: str) -> dict:
+    """What `GET /api/model` says: enough for a client to label and judge the answers."""
+    config = clf.config_
+    metrics = {k: v for k, v in (clf.metrics_ or {}).items() if not isinstance(v, (dict, list))}
+    return {
+        "name": name,
+        "artstyle_version": config.get("artstyle_version"),
+        "labels": [str(c) for c in clf.classes_],
+        "recipe": config["features"]["recipe"],
+        "backbones": [
+            {"name": b["name"], "weights_id": b.get("weights_id"), "input_size": b["preprocessing"]["size"]}
+            for b in config["features"]["backbones"]
+        ],
+        "head": config["head"].get("kind", config["head"].get("type")),
+        "uncertain_below": clf.abstention_.uncertain_below,
+        "painting_detector": clf.painting_detector_ is not None,
+        "training": {k: config.get("dataset", {}).get(k) for k in ("n_images", "n_artists", "class_counts")},
+        "metrics": metrics,
+    }
+
+
+def create_app(
+    classifier: StyleClassifier,
+    *,
+    model_name: str = "model",
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    max_files: int = DEFAULT_MAX_FILES,
+    concurrency: int = 1,
+    max_pending: int = DEFAULT_MAX_PENDING,
+) -> FastAPI:
+    """The app for a fitted or loaded `classifier`; limits as `artstyle serve --help` describes."""
+    classifier._check_fitted()
+    max_file_bytes = int(max_upload_mb * 1e6)
+    limiter = anyio.CapacityLimiter(concurrency)
+    summary = model_summary(classifier, model_name)
+    n_classes = len(summary["labels"])
+
+    def predict_files(paths: list[Path], names: list[str], k: int) -> list[dict]:
+        results = classifier.predict_top_k(paths, k=k)
+        out = []
+        for name, result in zip(names, results):
+            result.path = name
+            out.append(result.to_dict())
+        return out
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Build the engine before the first visitor waits for it.
+        with tempfile.TemporaryDirectory() as tmp:
+            warm = Path(tmp) / "warm.png"
+            Image.new("RGB", (64, 48), (120, 90, 60)).save(warm)
+            await anyio.to_thread.run_sync(predict_files, [warm], ["warm.png"], 1, limiter=limiter)
+        yield
+
+    app = FastAPI(
+        title="artstyle",
+        version=__version__,
+        description="Name the art movement of paintings, with calibrated top-k probabilities.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(_Admission, max_body=max_files * max_file_bytes + 1_000_000, max_pending=max_pending)
+    web = resources.files("artstyle") / "web"
+    app.mount("/static", StaticFiles(directory=str(web)), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return (web / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/api/health")
+    def health() -> dict:
+        """Liveness: the model is loaded and answering."""
+        return {"status": "ok", "model": model_name}
+
+    @app.get("/api/model")
+    def model() -> dict:
+        """Labels, backbone(s), head, the "uncertain" threshold and the training metrics."""
+        return summary
+
+    @app.post(
+        PREDICT_PATH,
+        response_model=list[PredictionOut],
+        responses={
+            413: {"model": Problem, "description": "a file or the request is too large, or too many files"},
+            415: {"model": Problem, "description": "no file is an image"},
+            422: {"model": Problem, "description": "no file could be decoded, or no files were sent"},
+            503: {"model": Problem, "description": "too many requests are waiting"},
+        },
+    )
+    async def predict(
+        files: Annotated[list[UploadFile], File(description="One or more images.")],
+        top_k: Annotated[int, Form(ge=1, description="Movements to list per image.")] = 3,
+    ):
+        """Top-k movements per image, same JSON as `artstyle predict --format json` (path =
+        the uploaded file name). In a request with several files, an unreadable one gets an
+        `error` and the rest are still answered; when none can be read the status is 415
+        (no file is an image) or 422 (images that fail to decode)."""
+        if len(files) > max_files:
+            return _problem(413, f"{len(files)} files in one request; the limit is {max_files}")
+        names = [upload.filename or f"file {i + 1}" for i, upload in enumerate(files)]
+        for name, upload in zip(names, files):
+            if upload.size is not None and upload.size > max_file_bytes:
+                return _problem(413, f"{name}: {_mb(upload.size)} is over the {_mb(max_file_bytes)} limit per file")
+        with tempfile.TemporaryDirectory(prefix="artstyle-upload-") as tmp:
+            paths = await anyio.to_thread.run_sync(_save_uploads, files, Path(tmp))
+            readable = [i for i, path in enumerate(paths) if _is_image(path)]
+            results: list[dict | None] = [None] * len(paths)
+            if readable:
+                answered = await anyio.to_thread.run_sync(
+                    predict_files, [paths[i] for i in readable], [names[i] for i in readable],
+                    min(top_k, n_classes), limiter=limiter,
+                )
+                for i, result in zip(readable, answered):
+                    results[i] = result
+        for i, name in enumerate(names):
+            if results[i] is None:
+                results[i] = PredictionOut(path=name, predictions=[], uncertain=None, mixed=None, is_painting=None,
+                                           error="not an image (unknown or unsupported format)").model_dump()
+        if all(r["error"] for r in results):
+            status = 415 if not readable else 422
+            return _problem(status, "; ".join(f"{r['path']}: {r['error']}" for r in results), results)
+        return results
+
+    return app
+
+
+def serve(
+    classifier: StyleClassifier,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    **limits,
+) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(classifier, **limits), host=host, port=port, log_level="info")

@@ -1,0 +1,137 @@
+// The artstyle page: send each chosen or dropped image to /api/predict, one at a time,
+// and show its top-k movements as labelled bars, with marks for unsure answers.
+"use strict";
+
+const form = document.getElementById("upload");
+const input = document.getElementById("files");
+const topK = document.getElementById("top-k");
+const results = document.getElementById("results");
+const template = document.getElementById("card");
+const modelInfo = document.getElementById("model-info");
+let model = null;
+
+const percent = (p) => `${(100 * p).toFixed(p < 0.1 ? 1 : 0)} %`;
+
+async function loadModel() {
+  try {
+    const response = await fetch("api/model");
+    model = await response.json();
+    const m = model.metrics || {};
+    const scores = m.accuracy === undefined ? "" :
+      ` Measured on ${m.evaluated_on || "held-out paintings"}: top-1 ${percent(m.accuracy)}, top-3 ${percent(m.top3_accuracy)}.`;
+    const backbones = model.backbones.map((b) => b.name).join(" + ");
+    modelInfo.textContent = `Model “${model.name}”: ${model.labels.length} movements, ${backbones}, ${model.recipe}.${scores}`;
+  } catch (error) {
+    modelInfo.textContent = "The model description could not be loaded.";
+  }
+}
+
+function newCard(file) {
+  const card = template.content.firstElementChild.cloneNode(true);
+  card.querySelector(".name").textContent = file.name;
+  const img = card.querySelector("img");
+  const url = URL.createObjectURL(file);
+  img.addEventListener("load", () => URL.revokeObjectURL(url));
+  img.addEventListener("error", () => { img.classList.add("missing"); URL.revokeObjectURL(url); });
+  img.src = url;
+  img.alt = `thumbnail of ${file.name}`;
+  results.prepend(card);
+  return card;
+}
+
+function badge(text, kind, title) {
+  const span = document.createElement("span");
+  span.className = `badge ${kind}`;
+  span.textContent = text;
+  if (title) span.title = title;
+  return span;
+}
+
+function showPrediction(card, result) {
+  const verdict = card.querySelector(".verdict");
+  const [top, topP] = [result.predictions[0].label, result.predictions[0].probability];
+  verdict.textContent = result.mixed ? result.mixed.join(" + ") : top;
+  if (result.is_painting === false) {
+    verdict.textContent = "probably not a painting";
+    verdict.title = "this image is unlike the paintings the model knows";
+  }
+  if (result.uncertain) {
+    const threshold = model ? ` below the model's threshold of ${percent(model.uncertain_below)}` : "";
+    verdict.append(badge("unsure", "unsure", `top probability ${percent(topP)}${threshold}`));
+  }
+  if (result.mixed) verdict.append(badge("mixed", "mixed", "the first two movements are nearly equally likely"));
+  const bars = card.querySelector(".bars");
+  for (const { label, probability } of result.predictions) {
+    const row = document.createElement("li");
+    row.className = "bar-row";
+    const name = document.createElement("span");
+    name.className = "bar-label";
+    name.textContent = label;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.setAttribute("role", "meter");
+    bar.setAttribute("aria-label", label);
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    bar.setAttribute("aria-valuenow", (100 * probability).toFixed(1));
+    bar.setAttribute("aria-valuetext", percent(probability));
+    const fill = document.createElement("div");
+    fill.className = "bar-fill";
+    fill.style.width = `${(100 * probability).toFixed(1)}%`;
+    bar.append(fill);
+    const value = document.createElement("span");
+    value.className = "bar-value";
+    value.textContent = percent(probability);
+    row.append(name, bar, value);
+    bars.append(row);
+  }
+}
+
+function showError(card, message) {
+  card.classList.add("error");
+  card.querySelector(".verdict").textContent = `Cannot read this file: ${message}`;
+}
+
+async function classify(file) {
+  const card = newCard(file);
+  const body = new FormData();
+  body.append("files", file, file.name);
+  body.append("top_k", topK.value);
+  try {
+    const response = await fetch("api/predict", { method: "POST", body });
+    const data = await response.json();
+    if (!response.ok) {
+      const result = data.results && data.results[0];
+      showError(card, result && result.error ? result.error : data.detail || `HTTP ${response.status}`);
+    } else if (data[0].error) {
+      showError(card, data[0].error);
+    } else {
+      showPrediction(card, data[0]);
+    }
+  } catch (error) {
+    showError(card, `the server did not answer (${error.message})`);
+  }
+}
+
+async function classifyAll(files) {
+  for (const file of files) await classify(file);
+}
+
+input.addEventListener("change", () => {
+  const files = Array.from(input.files);
+  input.value = "";
+  classifyAll(files);
+});
+form.addEventListener("submit", (event) => event.preventDefault());
+for (const type of ["dragenter", "dragover"]) {
+  form.addEventListener(type, (event) => { event.preventDefault(); form.classList.add("dragging"); });
+}
+for (const type of ["dragleave", "drop"]) {
+  form.addEventListener(type, () => form.classList.remove("dragging"));
+}
+form.addEventListener("drop", (event) => {
+  event.preventDefault();
+  classifyAll(Array.from(event.dataTransfer.files));
+});
+
+loadModel();
