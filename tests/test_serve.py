@@ -15,7 +15,7 @@ from synth import STYLES, paint
 httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from artstyle.serve import create_app  # noqa: E402
+from artstyle import create_app  # noqa: E402
 
 
 def jpeg(image: Image.Image) -> bytes:

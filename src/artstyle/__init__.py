@@ -51,6 +51,7 @@ _EXPORTS = {
     "FeatureRecipe": "recipes",
     "HEAD_KINDS": "head",
     "PaintingDetector": "painting",
+    "create_app": "serve",
 }
 
 __all__ = ["__version__", "default_model_path", *sorted(_EXPORTS)]
@@ -81,4 +82,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .painting import PaintingDetector
     from .predict import Prediction
     from .recipes import RECIPES, FeatureRecipe
+    from .serve import create_app
     from .splits import Split, make_split
