@@ -28,6 +28,7 @@ _EXPORTS = {
     "ArtstyleError": "errors",
     "BundleError": "errors",
     "DatasetError": "errors",
+    "DownloadError": "errors",
     "ImageLoadError": "errors",
     "NotFittedError": "errors",
     "BackboneInfo": "backbones",
@@ -74,7 +75,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .bundle import load_bundle, save_bundle
     from .classifier import Evaluation, StyleClassifier
     from .dataset import Dataset, ImageRecord, scan_dataset
-    from .errors import ArtstyleError, BundleError, DatasetError, ImageLoadError, NotFittedError
+    from .errors import ArtstyleError, BundleError, DatasetError, DownloadError, ImageLoadError, NotFittedError
     from .images import load_image
     from .head import HEAD_KINDS
     from .labels import normalize_label

@@ -1,4 +1,4 @@
-"""The `artstyle` command line: train, evaluate, predict, serve, backbones, export, info.
+"""The `artstyle` command line: download, check, train, evaluate, predict, serve, backbones, export, info.
 
 Heavy libraries (torch, timm) are imported inside commands, so `--help` is instant.
 Every user-fixable problem ends as one `error: ...` line and exit status 1.
@@ -125,7 +125,7 @@ def train(
     weights: Optional[Path] = typer.Option(None, help="Local .safetensors weights for the backbone (offline timm models)."),
     split: SplitMode = typer.Option(SplitMode.stratified, help="stratified: per class 80/10/10; artist: no artist on two sides."),
     seed: int = typer.Option(0, help="Seed of the split (same seed, same split)."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder [default: user cache dir]."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder (default: user cache dir)."),
     test_dir: Optional[Path] = typer.Option(None, help="Evaluate on this external painting tree instead of a test split."),
     test_fraction: float = typer.Option(
         0.1, min=0.0, max=0.5,
@@ -168,7 +168,7 @@ def evaluate(
     fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", help="text: tables; json: one JSON object on stdout."),
     report: Optional[Path] = typer.Option(None, help="Also write a self-contained HTML report here."),
     all_images: bool = typer.Option(False, "--all", help="Score every image, including those used in training."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder [default: user cache dir]."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder (default: user cache dir)."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
     """Score a model on a labelled painting folder (its held-out part if it is the training folder)."""
@@ -200,7 +200,7 @@ def _model_or_default(model: Path | None) -> Path:
 def predict(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or - to read paths from stdin."),
     model: Optional[Path] = typer.Option(
-        None, "--model", "-m", help="Model folder written by `artstyle train` [default: the model shipped with artstyle]."
+        None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
     ),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Movements to list per image."),
     fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
@@ -246,7 +246,7 @@ def predict(
 @app.command()
 def serve(
     model: Optional[Path] = typer.Option(
-        None, "--model", "-m", help="Model folder written by `artstyle train` [default: the model shipped with artstyle]."
+        None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
     ),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
@@ -266,6 +266,29 @@ def serve(
               f"(API docs at /docs; Ctrl-C stops)")
     run_server(clf, host=host, port=port, model_name=folder.resolve().name, max_upload_mb=max_upload_mb,
                max_files=max_files, concurrency=concurrency, max_pending=max_pending)
+
+
+@app.command()
+def download(
+    dataset: str = typer.Argument(..., help="Dataset to fetch: pandora18k."),
+    to: Path = typer.Option(..., "--to", help="Folder to put the archive and the unpacked paintings in."),
+    url: Optional[str] = typer.Option(None, help="Mirror URL, or a local path / file:// URL of the zip (default: the official URL)."),
+    archive: Optional[Path] = typer.Option(None, help="A zip already on disk: unpack it instead of downloading (it is left as is)."),
+    sha256: Optional[str] = typer.Option(None, help="Expected SHA-256 of the archive; a mismatch is an error."),
+    retries: int = typer.Option(8, min=0, help="Attempts in a row that may fail before giving up (progress resets the count)."),
+) -> None:
+    """Download a dataset, resuming a broken download, verify it and unpack it safely."""
+    from .download import get_dataset
+
+    result = get_dataset(dataset, to, url=url, archive=archive, sha256=sha256, retries=retries,
+                         show_progress=not _QUIET)
+    if result.already:
+        err.print(f"{dataset} is already downloaded and unpacked in {result.folder}; nothing to do", soft_wrap=True)
+    else:
+        err.print(f"unpacked {result.archive.name} into {result.folder}", soft_wrap=True)
+        err.print(f"archive SHA-256 {result.sha256} (pass --sha256 to pin it when fetching again)", soft_wrap=True)
+    err.print(f"next: artstyle check {result.data}\n      artstyle train {result.data} --out model", soft_wrap=True,
+              highlight=False)
 
 
 @app.command()

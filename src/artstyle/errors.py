@@ -21,3 +21,7 @@ class BundleError(ArtstyleError):
 
 class NotFittedError(ArtstyleError):
     """A classifier was used before fit() or load()."""
+
+
+class DownloadError(ArtstyleError):
+    """A dataset archive could not be fetched, verified or unpacked safely."""

@@ -1,4 +1,4 @@
-"""Progress bars for long work (hashing, feature extraction), on stderr."""
+"""Progress bars for long work (hashing, feature extraction, downloads), on stderr."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
@@ -15,6 +16,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.text import Text
 
@@ -35,17 +37,20 @@ class RateColumn(ProgressColumn):
 
 @contextmanager
 def progress_bar(
-    total: int, description: str, *, enabled: bool = True, unit: str = "img"
+    total: int | None, description: str, *, enabled: bool = True, unit: str = "img", completed: int = 0
 ) -> Iterator[Callable[[int], None]]:
-    """Yield `advance(n)`; shows count, rate, elapsed time and ETA while enabled."""
-    if not enabled or total <= 0:
+    """Yield `advance(n)`; shows count, rate, elapsed time and ETA while enabled.
+
+    `unit="bytes"` shows sizes and transfer speed; a None total (size unknown) only counts.
+    """
+    if not enabled or (total is not None and total <= 0):
         yield lambda n: None
         return
+    counting = (DownloadColumn(), TransferSpeedColumn()) if unit == "bytes" else (MofNCompleteColumn(), RateColumn(unit))
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(unit),
+        *counting,
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -53,5 +58,5 @@ def progress_bar(
         transient=False,
     )
     with progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=total, completed=completed)
         yield lambda n: progress.advance(task, n)
