@@ -269,6 +269,70 @@ def serve(
 
 
 @app.command()
+def check(
+    data: Path = typer.Argument(..., help="Painting folder: DATA/<movement>/<artist>/<image>."),
+    fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", help="text or json (every finding, on stdout)."),
+    report: Optional[Path] = typer.Option(None, help="Also write a self-contained HTML report with a plot per finding."),
+    fix_plan: Optional[Path] = typer.Option(None, help="Write suggested actions as CSV (nothing is changed)."),
+    min_side: int = typer.Option(224, min=1, help="Images with a shorter side than this, in pixels, are tiny."),
+    near_distance: int = typer.Option(12, min=0, max=127, help="Most differing hash bits (of 128) for a near duplicate."),
+) -> None:
+    """Check a painting collection before training: counts, sizes, broken files, duplicates, imbalance.
+
+    Reads only: the collection is never modified.
+    """
+    from .doctor import check_dataset, write_fix_plan
+
+    result = check_dataset(data, min_side=min_side, near_distance=near_distance, show_progress=not _QUIET)
+    if fmt is TextOrJson.json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        _print_check(result)
+    if report:
+        from .doctor_report import write_check_report
+
+        write_check_report(result, report, title=f"artstyle check of {data.resolve().name}")
+        err.print(f"report written to [bold]{report}[/bold]")
+    if fix_plan:
+        rows = len(result.fix_plan())
+        write_fix_plan(result, fix_plan)
+        err.print(f"{rows} suggested action(s) written to [bold]{fix_plan}[/bold]; nothing was changed")
+
+
+def _print_check(result) -> None:
+    d = result.to_dict()
+    per_class = Table(title=f"{d['n_images']} images, {d['n_classes']} movements, {d['n_artists']} artist folders")
+    for column in ("movement", "images", "artists"):
+        per_class.add_column(column, justify="left" if column == "movement" else "right")
+    under = set(d["under_represented"])
+    for label, n in d["class_counts"].items():
+        artists = d["artists_per_class"][label]
+        per_class.add_row(label, f"[red]{n}[/red]" if label in under else str(n),
+                          f"[yellow]{artists}[/yellow]" if artists < 2 else str(artists))
+    out.print(per_class)
+    sides = d["shortest_side"]
+    out.print(f"shortest side: min {sides.get('min')} px, median {sides.get('median')} px, max {sides.get('max')} px; "
+              f"imbalance {d['imbalance_ratio']:.1f}x (largest / smallest class)", highlight=False)
+    findings = [
+        ("unreadable", [f"{u['path']}: {u['reason']}" for u in d["unreadable"]]),
+        ("exact duplicates", [" = ".join(g["paths"]) + ("  [different movements]" if g["across_classes"] else "")
+                              for g in d["exact_duplicates"]]),
+        ("near duplicates", [f"{n['a']} ~ {n['b']} (distance {n['distance']})"
+                             + ("  [different movements]" if n["across_classes"] else "") for n in d["near_duplicates"]]),
+        (f"tiny (shortest side < {d['min_side']} px)", [f"{t['path']} ({t['width']}x{t['height']})" for t in d["tiny"]]),
+        ("artists under several movements", [f"{a}: " + ", ".join(f"{k} ({v})" for k, v in c.items())
+                                             for a, c in d["artists_in_several_classes"].items()]),
+        ("under-represented movements", d["under_represented"]),
+    ]
+    for name, lines in findings:
+        out.print(f"[bold]{name}: {len(lines)}[/bold]", highlight=False)
+        for line in lines[:10]:
+            out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        if len(lines) > 10:
+            out.print(f"  ... {len(lines) - 10} more (--format json, --report or --fix-plan list them all)")
+
+
+@app.command()
 def download(
     dataset: str = typer.Argument(..., help="Dataset to fetch: pandora18k."),
     to: Path = typer.Option(..., "--to", help="Folder to put the archive and the unpacked paintings in."),

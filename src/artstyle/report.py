@@ -6,9 +6,7 @@ per-class F1 bars, and the most confident mistakes as thumbnails.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
 from pathlib import Path
 
@@ -16,16 +14,9 @@ import numpy as np
 
 from .cache import atomic_write_bytes
 from .classifier import Evaluation
-from .errors import ImageLoadError
-from .images import load_image
+from .html_parts import cards, figure_uri, page, thumbnail_figure
 
 N_MISTAKES = 12
-
-
-def _figure_uri(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _confusion_plot(evaluation: Evaluation) -> str:
@@ -50,7 +41,7 @@ def _confusion_plot(evaluation: Evaluation) -> str:
                 ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8, color=color)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     ax.set_title("Confusion matrix (counts; colour = row share)")
-    return _figure_uri(fig)
+    return figure_uri(fig)
 
 
 def _f1_plot(evaluation: Evaluation) -> str:
@@ -69,18 +60,7 @@ def _f1_plot(evaluation: Evaluation) -> str:
     ax.set_xlabel("F1")
     ax.legend(loc="lower right")
     ax.set_title("F1 per movement")
-    return _figure_uri(fig)
-
-
-def _thumbnail_uri(path: str, size: int = 160) -> str | None:
-    try:
-        img = load_image(path, min_side=size)
-    except ImageLoadError:
-        return None
-    img.thumbnail((size, size))
-    buffer = io.BytesIO()
-    img.save(buffer, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return figure_uri(fig)
 
 
 def confident_mistakes(evaluation: Evaluation, n: int = N_MISTAKES) -> list[tuple[int, int, float]]:
@@ -97,16 +77,13 @@ def render_report(evaluation: Evaluation, title: str) -> str:
     """The report as one HTML string."""
     m = evaluation.metrics
     esc = html.escape
-    headline = "".join(
-        f"<div class=card><b>{value}</b><span>{name}</span></div>"
-        for name, value in (
-            ("images", m["n_images"]),
-            ("accuracy", f"{m['accuracy']:.1%}"),
-            ("top-3 accuracy", f"{m['top3_accuracy']:.1%}"),
-            ("macro-F1", f"{m['macro_f1']:.3f}"),
-            ("calibration error (ECE)", f"{m['ece']:.3f}"),
-        )
-    )
+    headline = cards([
+        ("images", m["n_images"]),
+        ("accuracy", f"{m['accuracy']:.1%}"),
+        ("top-3 accuracy", f"{m['top3_accuracy']:.1%}"),
+        ("macro-F1", f"{m['macro_f1']:.3f}"),
+        ("calibration error (ECE)", f"{m['ece']:.3f}"),
+    ])
     rows = "".join(
         f"<tr><td>{esc(label)}</td><td>{c['precision']:.2f}</td><td>{c['recall']:.2f}</td>"
         f"<td>{c['f1']:.2f}</td><td>{c['support']}</td></tr>"
@@ -114,13 +91,12 @@ def render_report(evaluation: Evaluation, title: str) -> str:
     )
     mistakes = []
     for row, predicted, prob in confident_mistakes(evaluation):
-        uri = _thumbnail_uri(evaluation.paths[row])
-        image = f'<img src="{uri}" alt="">' if uri else "<div class=noimg>no preview</div>"
-        mistakes.append(
-            f"<figure>{image}<figcaption>{esc(os.path.basename(evaluation.paths[row]))}<br>"
+        mistakes.append(thumbnail_figure(
+            evaluation.paths[row],
+            f"{esc(os.path.basename(evaluation.paths[row]))}<br>"
             f"true: <b>{esc(evaluation.labels[evaluation.y_true[row]])}</b><br>"
-            f"predicted: <b>{esc(evaluation.labels[predicted])}</b> ({prob:.0%})</figcaption></figure>"
-        )
+            f"predicted: <b>{esc(evaluation.labels[predicted])}</b> ({prob:.0%})",
+        ))
     notes = []
     if m.get("untested"):
         notes.append("Not tested (no images): " + esc(", ".join(m["untested"])))
@@ -131,27 +107,12 @@ def render_report(evaluation: Evaluation, title: str) -> str:
             "; ".join(f"{s['path']}: {s['reason']}" for s in m["skipped"][:20])))
     confusion = _confusion_plot(evaluation) if m["n_images"] else ""
     f1 = _f1_plot(evaluation) if m["n_images"] else ""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(title)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222}}
-.cards{{display:flex;flex-wrap:wrap;gap:.8rem}}.card{{border:1px solid #ddd;border-radius:8px;padding:.7rem 1rem;min-width:8rem}}
-.card b{{display:block;font-size:1.5rem}}.card span{{color:#666;font-size:.85rem}}
-table{{border-collapse:collapse;margin:1rem 0}}td,th{{border-bottom:1px solid #eee;padding:.25rem .8rem;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}img.plot{{max-width:100%}}
-.grid{{display:flex;flex-wrap:wrap;gap:1rem}}figure{{margin:0;width:170px;font-size:.8rem}}figure img{{max-width:160px;max-height:160px}}
-.noimg{{width:160px;height:100px;background:#eee}}.note{{color:#8a4b00}}
-</style></head><body>
-<h1>{esc(title)}</h1>
-<div class=cards>{headline}</div>
+    return page(title, f"""{headline}
 {''.join(f'<p class=note>{n}</p>' for n in notes)}
 <h2>Confusion matrix</h2>{f'<img class=plot alt="confusion matrix" src="{confusion}">' if confusion else '<p>No images scored.</p>'}
 <h2>Per movement</h2>{f'<img class=plot alt="F1 per class" src="{f1}">' if f1 else ''}
 <table><tr><th>movement</th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>{rows}</table>
-<h2>Most confident mistakes</h2><div class=grid>{''.join(mistakes) or '<p>None.</p>'}</div>
-</body></html>
-"""
+<h2>Most confident mistakes</h2><div class=grid>{''.join(mistakes) or '<p>None.</p>'}</div>""")
 
 
 def write_report(evaluation: Evaluation, path: str | os.PathLike, title: str = "artstyle evaluation") -> Path:

@@ -1,0 +1,298 @@
+"""The dataset doctor: find what would spoil training before training starts.
+
+Reads a painting tree (never writes to it) and reports counts per class and artist,
+image sizes, files that do not decode, exact duplicates (same bytes), near duplicates
+(same picture re-encoded or resized: a difference hash of the decoded thumbnail), tiny
+images, artists filed under several movements and class imbalance. Duplicates across
+the train/test boundary inflate scores; duplicates across classes contradict labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import statistics
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .cache import atomic_write_bytes
+from .dataset import Dataset, ImageRecord, scan_dataset
+from .errors import ImageLoadError
+from .images import load_image
+from .progress import progress_bar
+
+HASH_SIDE = 8  # difference hash: 8x8 horizontal + 8x8 vertical gradient signs = 128 bits
+HASH_DECODE_SIDE = 128  # hash a decode this large: tinier JPEG drafts make copies differ by chance
+NEAR_DISTANCE = 12  # of 128 bits; see docs/dataset-check.md for how this was chosen
+MIN_SIDE = 224  # the network's input: smaller images are upscaled and lose their brushwork
+UNDER_REPRESENTED = 0.5  # a class with fewer images than this share of the median class
+_NOT_AN_ARTIST = re.compile(r"^(unknown|unidentified|anonymous|various|misc)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the doctor learned about one readable image."""
+
+    path: str
+    label: str
+    artist: str
+    sha256: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class NearDuplicate:
+    a: str
+    b: str
+    distance: int  # differing hash bits out of 128
+    across_classes: bool
+
+
+@dataclass
+class DatasetCheck:
+    """Every finding of `check_dataset`, JSON-ready through `to_dict()`."""
+
+    root: Path
+    labels: list[str]
+    images: list[ImageFacts]
+    unreadable: list[tuple[str, str]]  # (path, reason)
+    exact_duplicates: list[list[str]]  # groups of paths with identical bytes
+    near_duplicates: list[NearDuplicate]
+    nearest_distance: list[int]  # per image, bits to its closest other image (for the report)
+    min_side: int
+    near_distance: int
+    ignored: dict[str, int] = field(default_factory=dict)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(i.label for i in self.images)
+        return {label: counts.get(label, 0) for label in self.labels}
+
+    def artists_per_class(self) -> dict[str, int]:
+        artists = defaultdict(set)
+        for i in self.images:
+            artists[i.label].add(i.artist)
+        return {label: len(artists[label]) for label in self.labels}
+
+    def tiny(self) -> list[ImageFacts]:
+        return [i for i in self.images if min(i.width, i.height) < self.min_side]
+
+    def artists_in_several_classes(self) -> dict[str, dict[str, int]]:
+        """Artist (as spelled in the first folder seen) -> images per class, for artists in 2+ classes."""
+        by_key: dict[str, Counter] = defaultdict(Counter)
+        spelling: dict[str, str] = {}
+        for i in self.images:
+            key = _artist_key(i.artist)
+            if key and not _NOT_AN_ARTIST.match(key):
+                by_key[key][i.label] += 1
+                spelling.setdefault(key, i.artist)
+        return {spelling[k]: dict(sorted(c.items())) for k, c in sorted(by_key.items()) if len(c) > 1}
+
+    def under_represented(self) -> list[str]:
+        counts = self.class_counts()
+        median = statistics.median(counts.values()) if counts else 0
+        return [label for label, n in counts.items() if n < UNDER_REPRESENTED * median]
+
+    def imbalance_ratio(self) -> float:
+        counts = [n for n in self.class_counts().values() if n]
+        return max(counts) / min(counts) if counts else 0.0
+
+    def label_of(self) -> dict[str, str]:
+        return {i.path: i.label for i in self.images}
+
+    def to_dict(self) -> dict:
+        label_of = self.label_of()
+        sides = [min(i.width, i.height) for i in self.images]
+        return {
+            "root": str(self.root),
+            "n_images": len(self.images),
+            "n_classes": len(self.labels),
+            "n_artists": len({(i.label, i.artist) for i in self.images}),
+            "class_counts": self.class_counts(),
+            "artists_per_class": self.artists_per_class(),
+            "imbalance_ratio": round(self.imbalance_ratio(), 2),
+            "under_represented": self.under_represented(),
+            "shortest_side": _quantiles(sides),
+            "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
+            "exact_duplicates": [
+                {"paths": g, "across_classes": len({label_of[p] for p in g}) > 1} for g in self.exact_duplicates
+            ],
+            "near_duplicates": [asdict(d) for d in self.near_duplicates],
+            "near_distance": self.near_distance,
+            "tiny": [{"path": i.path, "width": i.width, "height": i.height} for i in self.tiny()],
+            "min_side": self.min_side,
+            "artists_in_several_classes": self.artists_in_several_classes(),
+            "ignored": self.ignored,
+        }
+
+    def fix_plan(self) -> list[dict[str, str]]:
+        """Suggested actions, one row per file (or class); nothing is done to the data."""
+        label_of = self.label_of()
+        rows: list[dict[str, str]] = []
+
+        def add(action: str, path: str, reason: str, related: str = "") -> None:
+            rows.append({"action": action, "path": path, "class": label_of.get(path, ""), "reason": reason,
+                         "related": related})
+
+        for path, reason in self.unreadable:
+            add("delete-or-replace", path, f"does not decode: {reason}")
+        for group in self.exact_duplicates:
+            keep, *copies = group
+            if len({label_of[p] for p in group}) > 1:
+                for path in group:
+                    others = "; ".join(p for p in group if p != path)
+                    add("review-label", path, "the same file is filed under several movements", others)
+            else:
+                for path in copies:
+                    add("delete", path, "exact copy (same bytes)", keep)
+        for near in self.near_duplicates:
+            if near.across_classes:
+                add("review-label", near.b, f"near-duplicate under another movement (distance {near.distance})", near.a)
+            else:
+                add("review-duplicate", near.b, f"near-duplicate: re-encoded or resized copy? (distance {near.distance})",
+                    near.a)
+        for image in self.tiny():
+            add("replace", image.path, f"{image.width}x{image.height}: shortest side under {self.min_side} px")
+        for artist, classes in self.artists_in_several_classes().items():
+            listed = ", ".join(f"{label} ({n})" for label, n in classes.items())
+            add("review-artist", artist, f"artist filed under several movements: {listed}")
+        counts = self.class_counts()
+        for label in self.under_represented():
+            add("collect-more", label, f"{counts[label]} images, under half the median class")
+        return rows
+
+
+def _artist_key(name: str) -> str:
+    return " ".join(re.sub(r"[_\-.]+", " ", name).casefold().split())
+
+
+def _quantiles(values: list[int]) -> dict[str, int]:
+    if not values:
+        return {}
+    q = np.percentile(values, [0, 10, 50, 90, 100])
+    return dict(zip(("min", "p10", "median", "p90", "max"), (int(v) for v in q)))
+
+
+def difference_hash(img: Image.Image) -> np.ndarray:
+    """128-bit difference hash (16 bytes): signs of horizontal and vertical brightness steps.
+
+    Survives re-encoding, resizing and mild colour changes; a different picture flips
+    about half of the bits.
+    """
+    grey = img.convert("L")
+    wide = np.asarray(grey.resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.BOX), dtype=np.int16)
+    tall = np.asarray(grey.resize((HASH_SIDE, HASH_SIDE + 1), Image.Resampling.BOX), dtype=np.int16)
+    bits = np.concatenate([(wide[:, 1:] > wide[:, :-1]).ravel(), (tall[1:, :] > tall[:-1, :]).ravel()])
+    return np.packbits(bits)
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise bit distances between rows of two (n, 16) uint8 hash arrays."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        xor = a.view(np.uint64)[:, None, :] ^ b.view(np.uint64)[None, :, :]
+        return np.bitwise_count(xor).sum(axis=-1, dtype=np.int32)
+    return _POPCOUNT[a[:, None, :] ^ b[None, :, :]].sum(axis=-1, dtype=np.int32)
+
+
+def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, block: int = 256) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+    """(i, j, distance) for i < j within `max_distance`, and each row's distance to its nearest other row."""
+    n = len(hashes)
+    nearest = np.full(n, 8 * hashes.shape[1] if n else 0, dtype=np.int32)
+    pairs: list[tuple[int, int, int]] = []
+    for start in range(0, n, block):
+        distances = _hamming(hashes[start : start + block], hashes)
+        rows = np.arange(start, min(start + block, n))
+        distances[rows - start, rows] = np.iinfo(np.int32).max  # not its own neighbour
+        nearest[rows] = distances.min(axis=1)
+        for r, j in zip(*np.nonzero(distances <= max_distance)):
+            i = start + int(r)
+            if i < j:
+                pairs.append((i, int(j), int(distances[r, j])))
+    return pairs, nearest
+
+
+def _inspect(path: Path) -> tuple[int, int, np.ndarray]:
+    """(width, height, hash) of one file; ImageLoadError when it does not fully decode."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, ValueError):
+        width = height = 0  # load_image below raises with the precise reason
+    img = load_image(path, min_side=HASH_DECODE_SIDE)  # reads every byte: truncation shows here
+    return width, height, difference_hash(img)
+
+
+def check_dataset(
+    root: str | os.PathLike,
+    *,
+    min_side: int = MIN_SIDE,
+    near_distance: int = NEAR_DISTANCE,
+    show_progress: bool = True,
+    workers: int | None = None,
+) -> DatasetCheck:
+    """Examine every image under `root` (DATA/<movement>/<artist>/<image>) without changing anything."""
+    dataset: Dataset = scan_dataset(root, show_progress=show_progress)
+    records = dataset.records
+    unreadable = list(dataset.unreadable)
+    facts: list[ImageFacts] = []
+    hashes: list[np.ndarray] = []
+
+    def inspect(record: ImageRecord):
+        try:
+            return _inspect(dataset.abspath(record))
+        except ImageLoadError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool, progress_bar(
+        len(records), "Decoding images", enabled=show_progress
+    ) as advance:
+        for record, outcome in zip(records, pool.map(inspect, records)):
+            advance(1)
+            if isinstance(outcome, str):
+                unreadable.append((record.path, outcome))
+                continue
+            width, height, digest = outcome
+            facts.append(ImageFacts(record.path, record.label, record.artist, record.sha256, width, height))
+            hashes.append(digest)
+
+    readable = {f.path for f in facts}
+    exact = [
+        sorted(r.path for r in group if r.path in readable)
+        for group in dataset.duplicate_groups()
+    ]
+    exact = sorted(g for g in exact if len(g) > 1)
+    matrix = np.stack(hashes) if hashes else np.zeros((0, 2 * HASH_SIDE * HASH_SIDE // 8), np.uint8)
+    pairs, nearest = near_duplicate_pairs(matrix, near_distance)
+    near = [
+        NearDuplicate(facts[i].path, facts[j].path, d, facts[i].label != facts[j].label)
+        for i, j, d in pairs
+        if facts[i].sha256 != facts[j].sha256  # exact copies are reported as such
+    ]
+    near.sort(key=lambda p: (p.distance, p.a, p.b))
+    labels = sorted({f.label for f in facts}) or dataset.labels
+    return DatasetCheck(
+        root=dataset.root, labels=labels, images=facts, unreadable=sorted(unreadable), exact_duplicates=exact,
+        near_duplicates=near, nearest_distance=nearest.tolist(), min_side=min_side, near_distance=near_distance,
+        ignored=dict(dataset.ignored),
+    )
+
+
+def write_fix_plan(check: DatasetCheck, path: str | os.PathLike) -> Path:
+    """The suggested actions as CSV (action, path, class, reason, related), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["action", "path", "class", "reason", "related"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(check.fix_plan())
+    target = Path(path).expanduser()
+    atomic_write_bytes(target, buffer.getvalue().encode())
+    return target
