@@ -215,3 +215,13 @@ def test_an_existing_folder_is_never_overwritten(archive_bytes, tmp_path):
     with pytest.raises(DownloadError, match="never overwritten"):
         extract_zip(archive, tmp_path / "target", show_progress=False)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_an_error_page_instead_of_a_zip_is_removed_with_a_clear_error(tmp_path):
+    server = Server(b"<html><body>Service temporarily unavailable</body></html>")
+    try:
+        with pytest.raises(DownloadError, match="not a zip archive; it was removed"):
+            get_dataset("pandora18k", tmp_path, url=server.url, backoff=0, show_progress=False)
+    finally:
+        server.close()
+    assert list(tmp_path.iterdir()) == []
