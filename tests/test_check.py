@@ -67,6 +67,7 @@ def test_check_finds_every_planted_problem_and_nothing_else(messy):
     ]
     assert [t["path"] for t in found["tiny"]] == ["02_dot_painting/Painter C1/thumb.jpg"]
     assert found["artists_in_several_classes"] == {"Painter A0": {"dot painting": 1, "striped art": 4}}
+    assert found["dominated_by_one_artist"] == {}  # 3-4 painters with 4-5 images each
     assert _snapshot(messy) == before  # not one byte or timestamp changed
 
 
@@ -79,11 +80,12 @@ def test_the_report_has_a_plot_per_finding_and_the_fix_plan_suggests_actions(mes
 
     page = report.read_text()
     assert "http" not in page.replace("http-equiv", "")  # self-contained: no external asset
-    plots = {alt for alt in ("images per movement", "artists per movement", "image sizes", "unreadable files by reason",
+    plots = {alt for alt in ("images per movement", "artists per movement", "largest artist share", "image sizes",
+                             "unreadable files by reason",
                              "exact duplicates per movement", "nearest-image distances", "artists under several movements")
              if f'alt="{alt}"' in page}
-    assert len(plots) == 7
-    assert page.count("data:image/png;base64,") >= 7 and page.count("data:image/jpeg;base64,") >= 5  # plots, thumbnails
+    assert len(plots) == 8
+    assert page.count("data:image/png;base64,") >= 8 and page.count("data:image/jpeg;base64,") >= 5  # plots, thumbnails
 
     with plan.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -127,3 +129,15 @@ def test_a_file_without_read_permission_is_reported(tmp_path):
     finally:
         locked.chmod(0o644)
     assert check.unreadable == [("05_Rings/Painter A1/0.jpg", "permission denied")]
+
+
+def test_a_movement_painted_mostly_by_one_artist_is_flagged(tmp_path):
+    root = make_tree(tmp_path / "t", styles=["01_StripedArt", "05_Rings"], artists=2, per_artist=3)
+    for n in range(4):  # Painter A1 now has 7 of the 10 rings
+        paint("05_Rings", artist=0, seed=500 + n).save(root / "05_Rings" / "Painter A1" / f"extra {n}.jpg", quality=90)
+    (root / "01_StripedArt" / "Unidentified_artists").mkdir()
+    for n in range(5):  # an "unidentified" folder is many hands, never flagged
+        paint("01_StripedArt", artist=1, seed=600 + n).save(root / "01_StripedArt" / "Unidentified_artists" / f"{n}.jpg")
+    check = check_dataset(root, min_side=100, show_progress=False)
+    assert check.dominated() == {"rings": {"artist": "Painter A1", "share": 0.7}}
+    assert [r["action"] for r in check.fix_plan()] == ["add-artists"]

@@ -302,13 +302,16 @@ def check(
 def _print_check(result) -> None:
     d = result.to_dict()
     per_class = Table(title=f"{d['n_images']} images, {d['n_classes']} movements, {d['n_artists']} artist folders")
-    for column in ("movement", "images", "artists"):
-        per_class.add_column(column, justify="left" if column == "movement" else "right")
-    under = set(d["under_represented"])
+    for column in ("movement", "images", "artists", "most images by"):
+        per_class.add_column(column, justify="left" if column in ("movement", "most images by") else "right")
+    under, dominated, largest = set(d["under_represented"]), d["dominated_by_one_artist"], result.largest_artist()
     for label, n in d["class_counts"].items():
         artists = d["artists_per_class"][label]
+        top = largest.get(label)
+        largest_text = f"{top[0]} ({top[1]:.0%})" if top else ""
         per_class.add_row(label, f"[red]{n}[/red]" if label in under else str(n),
-                          f"[yellow]{artists}[/yellow]" if artists < 2 else str(artists))
+                          f"[yellow]{artists}[/yellow]" if artists < 2 else str(artists),
+                          f"[yellow]{largest_text}[/yellow]" if label in dominated else largest_text)
     out.print(per_class)
     sides = d["shortest_side"]
     out.print(f"shortest side: min {sides.get('min')} px, median {sides.get('median')} px, max {sides.get('max')} px; "
@@ -323,6 +326,8 @@ def _print_check(result) -> None:
         ("artists under several movements", [f"{a}: " + ", ".join(f"{k} ({v})" for k, v in c.items())
                                              for a, c in d["artists_in_several_classes"].items()]),
         ("under-represented movements", d["under_represented"]),
+        ("movements mostly by one artist", [f"{label}: {top['artist']} ({top['share']:.0%})"
+                                            for label, top in dominated.items()]),
     ]
     for name, lines in findings:
         out.print(f"[bold]{name}: {len(lines)}[/bold]", highlight=False)

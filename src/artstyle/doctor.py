@@ -33,6 +33,7 @@ HASH_DECODE_SIDE = 128  # hash a decode this large: tinier JPEG drafts make copi
 NEAR_DISTANCE = 12  # of 128 bits; see docs/dataset-check.md for how this was chosen
 MIN_SIDE = 224  # the network's input: smaller images are upscaled and lose their brushwork
 UNDER_REPRESENTED = 0.5  # a class with fewer images than this share of the median class
+DOMINANT = 0.5  # a movement where one artist painted more than this share of the images
 _NOT_AN_ARTIST = re.compile(r"^(unknown|unidentified|anonymous|various|misc)", re.IGNORECASE)
 
 
@@ -76,10 +77,33 @@ class DatasetCheck:
         return {label: counts.get(label, 0) for label in self.labels}
 
     def artists_per_class(self) -> dict[str, int]:
-        artists = defaultdict(set)
+        return {label: len(artists) for label, artists in self.artist_counts().items()}
+
+    def artist_counts(self) -> dict[str, dict[str, int]]:
+        """Images per artist folder within each movement, largest first."""
+        counts: dict[str, Counter] = {label: Counter() for label in self.labels}
         for i in self.images:
-            artists[i.label].add(i.artist)
-        return {label: len(artists[label]) for label in self.labels}
+            counts[i.label][i.artist] += 1
+        return {label: dict(c.most_common()) for label, c in counts.items()}
+
+    def largest_artist(self) -> dict[str, tuple[str, float]]:
+        """Per movement, the named artist with most images and their share of the movement.
+
+        Folders like "unknown" or "Unidentified_artists" are not one hand and are skipped.
+        """
+        largest = {}
+        for label, artists in self.artist_counts().items():
+            named = [(n, a) for a, n in artists.items() if not _NOT_AN_ARTIST.match(_artist_key(a))]
+            if named:
+                n, artist = max(named)
+                largest[label] = (artist, round(n / sum(artists.values()), 3))
+        return largest
+
+    def dominated(self) -> dict[str, dict]:
+        """Movements where one artist painted more than DOMINANT of the images: such a
+        class may teach that painter's hand rather than the movement."""
+        return {label: {"artist": artist, "share": share}
+                for label, (artist, share) in self.largest_artist().items() if share > DOMINANT}
 
     def tiny(self) -> list[ImageFacts]:
         return [i for i in self.images if min(i.width, i.height) < self.min_side]
@@ -117,6 +141,8 @@ class DatasetCheck:
             "n_artists": len({(i.label, i.artist) for i in self.images}),
             "class_counts": self.class_counts(),
             "artists_per_class": self.artists_per_class(),
+            "artist_counts": self.artist_counts(),
+            "dominated_by_one_artist": self.dominated(),
             "imbalance_ratio": round(self.imbalance_ratio(), 2),
             "under_represented": self.under_represented(),
             "shortest_side": _quantiles(sides),
@@ -166,6 +192,9 @@ class DatasetCheck:
         counts = self.class_counts()
         for label in self.under_represented():
             add("collect-more", label, f"{counts[label]} images, under half the median class")
+        for label, top in self.dominated().items():
+            add("add-artists", label, f"{top['artist']} painted {top['share']:.0%} of the images: "
+                "the class may teach one hand")
         return rows
 
 

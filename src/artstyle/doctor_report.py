@@ -112,10 +112,17 @@ def render_check_report(check: DatasetCheck, title: str) -> str:
                "images per movement")
     )
     single = {label for label, n in artists.items() if n < 2}
+    dominated = d["dominated_by_one_artist"]
+    largest = check.largest_artist()
+    top_share = [largest.get(label, ("", 0.0))[1] for label in labels]
     sections.append(
         "<h2>Artists per movement</h2><p>Red: one artist only; an artist-disjoint evaluation cannot score "
         f"these movements: {html.escape(', '.join(sorted(single)) or 'none')}.</p>"
         + _img(_bars(labels, [artists[l] for l in labels], "Artists per movement", "artists", single), "artists per movement")
+        + "<p>Red: one named artist painted more than half of the movement's images, so the class may teach "
+        f"that painter's hand rather than the movement: {html.escape(', '.join(sorted(dominated)) or 'none')}.</p>"
+        + _img(_bars(labels, top_share, "Share of the most represented artist", "share of the movement's images",
+                     set(dominated), 0.5, "half"), "largest artist share")
     )
     sides = [min(i.width, i.height) for i in check.images]
     tiny = check.tiny()
