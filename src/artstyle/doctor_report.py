@@ -18,6 +18,12 @@ MAX_ROWS = 200
 ALERT, NORMAL = "#c44e52", "#4c72b0"
 
 
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _bars(names: list[str], values: list[float], title: str, xlabel: str, flagged: set[str] = frozenset(),
           line: float | None = None, line_label: str = "") -> str:
     from matplotlib.figure import Figure
@@ -30,6 +36,8 @@ def _bars(names: list[str], values: list[float], title: str, xlabel: str, flagge
     if line is not None:
         ax.axvline(line, color="#555", linestyle="--", label=line_label)
         ax.legend(loc="lower right")
+    if all(float(v).is_integer() for v in values):
+        _integer_ticks(ax)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     return figure_uri(fig)
@@ -69,8 +77,32 @@ def _heatmap(rows: list[str], columns: list[str], matrix: np.ndarray, title: str
     for i in range(len(rows)):
         for j in range(len(columns)):
             if matrix[i, j]:
-                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8)
+                dark = matrix[i, j] > matrix.max() / 2
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_title(title)
+    return figure_uri(fig)
+
+
+def _duplicate_bars(groups: list[list[str]], label_of: dict[str, str]) -> str:
+    """Per movement: duplicate groups inside it, and files whose copy sits under another movement."""
+    from matplotlib.figure import Figure
+
+    within, across = Counter(), Counter()  # files per movement, by the kind of group they are in
+    for group in groups:
+        kind = across if len({label_of[p] for p in group}) > 1 else within
+        kind.update(label_of[p] for p in group)
+    names = sorted(set(within) | set(across))
+    fig = Figure(figsize=(7, max(2.2, 0.3 * len(names) + 1.2)))
+    ax = fig.subplots()
+    ax.barh(range(len(names)), [within[n] for n in names], color=NORMAL, label="copies in the same movement")
+    ax.barh(range(len(names)), [across[n] for n in names], left=[within[n] for n in names], color=ALERT,
+            label="copies under another movement")
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    _integer_ticks(ax)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
+    ax.set_xlabel("files")
+    ax.set_title("Exact duplicates per movement")
     return figure_uri(fig)
 
 
@@ -142,31 +174,15 @@ def render_check_report(check: DatasetCheck, title: str) -> str:
            if check.unreadable else "<p>None: every image decodes.</p>")
     )
     exact = check.exact_duplicates
-    if exact:
-        within = Counter(label_of[g[0]] for g in exact if len({label_of[p] for p in g}) == 1)
-        across = Counter(label_of[p] for g in exact if len({label_of[p] for p in g}) > 1 for p in g)
-        names = sorted(set(within) | set(across))
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(7, max(2.2, 0.3 * len(names) + 1)))
-        ax = fig.subplots()
-        ax.barh(range(len(names)), [within[n] for n in names], color=NORMAL, label="copies in the same movement")
-        ax.barh(range(len(names)), [across[n] for n in names], left=[within[n] for n in names], color=ALERT,
-                label="copies under another movement")
-        ax.set_yticks(range(len(names)), names)
-        ax.invert_yaxis()
-        ax.legend(loc="lower right")
-        ax.set_xlabel("duplicate groups / files")
-        ax.set_title("Exact duplicates per movement")
-        sections.append(
-            f"<h2>Exact duplicates ({len(exact)} groups)</h2>" + _img(figure_uri(fig), "exact duplicates per movement")
-            + _thumbs(check, [(g, "under " + ", ".join(sorted({label_of[p] for p in g}))) for g in exact])
-        )
-    else:
-        sections.append("<h2>Exact duplicates (0)</h2><p>None: no two files have the same bytes.</p>")
+    sections.append(
+        f"<h2>Exact duplicates ({len(exact)} groups)</h2>"
+        + (_img(_duplicate_bars(exact, label_of), "exact duplicates per movement")
+           + _thumbs(check, [(g, "under " + ", ".join(sorted({label_of[p] for p in g}))) for g in exact])
+           if exact else "<p>None: no two files have the same bytes.</p>")
+    )
     near = check.near_duplicates
     sections.append(
-        f"<h2>Near duplicates ({len(near)} pairs)</h2>"
+        f"<h2>Near duplicates ({len(near)} pair{'s' * (len(near) != 1)})</h2>"
         "<p>Pictures whose difference hash differs in at most "
         f"{check.near_distance} of 128 bits (re-encoded, resized or lightly edited copies). The histogram shows "
         "each image's distance to its closest other image: copies sit left of the line.</p>"
