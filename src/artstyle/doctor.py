@@ -282,17 +282,19 @@ def check_dataset(
         except ImageLoadError as exc:
             return str(exc)
 
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool, progress_bar(
-        len(records), "Decoding images", enabled=show_progress
-    ) as advance:
-        for record, outcome in zip(records, pool.map(inspect, records)):
-            advance(1)
-            if isinstance(outcome, str):
-                unreadable.append((record.path, outcome))
-                continue
-            width, height, digest = outcome
-            facts.append(ImageFacts(record.path, record.label, record.artist, record.sha256, width, height))
-            hashes.append(digest)
+    pool = ThreadPoolExecutor(workers or os.cpu_count() or 1)  # decoders release the GIL
+    try:
+        with progress_bar(len(records), "Decoding images", enabled=show_progress) as advance:
+            for record, outcome in zip(records, pool.map(inspect, records)):
+                advance(1)
+                if isinstance(outcome, str):
+                    unreadable.append((record.path, outcome))
+                    continue
+                width, height, digest = outcome
+                facts.append(ImageFacts(record.path, record.label, record.artist, record.sha256, width, height))
+                hashes.append(digest)
+    finally:  # on Ctrl-C, drop the queued images instead of decoding them all first
+        pool.shutdown(wait=False, cancel_futures=True)
 
     readable = {f.path for f in facts}
     exact = [
