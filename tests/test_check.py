@@ -13,7 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from artstyle.cli import app
-from artstyle.doctor import check_dataset, difference_hash
+from artstyle import check_dataset
+from artstyle.doctor import difference_hash
 from synth import make_tree, paint
 
 MIN_SIDE = ["--min-side", "95"]  # the generated paintings (and the planted copy) are 98-240 px

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from artstyle import DownloadError, scan_dataset
+from artstyle import DownloadError, get_dataset, scan_dataset
 from artstyle.archive import extract_zip
 from artstyle.cli import app
-from artstyle.download import fetch, get_dataset
+from artstyle.download import fetch
 from synth import make_tree
 
 

@@ -53,6 +53,9 @@ _EXPORTS = {
     "HEAD_KINDS": "head",
     "PaintingDetector": "painting",
     "create_app": "serve",
+    "check_dataset": "doctor",
+    "DatasetCheck": "doctor",
+    "get_dataset": "download",
 }
 
 __all__ = ["__version__", "default_model_path", *sorted(_EXPORTS)]
@@ -83,5 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .painting import PaintingDetector
     from .predict import Prediction
     from .recipes import RECIPES, FeatureRecipe
+    from .doctor import DatasetCheck, check_dataset
+    from .download import get_dataset
     from .serve import create_app
     from .splits import Split, make_split
