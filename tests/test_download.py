@@ -225,3 +225,15 @@ def test_an_error_page_instead_of_a_zip_is_removed_with_a_clear_error(tmp_path):
     finally:
         server.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_local_write_failure_stops_at_once_instead_of_retrying(serve_zip, tmp_path):
+    server = serve_zip()
+    (tmp_path / "a-file").write_text("in the way")
+    with pytest.raises(DownloadError, match="cannot create the folder"):
+        fetch(server.url, tmp_path / "a-file" / "a.zip", backoff=0, show_progress=False)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.zip.part").mkdir()  # the partial file cannot be opened
+    with pytest.raises(DownloadError, match="cannot write"):
+        fetch(server.url, tmp_path / "out" / "a.zip", backoff=0, show_progress=False)
+    assert len(server.requests) == 1  # one attempt, no retries

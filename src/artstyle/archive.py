@@ -75,7 +75,10 @@ def extract_zip(archive: str | os.PathLike, target: str | os.PathLike, *, show_p
         if final.exists():
             raise DownloadError(f"{final} already exists; move it away or pick another --to (it is never overwritten)")
         total = sum(m.file_size for m in members)
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DownloadError(f"{target}: cannot create the folder ({exc.strerror or exc})") from None
         free = shutil.disk_usage(target).free
         if total > free:
             raise DownloadError(f"{archive}: unpacking needs {total / 1e9:.1f} GB but {target} has {free / 1e9:.1f} GB free")

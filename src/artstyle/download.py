@@ -68,6 +68,14 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
     return (int(match.group(1)) if match.group(1) else None), int(match.group(2))
 
 
+def _open_part(part: Path, have: int):
+    """The partial file, appended to when resuming; a local failure is a DownloadError, never retried."""
+    try:
+        return open(part, "ab" if have else "wb")
+    except OSError as exc:
+        raise DownloadError(f"{part}: cannot write ({exc.strerror or exc})") from None
+
+
 def fetch(
     url: str,
     dest: str | os.PathLike,
@@ -87,7 +95,10 @@ def fetch(
     dest = Path(dest)
     if dest.exists():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"{dest.parent}: cannot create the folder ({exc.strerror or exc})") from None
     part = dest.with_name(dest.name + ".part")
     total = size
     failures = 0
@@ -107,11 +118,15 @@ def fetch(
                     have = 0
                 length = response.headers.get("Content-Length")
                 total = whole or (have + int(length) if length is not None else total)
-                with open(part, "ab" if have else "wb") as out, progress_bar(
+                with _open_part(part, have) as out, progress_bar(
                     total, f"Downloading {dest.name}", enabled=show_progress, unit="bytes", completed=have
                 ) as advance:
                     while block := response.read(1 << 20):
-                        out.write(block)
+                        try:
+                            out.write(block)
+                        except OSError as exc:  # a full disk is not a network hiccup: stop, keep what is there
+                            raise DownloadError(f"{part}: cannot write ({exc.strerror or exc}); run again "
+                                                "to resume once there is room") from None
                         received += len(block)
                         advance(len(block))
             if total is None or have + received >= total:
