@@ -104,6 +104,9 @@ def extract_zip(archive: str | os.PathLike, target: str | os.PathLike, *, show_p
             os.replace(unpacked, final)
         except zipfile.BadZipFile as exc:
             raise DownloadError(f"{archive}: damaged archive ({exc}); nothing was extracted") from None
+        except OSError as exc:
+            raise DownloadError(f"{archive}: cannot unpack into {target} ({exc.strerror or exc}); "
+                                "nothing was extracted") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return final
