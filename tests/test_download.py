@@ -237,3 +237,18 @@ def test_a_local_write_failure_stops_at_once_instead_of_retrying(serve_zip, tmp_
     with pytest.raises(DownloadError, match="cannot write"):
         fetch(server.url, tmp_path / "out" / "a.zip", backoff=0, show_progress=False)
     assert len(server.requests) == 1  # one attempt, no retries
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_damaged_archive_is_one_clear_error_and_leaves_nothing(tmp_path, method):
+    archive = tmp_path / "damaged.zip"
+    payload = bytes(range(256)) * 400 + b"".join(i.to_bytes(4, "little") for i in range(20000))
+    with zipfile.ZipFile(archive, "w", method) as zf:
+        zf.writestr("data/a.bin", payload)
+    raw = bytearray(archive.read_bytes())
+    for offset in range(200, 1200, 97):  # scribble over the member's data, not the directory at the end
+        raw[offset] ^= 0xFF
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(DownloadError, match="damaged archive"):
+        extract_zip(archive, tmp_path / "target", show_progress=False)
+    assert list((tmp_path / "target").iterdir()) == []

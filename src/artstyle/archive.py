@@ -16,6 +16,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from .cache import public_mode
@@ -102,7 +103,7 @@ def extract_zip(archive: str | os.PathLike, target: str | os.PathLike, *, show_p
             unpacked = staging / top if top else staging
             public_mode(unpacked, directory=True)
             os.replace(unpacked, final)
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise DownloadError(f"{archive}: damaged archive ({exc}); nothing was extracted") from None
         except OSError as exc:
             raise DownloadError(f"{archive}: cannot unpack into {target} ({exc.strerror or exc}); "
