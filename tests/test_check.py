@@ -142,3 +142,15 @@ def test_a_movement_painted_mostly_by_one_artist_is_flagged(tmp_path):
     check = check_dataset(root, min_side=100, show_progress=False)
     assert check.dominated() == {"rings": {"artist": "Painter A1", "share": 0.7}}
     assert [r["action"] for r in check.fix_plan()] == ["add-artists"]
+
+
+def test_the_cli_defaults_are_the_library_defaults_and_a_missing_folder_is_one_line(tmp_path):
+    import inspect
+
+    from artstyle import cli, doctor
+
+    options = inspect.signature(cli.check).parameters
+    assert (options["min_side"].default.default, options["near_distance"].default.default) == (
+        doctor.MIN_SIDE, doctor.NEAR_DISTANCE)
+    result = CliRunner().invoke(app, ["check", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "not a folder" in str(result.exception)
