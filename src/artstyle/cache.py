@@ -18,10 +18,17 @@ import numpy as np
 import platformdirs
 
 
-def default_cache_dir() -> Path:
-    """`$ARTSTYLE_CACHE_DIR`, else the platform's user cache folder."""
+def user_cache_root() -> tuple[Path, bool]:
+    """artstyle's user cache folder, and whether the user chose it (`$ARTSTYLE_CACHE_DIR`)
+    rather than the platform's default."""
     env = os.environ.get("ARTSTYLE_CACHE_DIR")
-    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("artstyle")) / "features"
+    return (Path(env).expanduser(), True) if env else (Path(platformdirs.user_cache_dir("artstyle")), False)
+
+
+def default_cache_dir() -> Path:
+    """`$ARTSTYLE_CACHE_DIR`, else `features/` in the platform's user cache folder."""
+    root, chosen = user_cache_root()
+    return root if chosen else root / "features"
 
 
 def _current_umask() -> int:

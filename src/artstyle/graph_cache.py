@@ -16,12 +16,9 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
 from pathlib import Path
 
-import platformdirs
-
-from .cache import atomic_write_bytes
+from .cache import atomic_write_bytes, user_cache_root
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +27,8 @@ _VERSIONED = ("artstyle", "torch", "timm", "onnx")
 
 
 def graph_cache_dir() -> Path:
-    """`$ARTSTYLE_CACHE_DIR/graphs`, else the platform's user cache folder."""
-    env = os.environ.get("ARTSTYLE_CACHE_DIR")
-    root = Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("artstyle"))
-    return root / "graphs"
+    """`graphs/` in artstyle's user cache folder (`$ARTSTYLE_CACHE_DIR` or the platform's)."""
+    return user_cache_root()[0] / "graphs"
 
 
 def _version(distribution: str) -> str:
