@@ -294,8 +294,7 @@ def check(
         write_check_report(result, report, title=f"artstyle check of {data.resolve().name}")
         err.print(f"report written to [bold]{report}[/bold]")
     if fix_plan:
-        rows = len(result.fix_plan())
-        write_fix_plan(result, fix_plan)
+        rows = write_fix_plan(result, fix_plan)
         err.print(f"{rows} suggested action(s) written to [bold]{fix_plan}[/bold]; nothing was changed")
 
 

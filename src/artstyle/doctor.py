@@ -318,12 +318,13 @@ def check_dataset(
     )
 
 
-def write_fix_plan(check: DatasetCheck, path: str | os.PathLike) -> Path:
-    """The suggested actions as CSV (action, path, class, reason, related), written atomically."""
+def write_fix_plan(check: DatasetCheck, path: str | os.PathLike) -> int:
+    """Write the suggested actions as CSV (action, path, class, reason, related), atomically;
+    return how many there are."""
+    rows = check.fix_plan()
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["action", "path", "class", "reason", "related"], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(check.fix_plan())
-    target = Path(path).expanduser()
-    atomic_write_bytes(target, buffer.getvalue().encode())
-    return target
+    writer.writerows(rows)
+    atomic_write_bytes(Path(path).expanduser(), buffer.getvalue().encode())
+    return len(rows)

@@ -223,20 +223,22 @@ def get_dataset(
         folder = to / receipt["folder"]
         return Downloaded(to / receipt["archive"], folder, to / receipt["data"], receipt["sha256"], already=True)
 
+    verified = False  # whether `fetch` just hashed the archive against `expected`
     if local is not None:
         if not local.is_file():
             raise DownloadError(f"{local}: no such archive")
         archive_path = local
     else:
-        filename = Path(unquote(urlparse(url).path)).name or f"{name}.zip"
-        archive_path = fetch(
-            url, to / filename, sha256=expected, size=None if sha256 else known.size,
+        archive_path = to / (Path(unquote(urlparse(url).path)).name or f"{name}.zip")
+        verified = expected is not None and not archive_path.exists()  # else fetch returns it unchecked
+        fetch(
+            url, archive_path, sha256=expected, size=None if sha256 else known.size,
             retries=retries, backoff=backoff, show_progress=show_progress,
         )
         if not zipfile.is_zipfile(archive_path):  # e.g. an HTML error page served with status 200
             archive_path.unlink()
             raise DownloadError(f"{url}: the download is not a zip archive; it was removed, check the URL")
-    digest = file_sha256(archive_path)  # also re-checks an archive a previous run left unpacked
+    digest = expected if verified else file_sha256(archive_path)  # 1.4 GB: hash it once
     if expected and digest != expected:
         raise DownloadError(f"{archive_path}: SHA-256 mismatch (expected {expected}, got {digest})")
     folder = extract_zip(archive_path, to, show_progress=show_progress)
