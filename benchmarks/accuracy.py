@@ -24,12 +24,12 @@ import numpy as np
 from PIL import Image
 
 from artstyle import StyleClassifier
-from artstyle.dataset import scan_dataset
-from artstyle.head import HEAD_KINDS
-from artstyle.metrics import classification_metrics
-from artstyle.negatives import non_paintings
-from artstyle.splits import make_folds
-from artstyle.training import calibration_folds, train_head
+from artstyle.data.dataset import scan_dataset
+from artstyle.data.splits import make_folds
+from artstyle.model.head import HEAD_KINDS
+from artstyle.model.metrics import classification_metrics
+from artstyle.model.negatives import non_paintings
+from artstyle.model.training import calibration_folds, train_head
 
 CONFIGS = (
     ("efficientnet_lite0", "global"),

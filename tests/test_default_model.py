@@ -7,9 +7,9 @@ import numpy as np
 
 import artstyle
 from artstyle import StyleClassifier
-from artstyle.bundle import load_bundle
-from artstyle.cli import main
-from artstyle.model_card import model_card
+from artstyle.apps.cli import main
+from artstyle.apps.model_card import model_card
+from artstyle.model.bundle import load_bundle
 from synth import STYLES, non_paintings_for_tests, paint
 
 

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from artstyle import DownloadError, get_dataset, scan_dataset
-from artstyle.archive import extract_zip
-from artstyle.cli import app
-from artstyle.download import fetch
+from artstyle.apps.cli import app
+from artstyle.data.archive import extract_zip
+from artstyle.data.download import fetch
 from synth import make_tree
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from artstyle import normalize_label
-from artstyle.labels import normalize_artist
+from artstyle.data.labels import normalize_artist
 
 
 @pytest.mark.parametrize(

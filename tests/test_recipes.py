@@ -5,11 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from artstyle.backbones import load_backbone
 from artstyle.errors import ArtstyleError
-from artstyle.features import FeatureExtractor
-from artstyle.preprocess import Preprocessing
-from artstyle.recipes import RECIPES, get_recipe, split_backbones
+from artstyle.features.backbones import load_backbone
+from artstyle.features.extraction import FeatureExtractor
+from artstyle.features.preprocess import Preprocessing
+from artstyle.features.recipes import RECIPES, get_recipe, split_backbones
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from collections import defaultdict
 import pytest
 
 from artstyle import ImageRecord, make_split
-from artstyle.splits import artist_key, parse_splits_csv, splits_csv
+from artstyle.data.splits import artist_key, parse_splits_csv, splits_csv
 
 
 def _records(classes=4, artists=5, per_artist=(1, 2, 3, 6, 10), seed_tag=""):

@@ -22,7 +22,8 @@ def default_model_path() -> Path:
 
     Trained by `scripts/train_default_model.sh`; see MODEL_CARD.md beside it.
     """
-    return Path(__file__).parent / "models" / "default"
+    return Path(__file__).parent / "assets" / "default_model"
+
 
 _EXPORTS = {
     "ArtstyleError": "errors",
@@ -31,31 +32,31 @@ _EXPORTS = {
     "DownloadError": "errors",
     "ImageLoadError": "errors",
     "NotFittedError": "errors",
-    "BackboneInfo": "backbones",
-    "available_backbones": "backbones",
-    "load_backbone": "backbones",
-    "register_backbone": "backbones",
-    "load_bundle": "bundle",
-    "save_bundle": "bundle",
-    "Evaluation": "classifier",
-    "StyleClassifier": "classifier",
-    "Dataset": "dataset",
-    "ImageRecord": "dataset",
-    "scan_dataset": "dataset",
-    "load_image": "images",
-    "normalize_label": "labels",
-    "Prediction": "predict",
-    "Split": "splits",
-    "make_split": "splits",
-    "non_paintings": "negatives",
-    "RECIPES": "recipes",
-    "FeatureRecipe": "recipes",
-    "HEAD_KINDS": "head",
-    "PaintingDetector": "painting",
-    "create_app": "serve",
-    "check_dataset": "doctor",
-    "DatasetCheck": "doctor",
-    "get_dataset": "download",
+    "BackboneInfo": "features.backbones",
+    "available_backbones": "features.backbones",
+    "load_backbone": "features.backbones",
+    "register_backbone": "features.backbones",
+    "load_bundle": "model.bundle",
+    "save_bundle": "model.bundle",
+    "Evaluation": "model.classifier",
+    "StyleClassifier": "model.classifier",
+    "Dataset": "data.dataset",
+    "ImageRecord": "data.dataset",
+    "scan_dataset": "data.dataset",
+    "load_image": "data.images",
+    "normalize_label": "data.labels",
+    "Prediction": "model.prediction",
+    "Split": "data.splits",
+    "make_split": "data.splits",
+    "non_paintings": "model.negatives",
+    "RECIPES": "features.recipes",
+    "FeatureRecipe": "features.recipes",
+    "HEAD_KINDS": "model.head",
+    "PaintingDetector": "model.painting",
+    "create_app": "apps.serve",
+    "check_dataset": "data.doctor",
+    "DatasetCheck": "data.doctor",
+    "get_dataset": "data.download",
 }
 
 __all__ = ["__version__", "default_model_path", *sorted(_EXPORTS)]
@@ -74,19 +75,19 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .backbones import BackboneInfo, available_backbones, load_backbone, register_backbone
-    from .bundle import load_bundle, save_bundle
-    from .classifier import Evaluation, StyleClassifier
-    from .dataset import Dataset, ImageRecord, scan_dataset
+    from .apps.serve import create_app
+    from .data.dataset import Dataset, ImageRecord, scan_dataset
+    from .data.doctor import DatasetCheck, check_dataset
+    from .data.download import get_dataset
+    from .data.images import load_image
+    from .data.labels import normalize_label
+    from .data.splits import Split, make_split
     from .errors import ArtstyleError, BundleError, DatasetError, DownloadError, ImageLoadError, NotFittedError
-    from .images import load_image
-    from .head import HEAD_KINDS
-    from .labels import normalize_label
-    from .negatives import non_paintings
-    from .painting import PaintingDetector
-    from .predict import Prediction
-    from .recipes import RECIPES, FeatureRecipe
-    from .doctor import DatasetCheck, check_dataset
-    from .download import get_dataset
-    from .serve import create_app
-    from .splits import Split, make_split
+    from .features.backbones import BackboneInfo, available_backbones, load_backbone, register_backbone
+    from .features.recipes import RECIPES, FeatureRecipe
+    from .model.bundle import load_bundle, save_bundle
+    from .model.classifier import Evaluation, StyleClassifier
+    from .model.head import HEAD_KINDS
+    from .model.negatives import non_paintings
+    from .model.painting import PaintingDetector
+    from .model.prediction import Prediction

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_write_bytes
-from .doctor import DatasetCheck
+from ..data.doctor import DatasetCheck
+from ..files import atomic_write_bytes
 from .html_parts import cards, figure_uri, page, thumbnail_figure
 
 MAX_THUMBNAILS = 24

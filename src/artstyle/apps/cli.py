@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .errors import ArtstyleError
-from .recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, ENGINES, RECIPES
+from .. import __version__
+from ..errors import ArtstyleError
+from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, ENGINES, RECIPES
 
 app = typer.Typer(
     help="Recognise the art movement of a painting: train on a folder of paintings, evaluate honestly, predict.",
@@ -138,7 +138,7 @@ def train(
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
     """Train a movement classifier on a painting folder and write a model folder."""
-    from .classifier import StyleClassifier
+    from ..model.classifier import StyleClassifier
 
     clf = StyleClassifier(
         backbone, features=features, head=head, weights=weights, split=split.value, test_fraction=test_fraction, negatives=negatives, seed=seed, cache_dir=cache_dir,
@@ -172,7 +172,7 @@ def evaluate(
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
     """Score a model on a labelled painting folder (its held-out part if it is the training folder)."""
-    from .classifier import StyleClassifier
+    from ..model.classifier import StyleClassifier
 
     clf = StyleClassifier.load(model, cache_dir=cache_dir, engine=engine.value, show_progress=not _QUIET)
     evaluation = clf.evaluate(data, include_training=all_images)
@@ -189,7 +189,7 @@ def evaluate(
 
 
 def _model_or_default(model: Path | None) -> Path:
-    from . import default_model_path
+    from .. import default_model_path
 
     if model is None and not default_model_path().is_dir():
         raise ArtstyleError("this artstyle installation ships no default model yet; train one and pass --model")
@@ -208,8 +208,8 @@ def predict(
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
     """Name the most likely movements of paintings, with calibrated probabilities."""
-    from .classifier import StyleClassifier
-    from .predict import collect_inputs, display_path, to_csv, to_json
+    from ..model.classifier import StyleClassifier
+    from .output import collect_inputs, display_path, to_csv, to_json
 
     inputs = collect_inputs(paths)
     if not inputs:
@@ -257,7 +257,7 @@ def serve(
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
     """Serve a web page and a REST API (/api/predict, /api/model, /docs) that classify paintings."""
-    from .classifier import StyleClassifier
+    from ..model.classifier import StyleClassifier
     from .serve import serve as run_server
 
     folder = _model_or_default(model)
@@ -281,7 +281,7 @@ def check(
 
     Reads only: the collection is never modified.
     """
-    from .doctor import check_dataset, write_fix_plan
+    from ..data.doctor import check_dataset, write_fix_plan
 
     result = check_dataset(data, min_side=min_side, near_distance=near_distance, show_progress=not _QUIET)
     if fmt is TextOrJson.json:
@@ -289,7 +289,7 @@ def check(
     else:
         _print_check(result)
     if report:
-        from .doctor_report import write_check_report
+        from .check_report import write_check_report
 
         write_check_report(result, report, title=f"artstyle check of {data.resolve().name}")
         err.print(f"report written to [bold]{report}[/bold]")
@@ -346,7 +346,7 @@ def download(
     retries: int = typer.Option(8, min=0, help="Attempts in a row that may fail before giving up (progress resets the count)."),
 ) -> None:
     """Download a dataset, resuming a broken download, verify it and unpack it safely."""
-    from .download import get_dataset
+    from ..data.download import get_dataset
 
     result = get_dataset(dataset, to, url=url, archive=archive, sha256=sha256, retries=retries,
                          show_progress=not _QUIET)
@@ -362,7 +362,7 @@ def download(
 @app.command()
 def backbones() -> None:
     """List the feature networks artstyle can train with."""
-    from .backbones import available_backbones
+    from ..features.backbones import available_backbones
 
     table = Table(title="Backbones")
     for column in ("name", "input", "features", "offline", "description"):
@@ -384,8 +384,8 @@ def export(
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write."),
 ) -> None:
     """Write a model as one ONNX graph: normalised views in, calibrated probabilities out."""
-    from .classifier import StyleClassifier
-    from .export import export_onnx, input_names
+    from ..model.classifier import StyleClassifier
+    from ..model.export import export_onnx, input_names
 
     clf = StyleClassifier.load(model, cache_dir=False, show_progress=False)
     export_onnx(clf, onnx)
@@ -406,7 +406,7 @@ def info(
     ),
 ) -> None:
     """Show what a model folder holds: backbone, movements, data, split and scores."""
-    from .bundle import load_bundle
+    from ..model.bundle import load_bundle
 
     bundle = load_bundle(model)
     config, metrics = bundle.config, bundle.metrics

@@ -10,8 +10,8 @@ import html
 import io
 import os
 
-from .errors import ImageLoadError
-from .images import load_image
+from ..data.images import load_image
+from ..errors import ImageLoadError
 
 
 def figure_uri(fig) -> str:

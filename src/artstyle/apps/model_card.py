@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .bundle import Bundle
-from .splits import parse_splits_csv
+from ..data.splits import parse_splits_csv
+from ..model.bundle import Bundle
 
 # The movements of Pandora18k, the data set this tool's layout comes from.
 PANDORA_MOVEMENTS = (

@@ -1,4 +1,4 @@
-"""Prediction records and how they are printed: table, JSON and CSV."""
+"""How predictions are gathered from the command line and printed: JSON and CSV."""
 
 from __future__ import annotations
 
@@ -8,48 +8,11 @@ import json
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .dataset import find_images
-
-
-@dataclass
-class Prediction:
-    """Top-k movements for one input, most probable first, or the reason it failed.
-
-    uncertain: the top probability is below the model's validated threshold.
-    mixed: [first, second] when the second movement is nearly as likely as the first.
-    is_painting: False when the image is unlike any painting the model knows.
-    """
-
-    path: str
-    predictions: list[tuple[str, float]] = field(default_factory=list)
-    error: str | None = None
-    uncertain: bool = False
-    mixed: list[str] | None = None
-    is_painting: bool = True
-
-    @property
-    def summary(self) -> str:
-        """What a person should read: 'impressionism', 'impressionism + realism', 'not a painting'."""
-        if self.error:
-            return "error"
-        if not self.is_painting:
-            return "not a painting"
-        text = " + ".join(self.mixed) if self.mixed else self.predictions[0][0]
-        return f"{text} (uncertain)" if self.uncertain else text
-
-    def to_dict(self) -> dict:
-        return {
-            "path": self.path,
-            "predictions": [{"label": label, "probability": p} for label, p in self.predictions],
-            "uncertain": self.uncertain if not self.error else None,
-            "mixed": self.mixed,
-            "is_painting": self.is_painting if not self.error else None,
-            "error": self.error,
-        }
+from ..data.dataset import find_images
+from ..model.prediction import Prediction
 
 
 def collect_inputs(arguments: Iterable[str], stdin: TextIO | None = None) -> list[str]:

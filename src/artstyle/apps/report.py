@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_write_bytes
-from .classifier import Evaluation
+from ..files import atomic_write_bytes
+from ..model.classifier import Evaluation
 from .html_parts import cards, figure_uri, page, thumbnail_figure
 
 N_MISTAKES = 12

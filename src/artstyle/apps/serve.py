@@ -23,8 +23,8 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 
-from . import __version__
-from .classifier import StyleClassifier
+from .. import __version__
+from ..model.classifier import StyleClassifier
 
 DEFAULT_MAX_UPLOAD_MB = 25.0
 DEFAULT_MAX_FILES = 16
@@ -186,7 +186,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(_Admission, max_body=max_files * max_file_bytes + 1_000_000, max_pending=max_pending)
-    web = resources.files("artstyle") / "web"
+    web = resources.files("artstyle.apps") / "web"
     app.mount("/static", StaticFiles(directory=str(web)), name="static")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -19,9 +19,9 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .cache import public_mode
-from .errors import DownloadError
-from .progress import progress_bar
+from ..errors import DownloadError
+from ..files import public_mode
+from ..progress import progress_bar
 
 log = logging.getLogger("artstyle")
 

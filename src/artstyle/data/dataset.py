@@ -13,10 +13,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DatasetError
-from .images import is_image_name, os_error_reason
+from PIL import Image
+
+from ..errors import DatasetError
+from ..progress import progress_bar
+from .images import ImageInput, is_image_name, os_error_reason, source_name
 from .labels import normalize_label
-from .progress import progress_bar
 
 log = logging.getLogger("artstyle")
 
@@ -81,6 +83,15 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def content_key(source: ImageInput) -> str:
+    """SHA-256 of a file's bytes, or of a PIL image's mode, size and pixels."""
+    if isinstance(source, Image.Image):
+        digest = hashlib.sha256(f"{source.mode}:{source.size}:".encode())
+        digest.update(source.tobytes())
+        return digest.hexdigest()
+    return file_sha256(source)
 
 
 def _is_hidden(name: str) -> bool:
@@ -153,3 +164,38 @@ def scan_dataset(root: str | os.PathLike, *, show_progress: bool = True) -> Data
             advance(1)
     labels = sorted({r.label for r in records})
     return Dataset(root, records, labels, dict(folders), ignored, unreadable)
+
+
+@dataclass
+class LabelledImages:
+    """What training reads: records (label, artist, content hash), the image sources in
+    the same order, a summary of the data for the model folder, and unreadable files."""
+
+    records: list[ImageRecord]
+    sources: list[ImageInput]
+    summary: dict
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        return [r.sha256 for r in self.records]
+
+
+def labelled_images(data, y=None, *, show_progress: bool = True) -> LabelledImages:
+    """A painting tree (path or scanned `Dataset`), or images `data` with labels `y`, as
+    `LabelledImages`. Ignored files and identical files under two movements are logged."""
+    if y is None:
+        dataset = data if isinstance(data, Dataset) else scan_dataset(data, show_progress=show_progress)
+        if sum(dataset.ignored.values()):
+            log.info("ignored %s", ", ".join(f"{n} {why}" for why, n in sorted(dataset.ignored.items())))
+        for group in dataset.conflicting_duplicates():
+            log.warning("identical files in different classes: %s", ", ".join(r.path for r in group))
+        sources: list[ImageInput] = [dataset.abspath(r) for r in dataset.records]
+        return LabelledImages(list(dataset.records), sources, dataset.summary(), dataset.unreadable)
+    if isinstance(data, (str, os.PathLike)) or len(data) != len(y):
+        raise DatasetError("fit(images, y) needs one label per image")
+    records = [
+        ImageRecord(source_name(src, i), normalize_label(str(label)), UNKNOWN_ARTIST, content_key(src))
+        for i, (src, label) in enumerate(zip(data, y))
+    ]
+    return LabelledImages(records, list(data), {"root": None, "n_images": len(records)})

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .cache import atomic_write_bytes
+from ..errors import ImageLoadError
+from ..files import atomic_write_bytes
+from ..progress import progress_bar
 from .dataset import Dataset, ImageRecord, scan_dataset
-from .errors import ImageLoadError
 from .images import load_image
-from .progress import progress_bar
 
 HASH_SIDE = 8  # difference hash: 8x8 horizontal + 8x8 vertical gradient signs = 128 bits
 HASH_DECODE_SIDE = 128  # hash a decode this large: tinier JPEG drafts make copies differ by chance

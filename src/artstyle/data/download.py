@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from . import __version__
+from .. import __version__
+from ..errors import DownloadError
+from ..files import atomic_write_bytes
+from ..progress import progress_bar
 from .archive import class_root, extract_zip
-from .cache import atomic_write_bytes
 from .dataset import file_sha256
-from .errors import DownloadError
-from .progress import progress_bar
 
 log = logging.getLogger("artstyle")
 

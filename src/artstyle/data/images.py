@@ -16,13 +16,18 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageLoadError
+from ..errors import ImageLoadError
 
 ImageInput = Union[str, os.PathLike, Image.Image]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 )
+
+
+def source_name(source: ImageInput, index: int) -> str:
+    """How an input is named in messages: its path, or `<image N>` for an in-memory image."""
+    return f"<image {index}>" if not isinstance(source, (str, os.PathLike)) else str(source)
 
 
 def is_image_name(name: str) -> bool:

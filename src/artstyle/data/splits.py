@@ -21,8 +21,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import ArtstyleError
 from .dataset import ImageRecord
-from .errors import ArtstyleError
 from .labels import normalize_artist
 
 log = logging.getLogger("artstyle")

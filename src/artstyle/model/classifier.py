@@ -20,24 +20,23 @@ from typing import Literal
 
 import numpy as np
 
-from . import __version__
-from .backbones import load_backbone
+from .. import __version__
+from ..data.dataset import Dataset, ImageRecord, labelled_images, scan_dataset
+from ..data.images import ImageInput, source_name
+from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
+from ..errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
+from ..features.backbones import load_backbone
+from ..features.cache import FeatureCache, default_cache_dir
+from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, extract_features
+from ..features.preprocess import Preprocessing
+from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
 from .bundle import FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle
 from .calibration import Abstention
-from .cache import FeatureCache, default_cache_dir
-from .dataset import Dataset, ImageRecord, scan_dataset
-from .errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
-from .features import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, content_key, extract_features
 from .head import HEAD_KINDS
-from .images import ImageInput
-from .labels import normalize_label
 from .metrics import classification_metrics
 from .negatives import non_paintings
-from .predict import Prediction
-from .preprocess import Preprocessing
-from .recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
-from .splits import SPLIT_MODES, make_split, parse_splits_csv, splits_csv
-from .training import calibration_folds, train_head
+from .prediction import Prediction
+from .training import TrainedHead, TrainingTable, calibration_folds, train_head, training_table
 
 log = logging.getLogger("artstyle")
 
@@ -60,10 +59,6 @@ def _as_list(images) -> list:
     if isinstance(images, (str, os.PathLike)) or not isinstance(images, Sequence):
         return [images]
     return list(images)
-
-
-def _source_name(source: ImageInput, index: int) -> str:
-    return f"<image {index}>" if not isinstance(source, (str, os.PathLike)) else str(source)
 
 
 def _skipped(unreadable: list[tuple[str, str]], records: Sequence[ImageRecord], errors: dict[int, str]) -> list[dict]:
@@ -199,51 +194,67 @@ class StyleClassifier:
         calibrated and the "uncertain"/"mixed"/"not a painting" thresholds set by
         cross-validation with artist-disjoint folds; the head is then refitted on it all.
         """
-        if self.split not in SPLIT_MODES:
-            raise ArtstyleError(f"unknown split {self.split!r}; choose one of {', '.join(SPLIT_MODES)}")
-        if self.head != "auto" and self.head not in HEAD_KINDS:
-            raise ArtstyleError(f"unknown head {self.head!r}; choose auto or one of {', '.join(HEAD_KINDS)}")
-        records, sources, dataset_summary, unreadable = self._training_inputs(data, y)
+        self._check_params()
+        images = labelled_images(data, y, show_progress=self.show_progress)
         test_fraction = 0.0 if test_dir else self.test_fraction
-        split = make_split(records, self.split, seed=self.seed, val_fraction=0.0, test_fraction=test_fraction)
-        extraction = self.extract(sources, [r.sha256 for r in records], "Extracting features")
+        split = make_split(images.records, self.split, seed=self.seed, val_fraction=0.0, test_fraction=test_fraction)
+        extraction = self.extract(images.sources, images.keys, "Extracting features")
         log.info("features: %d reused from cache, %d computed", extraction.n_cached, extraction.n_computed)
-        skipped = _skipped(unreadable, records, extraction.errors)
-        ok = extraction.ok
-
-        labels = sorted({records[i].label for i in split.select(records, "train") if ok[i]})
-        dropped = sorted({r.label for r in records} - set(labels))
-        if dropped:
-            log.warning("no readable training images for %s: left out of the model", ", ".join(dropped))
-        if len(labels) < 2:
-            raise DatasetError("need at least two classes with readable training images")
-        index = {label: i for i, label in enumerate(labels)}
-        y_all = np.array([index.get(r.label, -1) for r in records])
-        usable = ok & (y_all >= 0)
-
-        def rows(name: str) -> np.ndarray:
-            return np.array([i for i in split.select(records, name) if usable[i]], dtype=np.int64)
-
-        train, test = rows("train"), rows("test")
-        folds, fold_mode = calibration_folds([records[i] for i in train], self.seed)
+        skipped = _skipped(images.unreadable, images.records, extraction.errors)
+        table = training_table(images.records, split, extraction.ok)
+        folds, fold_mode = calibration_folds([images.records[i] for i in table.train], self.seed)
         x = extraction.features
-        negatives = None
-        if self.negatives > 0:  # generated once per seed, so their features come from the cache
-            negatives = self.extract([img for _, img in non_paintings(self.negatives, seed=0)], None, "Non-paintings").features
         trained = train_head(
-            x[train], y_all[train], len(labels), folds,
+            x[table.train], table.y[table.train], len(table.labels), folds,
             kinds=HEAD_KINDS if self.head == "auto" else (self.head,),
-            negatives=negatives, labels=labels, seed=self.seed,
+            negatives=self._negative_features(), labels=table.labels, seed=self.seed,
         )
         log.info(
             "head: %s (alpha %g) chosen by %d-fold cross-validation by %s; temperature %.2f",
             trained.head_kind, trained.info["alpha"], trained.info["cv_folds"], fold_mode, trained.head.temperature,
         )
+        self._adopt(trained, table.labels)
+        self.config_ = self._config(trained, split, fold_mode, images.summary, len(skipped), x.shape[1])
+        self.splits_csv_ = splits_csv(images.records, split)
+        self.metrics_ = self._fit_metrics(trained, table, x, folds, fold_mode, skipped, test_dir)
+        return self
+
+    def _fit_metrics(self, trained: TrainedHead, table: TrainingTable, x: np.ndarray, folds: np.ndarray,
+                     fold_mode: str, skipped: list[dict], test_dir) -> dict:
+        """metrics.json: on `test_dir`, else on the test split, else cross-validated on train."""
+        if test_dir is not None:
+            return {"evaluated_on": str(test_dir), **self.evaluate(test_dir).metrics}  # training copies left out
+        if len(table.test):
+            metrics = classification_metrics(table.y[table.test], self.head_.predict_proba(x[table.test]), table.labels)
+            return {"evaluated_on": "test split", **metrics, "skipped": skipped}
+        proba = trained.held_out_proba
+        held_y = table.y[table.train][folds >= 0]
+        metrics = classification_metrics(held_y, proba, table.labels) if proba is not None else {}
+        return {"evaluated_on": f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})", **metrics,
+                "skipped": skipped}
+
+    def _check_params(self) -> None:
+        if self.split not in SPLIT_MODES:
+            raise ArtstyleError(f"unknown split {self.split!r}; choose one of {', '.join(SPLIT_MODES)}")
+        if self.head != "auto" and self.head not in HEAD_KINDS:
+            raise ArtstyleError(f"unknown head {self.head!r}; choose auto or one of {', '.join(HEAD_KINDS)}")
+
+    def _negative_features(self) -> np.ndarray | None:
+        """Features of the generated non-paintings the detector learns from (None: no detector).
+        Generated once per seed, so their features come from the cache."""
+        if self.negatives <= 0:
+            return None
+        return self.extract([img for _, img in non_paintings(self.negatives, seed=0)], None, "Non-paintings").features
+
+    def _adopt(self, trained: TrainedHead, labels: list[str]) -> None:
         self.classes_ = np.array(labels)
         self.head_ = trained.head
         self.abstention_ = trained.abstention
         self.painting_detector_ = trained.detector
-        self.config_ = {
+
+    def _config(self, trained: TrainedHead, split: Split, fold_mode: str, dataset: dict, n_skipped: int, dim: int) -> dict:
+        """config.json of the model folder: how it was made and what it needs to run."""
+        return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "artstyle_version": __version__,
@@ -260,9 +271,9 @@ class StyleClassifier:
                     }
                     for e in self.feature_extractors
                 ],
-                "dim": int(x.shape[1]),
+                "dim": int(dim),
             },
-            "labels": labels,
+            "labels": [str(c) for c in self.classes_],
             "temperature": trained.head.temperature,
             "head": trained.info,
             "abstention": trained.abstention.to_dict(),
@@ -271,43 +282,8 @@ class StyleClassifier:
                 "mode": split.mode, "seed": split.seed, "counts": split.counts(), "untested": split.untested,
                 "cv_grouping": fold_mode,
             },
-            "dataset": {**dataset_summary, "skipped": len(skipped)},
+            "dataset": {**dataset, "skipped": n_skipped},
         }
-        self.splits_csv_ = splits_csv(records, split)
-        if test_dir is not None:
-            evaluation = self.evaluate(test_dir)  # copies of training images are left out
-            self.metrics_ = {"evaluated_on": str(test_dir), **evaluation.metrics}
-        elif not len(test):
-            proba = trained.held_out_proba
-            held = folds >= 0
-            metrics = classification_metrics(y_all[train][held], proba, labels) if proba is not None else {}
-            self.metrics_ = {"evaluated_on": f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})",
-                             **metrics, "skipped": skipped}
-        else:
-            metrics = classification_metrics(y_all[test], self.head_.predict_proba(x[test]), labels)
-            self.metrics_ = {"evaluated_on": "test split", **metrics, "skipped": skipped}
-        return self
-
-    def _training_inputs(self, data, y):
-        """(records, sources, dataset summary, unreadable files) from a tree or from images + labels."""
-        if y is None:
-            dataset = data if isinstance(data, Dataset) else scan_dataset(data, show_progress=self.show_progress)
-            sources = [dataset.abspath(r) for r in dataset.records]
-            summary = dataset.summary()
-            if sum(dataset.ignored.values()):
-                log.info("ignored %s", ", ".join(f"{n} {why}" for why, n in sorted(dataset.ignored.items())))
-            dupes = dataset.conflicting_duplicates()
-            for group in dupes:
-                log.warning("identical files in different classes: %s", ", ".join(r.path for r in group))
-            return list(dataset.records), sources, summary, dataset.unreadable
-        if isinstance(data, (str, os.PathLike)) or len(data) != len(y):
-            raise ArtstyleError("fit(images, y) needs one label per image")
-        records = [
-            ImageRecord(_source_name(src, i), normalize_label(str(label)), "unknown", content_key(src))
-            for i, (src, label) in enumerate(zip(data, y))
-        ]
-        summary = {"root": None, "n_images": len(records)}
-        return records, list(data), summary, []
 
     # ------------------------------------------------------------------ predict
     def _score(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
@@ -322,7 +298,7 @@ class StyleClassifier:
         features, proba, errors = self._score(images)
         if errors:
             i, reason = next(iter(sorted(errors.items())))
-            raise ImageLoadError(f"{_source_name(images[i], i)}: {reason}")
+            raise ImageLoadError(f"{source_name(images[i], i)}: {reason}")
         return features, proba
 
     def _painting_mask(self, features: np.ndarray) -> np.ndarray:
@@ -353,7 +329,7 @@ class StyleClassifier:
         painting = self._painting_mask(features)
         results = []
         for i, row in enumerate(proba):
-            name = _source_name(images[i], i)
+            name = source_name(images[i], i)
             if i in errors:
                 results.append(Prediction(name, [], errors[i]))
                 continue

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backbones import Embedding
-from .cache import atomic_write_bytes
-from .features import pool_views
+from ..features.backbones import Embedding
+from ..features.extraction import pool_views
+from ..files import atomic_write_bytes
 
 OPSET = 17
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ArtstyleError
+from ..errors import ArtstyleError
 
 HEAD_KINDS = ("logreg", "svm", "mlp")
 ALPHAS = {  # L2 strength (weight decay for the MLP), strong -> weak for warm starts

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.dataset import ImageRecord
+from ..errors import DatasetError
+from ..data.splits import Split, make_folds
 from .calibration import Abstention, fit_temperature, nll
-from .dataset import ImageRecord
 from .head import ALPHAS, HEAD_KINDS, Head, HeadFitter, softmax
 from .metrics import classification_metrics, macro_f1
 from .painting import PaintingDetector, fit_painting_detector
-from .splits import make_folds
 
 log = logging.getLogger("artstyle")
 
@@ -35,6 +36,36 @@ def calibration_folds(records: Sequence[ImageRecord], seed: int = 0, k: int = CV
     if (folds >= 0).mean() >= 0.5:
         return folds, "artist"
     return make_folds(records, k, "stratified", seed=seed), "image"
+
+
+@dataclass
+class TrainingTable:
+    """Rows of the feature matrix by role: `y[i]` is record i's index into `labels` (-1 for
+    a movement left out), `train`/`test` the usable rows of each split."""
+
+    labels: list[str]
+    y: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+
+def training_table(records: Sequence[ImageRecord], split: Split, ok: np.ndarray) -> TrainingTable:
+    """Classes are the movements with readable training images; unreadable rows and rows of
+    a movement without training images take no part."""
+    labels = sorted({records[i].label for i in split.select(records, "train") if ok[i]})
+    dropped = sorted({r.label for r in records} - set(labels))
+    if dropped:
+        log.warning("no readable training images for %s: left out of the model", ", ".join(dropped))
+    if len(labels) < 2:
+        raise DatasetError("need at least two classes with readable training images")
+    index = {label: i for i, label in enumerate(labels)}
+    y = np.array([index.get(r.label, -1) for r in records], dtype=np.int64)
+    usable = ok & (y >= 0)
+
+    def rows(name: str) -> np.ndarray:
+        return np.array([i for i in split.select(records, name) if usable[i]], dtype=np.int64)
+
+    return TrainingTable(labels, y, rows("train"), rows("test"))
 
 
 @dataclass

@@ -1,0 +1,42 @@
+"""Prediction: what the model says about one image (top-k movements and flags, or an error)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Prediction:
+    """Top-k movements for one input, most probable first, or the reason it failed.
+
+    uncertain: the top probability is below the model's validated threshold.
+    mixed: [first, second] when the second movement is nearly as likely as the first.
+    is_painting: False when the image is unlike any painting the model knows.
+    """
+
+    path: str
+    predictions: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+    uncertain: bool = False
+    mixed: list[str] | None = None
+    is_painting: bool = True
+
+    @property
+    def summary(self) -> str:
+        """What a person should read: 'impressionism', 'impressionism + realism', 'not a painting'."""
+        if self.error:
+            return "error"
+        if not self.is_painting:
+            return "not a painting"
+        text = " + ".join(self.mixed) if self.mixed else self.predictions[0][0]
+        return f"{text} (uncertain)" if self.uncertain else text
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "predictions": [{"label": label, "probability": p} for label, p in self.predictions],
+            "uncertain": self.uncertain if not self.error else None,
+            "mixed": self.mixed,
+            "is_painting": self.is_painting if not self.error else None,
+            "error": self.error,
+        }

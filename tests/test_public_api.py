@@ -1,0 +1,30 @@
+"""The public face: every documented name imports from `artstyle`, cheaply, whatever the layout."""
+
+import subprocess
+import sys
+
+import artstyle
+
+PUBLIC = {
+    "ArtstyleError", "BackboneInfo", "BundleError", "Dataset", "DatasetCheck", "DatasetError", "DownloadError",
+    "Evaluation", "FeatureRecipe", "HEAD_KINDS", "ImageLoadError", "ImageRecord", "NotFittedError",
+    "PaintingDetector", "Prediction", "RECIPES", "Split", "StyleClassifier", "available_backbones",
+    "check_dataset", "create_app", "default_model_path", "get_dataset", "load_backbone", "load_bundle",
+    "load_image", "make_split", "non_paintings", "normalize_label", "register_backbone", "save_bundle",
+    "scan_dataset", "__version__",
+}
+
+
+def test_every_public_name_imports_from_the_package():
+    assert PUBLIC <= set(artstyle.__all__)
+    for name in artstyle.__all__:
+        assert getattr(artstyle, name) is not None, name
+    assert (artstyle.default_model_path() / "config.json").is_file()
+
+
+def test_importing_the_package_and_its_cli_stays_free_of_torch_and_python_m_runs():
+    code = "import sys, artstyle, artstyle.apps.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    done = subprocess.run([sys.executable, "-m", "artstyle", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "predict" in done.stdout
