@@ -41,6 +41,7 @@ def trained_model(tmp_path_factory, paintings, cache_dir):
     detector on) on `paintings` and saved; (classifier, folder)."""
     from artstyle import StyleClassifier
 
-    clf = StyleClassifier(features="global", negatives=40, cache_dir=cache_dir, show_progress=False).fit(paintings)
+    clf = StyleClassifier(features="global", split="stratified", negatives=40, cache_dir=cache_dir,
+                          show_progress=False).fit(paintings)
     folder = clf.save(tmp_path_factory.mktemp("models") / "model")
     return clf, folder

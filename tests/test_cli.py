@@ -105,12 +105,41 @@ def test_evaluate_report_is_self_contained(capsys, monkeypatch, trained_model, p
     assert not re.search(r"(src|href)=\"https?://", page)
 
 
-def test_evaluate_unknown_class_is_one_line_error(capsys, monkeypatch, trained_model, tmp_path):
-    _, folder = trained_model
-    make_tree(tmp_path / "other", styles=["05_Rings"], artists=1, per_artist=2)
-    code, _, err = run(capsys, monkeypatch, "evaluate", folder, tmp_path / "other", "-q")
+def test_evaluate_counts_unknown_movements_as_misses_and_strict_refuses(capsys, monkeypatch, trained_model, paintings,
+                                                                          cache_dir, tmp_path):
+    clf, folder = trained_model
+    other = tmp_path / "other"
+    shutil.copytree(paintings, other)
+    make_tree(other, styles=["05_Rings"], artists=1, per_artist=3)
+    code, out, err = run(capsys, monkeypatch, "evaluate", folder, other, "--all", "--format", "json",
+                         "--cache-dir", cache_dir)
+    assert code == 0, err
+    m = json.loads(out)
+    assert m["unknown_to_model"] == {"rings": 3} and m["n_images"] == 96 + 3
+    assert m["per_class"]["rings"]["support"] == 3 and m["per_class"]["rings"]["recall"] == 0.0
+    known = clf.evaluate(paintings, include_training=True)
+    assert m["accuracy"] == pytest.approx(known.metrics["accuracy"] * 96 / 99)  # the 3 count as misses
+    assert "unknown to the model, scored as misses: rings (3 images)" in " ".join(err.split())
+    code, _, err = run(capsys, monkeypatch, "evaluate", folder, tmp_path / "other", "--strict", "-q")
     assert code == 1
     assert err.strip().count("\n") == 0 and "classes unknown to the model: 'rings'" in err
+
+
+def test_train_splits_by_artist_when_the_tree_has_artist_folders_else_by_image(capsys, monkeypatch, paintings,
+                                                                               cache_dir, tmp_path):
+    code, _, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "a", "--cache-dir", cache_dir,
+                       *FAST_CLI)
+    assert code == 0, err
+    assert "split by artist" in err and json.loads((tmp_path / "a" / "config.json").read_text())["split"]["mode"] == "artist"
+    flat = tmp_path / "flat"  # images directly in the movement folders: no artists to hold out
+    for image in paintings.glob("*/*/*.jpg"):
+        target = flat / image.parent.parent.name / f"{image.parent.name}-{image.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, target)
+    code, _, err = run(capsys, monkeypatch, "train", flat, "--out", tmp_path / "s", "--cache-dir", cache_dir, *FAST_CLI)
+    assert code == 0, err
+    assert "split by image" in err
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["split"]["mode"] == "stratified"
 
 
 def test_predict_json_csv_table_and_stdin(capsys, monkeypatch, trained_model, new_images):

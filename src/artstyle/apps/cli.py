@@ -32,6 +32,7 @@ err = Console(stderr=True)
 
 
 class SplitMode(str, Enum):
+    auto = "auto"
     stratified = "stratified"
     artist = "artist"
 
@@ -105,8 +106,11 @@ def _metrics_tables(metrics: dict) -> list[Table]:
     per_class = Table(title="Per movement")
     for column in ("movement", "precision", "recall", "F1", "images"):
         per_class.add_column(column, justify="left" if column == "movement" else "right")
+    unknown = metrics.get("unknown_to_model", {})
     for label, c in metrics["per_class"].items():
-        if c["support"]:
+        if label in unknown:
+            per_class.add_row(f"{label} [dim](unknown to the model: misses)[/dim]", "", "", "", str(c["support"]))
+        elif c["support"]:
             per_class.add_row(label, f"{c['precision']:.2f}", f"{c['recall']:.2f}", f"{c['f1']:.2f}", str(c["support"]))
         else:
             per_class.add_row(label, "", "", "", "[dim]untested[/dim]")
@@ -123,10 +127,14 @@ def train(
     features: str = typer.Option(DEFAULT_RECIPE, help=f"Feature recipe: {', '.join(RECIPES)}."),
     head: str = typer.Option("auto", help="Classifier head: auto (chosen by cross-validation), logreg, svm or mlp."),
     weights: Optional[Path] = typer.Option(None, help="Local .safetensors weights for the backbone (offline timm models)."),
-    split: SplitMode = typer.Option(SplitMode.stratified, help="stratified: per class 80/10/10; artist: no artist on two sides."),
+    split: SplitMode = typer.Option(
+        SplitMode.auto,
+        help="artist: no artist on two sides; stratified: images per class; auto: artist when the tree has artist folders.",
+    ),
     seed: int = typer.Option(0, help="Seed of the split (same seed, same split)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder (default: user cache dir)."),
     test_dir: Optional[Path] = typer.Option(None, help="Evaluate on this external painting tree instead of a test split."),
+    strict: bool = typer.Option(False, help="Refuse a --test-dir with movements the model does not learn (default: count them as misses)."),
     test_fraction: float = typer.Option(
         0.1, min=0.0, max=0.5,
         help="Share of images held out for the test split; 0 trains on all and reports cross-validated scores.",
@@ -145,7 +153,7 @@ def train(
         batch_size=batch_size, engine=engine.value, show_progress=not _QUIET,
     )
     try:
-        clf.fit(data, test_dir=test_dir)
+        clf.fit(data, test_dir=test_dir, strict=strict)
     except KeyboardInterrupt:
         err.print("interrupted: finished images are cached; run the same command again to resume")
         raise typer.Exit(130) from None
@@ -153,7 +161,8 @@ def train(
     counts = clf.config_["split"]["counts"]
     head_info = clf.config_["head"]
     err.print(
-        f"trained on {counts['train']} images ({counts['test']} held out for test), {len(clf.classes_)} movements; "
+        f"trained on {counts['train']} images ({counts['test']} held out for test, split by "
+        f"{'artist' if clf.config_['split']['mode'] == 'artist' else 'image'}), {len(clf.classes_)} movements; "
         f"head {head_info['kind']} chosen by {head_info['cv_folds']}-fold cross-validation"
     )
     for table in _metrics_tables(clf.metrics_):
@@ -168,6 +177,7 @@ def evaluate(
     fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", help="text: tables; json: one JSON object on stdout."),
     report: Optional[Path] = typer.Option(None, help="Also write a self-contained HTML report here."),
     all_images: bool = typer.Option(False, "--all", help="Score every image, including those used in training."),
+    strict: bool = typer.Option(False, help="Refuse a folder with movements the model does not know (default: count them as misses)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder (default: user cache dir)."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
@@ -175,7 +185,7 @@ def evaluate(
     from ..model.classifier import StyleClassifier
 
     clf = StyleClassifier.load(model, cache_dir=cache_dir, engine=engine.value, show_progress=not _QUIET)
-    evaluation = clf.evaluate(data, include_training=all_images)
+    evaluation = clf.evaluate(data, include_training=all_images, strict=strict)
     if fmt is TextOrJson.json:
         out.print_json(json.dumps(evaluation.metrics))
     else:

@@ -98,6 +98,9 @@ def render_report(evaluation: Evaluation, title: str) -> str:
             f"predicted: <b>{esc(evaluation.labels[predicted])}</b> ({prob:.0%})",
         ))
     notes = []
+    if m.get("unknown_to_model"):
+        notes.append("Movements the model does not know, scored as misses: " + esc(
+            ", ".join(f"{label} ({n})" for label, n in m["unknown_to_model"].items())))
     if m.get("untested"):
         notes.append("Not tested (no images): " + esc(", ".join(m["untested"])))
     if m.get("excluded_training_images"):

@@ -27,8 +27,8 @@ from .labels import normalize_artist
 
 log = logging.getLogger("artstyle")
 
-SplitMode = Literal["stratified", "artist"]
-SPLIT_MODES: tuple[str, ...] = ("stratified", "artist")
+SplitMode = Literal["auto", "stratified", "artist"]
+SPLIT_MODES: tuple[str, ...] = ("auto", "stratified", "artist")
 SPLIT_NAMES = ("train", "val", "test")
 SPLITS_CSV_FIELDS = ("path", "label", "artist", "sha256", "split")
 
@@ -113,6 +113,22 @@ def _deal(sizes: list[int], targets: dict[str, float], rng: np.random.Generator)
     return out
 
 
+def has_artists(records: Sequence[ImageRecord]) -> bool:
+    """True when the tree names who painted what (`<movement>/<artist>/<image>`)."""
+    return any(not _PLACEHOLDER_ARTIST.match(normalize_artist(r.artist)) for r in records)
+
+
+def resolve_split_mode(records: Sequence[ImageRecord], mode: str = "auto") -> str:
+    """`auto` is the honest split a tree allows: whole artists held out when it has artist
+    folders (what a user sees on paintings by new artists), else stratified by image."""
+    if mode != "auto":
+        return mode
+    resolved = "artist" if has_artists(records) else "stratified"
+    log.info("split: %s (%s); --split chooses", "by artist" if resolved == "artist" else "stratified by image",
+             "the tree has artist folders" if resolved == "artist" else "no artist folders")
+    return resolved
+
+
 def make_split(
     records: Sequence[ImageRecord],
     mode: str = "stratified",
@@ -121,9 +137,11 @@ def make_split(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
 ) -> Split:
-    """Split `records`; the same records, mode and seed always give the same split."""
+    """Split `records`; the same records, mode and seed always give the same split.
+    `auto` resolves to artist or stratified (`resolve_split_mode`); `Split.mode` says which."""
     if mode not in SPLIT_MODES:
         raise ArtstyleError(f"unknown split mode {mode!r}; choose one of {', '.join(SPLIT_MODES)}")
+    mode = resolve_split_mode(records, mode)
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ArtstyleError("split fractions must be in [0, 1) and leave images for training")
     rng = np.random.default_rng(seed)
@@ -160,6 +178,8 @@ def make_folds(records: Sequence[ImageRecord], k: int, mode: str = "artist", *, 
     """
     if mode not in SPLIT_MODES:
         raise ArtstyleError(f"unknown split mode {mode!r}; choose one of {', '.join(SPLIT_MODES)}")
+    if mode == "auto":
+        mode = "artist" if has_artists(records) else "stratified"
     if k < 2:
         raise ArtstyleError("cross-validation needs at least 2 folds")
     rng = np.random.default_rng(seed)

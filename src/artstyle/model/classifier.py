@@ -75,6 +75,7 @@ def _skipped(unreadable: list[tuple[str, str]], records: Sequence[ImageRecord], 
 class StyleClassifier:
     """Art-movement classifier on frozen ImageNet features.
 
+    `split` "auto" holds out whole artists when the tree has artist folders, else images.
     Parameters follow scikit-learn conventions: they are stored as given and checked
     in `fit`. Fitted state ends in an underscore (`classes_`, `head_`).
     `backbone` may join several names with '+' (their features are concatenated);
@@ -92,7 +93,7 @@ class StyleClassifier:
         features: str = DEFAULT_RECIPE,
         head: str = "auto",
         weights: str | os.PathLike | None = None,
-        split: str = "stratified",
+        split: str = "auto",
         test_fraction: float = 0.1,
         negatives: int = DEFAULT_NEGATIVES,
         seed: int = 0,
@@ -186,10 +187,12 @@ class StyleClassifier:
         y: Sequence[str] | None = None,
         *,
         test_dir: str | os.PathLike | None = None,
+        strict: bool = False,
     ) -> "StyleClassifier":
         """Train on a painting tree (path or scanned Dataset), or on images `data` with labels `y`.
 
-        A test split is held out (stratified or by artist) unless `test_dir` is given.
+        A test split is held out (by artist or stratified, see `split`) unless `test_dir`
+        is given; `strict` refuses a `test_dir` with movements absent from training.
         On the rest, the head kind and regularisation are chosen, the probabilities
         calibrated and the "uncertain"/"mixed"/"not a painting" thresholds set by
         cross-validation with artist-disjoint folds; the head is then refitted on it all.
@@ -216,14 +219,14 @@ class StyleClassifier:
         self._adopt(trained, table.labels)
         self.config_ = self._config(trained, split, fold_mode, images.summary, len(skipped), x.shape[1])
         self.splits_csv_ = splits_csv(images.records, split)
-        self.metrics_ = self._fit_metrics(trained, table, x, folds, fold_mode, skipped, test_dir)
+        self.metrics_ = self._fit_metrics(trained, table, x, folds, fold_mode, skipped, test_dir, strict)
         return self
 
     def _fit_metrics(self, trained: TrainedHead, table: TrainingTable, x: np.ndarray, folds: np.ndarray,
-                     fold_mode: str, skipped: list[dict], test_dir) -> dict:
+                     fold_mode: str, skipped: list[dict], test_dir, strict: bool) -> dict:
         """metrics.json: on `test_dir`, else on the test split, else cross-validated on train."""
         if test_dir is not None:
-            return {"evaluated_on": str(test_dir), **self.evaluate(test_dir).metrics}  # training copies left out
+            return {"evaluated_on": str(test_dir), **self.evaluate(test_dir, strict=strict).metrics}  # training copies left out
         if len(table.test):
             metrics = classification_metrics(table.y[table.test], self.head_.predict_proba(x[table.test]), table.labels)
             return {"evaluated_on": "test split", **metrics, "skipped": skipped}
@@ -349,19 +352,22 @@ class StyleClassifier:
         self._check_fitted()
         return {row["sha256"] for row in parse_splits_csv(self.splits_csv_) if row["split"] in ("train", "val")}
 
-    def evaluate(self, data: str | os.PathLike | Dataset, *, include_training: bool = False) -> Evaluation:
+    def evaluate(self, data: str | os.PathLike | Dataset, *, include_training: bool = False,
+                 strict: bool = False) -> Evaluation:
         """Score a labelled painting tree.
 
         Images this model was trained or tuned on are left out (so the training tree
-        yields its held-out test split) unless `include_training` is set.
+        yields its held-out test split) unless `include_training` is set. Images of
+        movements the model does not know count as misses (`unknown_to_model` in the
+        metrics lists them), or, with `strict`, make the whole tree an error.
         """
         self._check_fitted()
         dataset = data if isinstance(data, Dataset) else scan_dataset(data, show_progress=self.show_progress)
-        labels = [str(c) for c in self.classes_]
-        unknown = sorted(set(dataset.labels) - set(labels))
-        if unknown:
+        known = [str(c) for c in self.classes_]
+        unknown = sorted(set(dataset.labels) - set(known))
+        if unknown and strict:
             folders = ", ".join(f"{label!r} (folder {dataset.folders[label][0]!r})" for label in unknown)
-            raise DatasetError(f"{dataset.root}: classes unknown to the model: {folders}; it knows {', '.join(labels)}")
+            raise DatasetError(f"{dataset.root}: classes unknown to the model: {folders}; it knows {', '.join(known)}")
         records = list(dataset.records)
         excluded = 0
         if not include_training:
@@ -377,11 +383,20 @@ class StyleClassifier:
         extraction = self.extract([dataset.abspath(r) for r in records], [r.sha256 for r in records], "Evaluating")
         skipped = _skipped(dataset.unreadable, records, extraction.errors)
         ok = np.flatnonzero(extraction.ok)
+        labels = known + unknown  # unknown movements: columns the model never predicts
         index = {label: i for i, label in enumerate(labels)}
         y_true = np.array([index[records[i].label] for i in ok], dtype=np.int64)
-        proba = self.head_.predict_proba(extraction.features[ok]) if len(ok) else np.zeros((0, len(labels)))
+        proba = np.zeros((len(ok), len(labels)))
+        if len(ok):
+            proba[:, : len(known)] = self.head_.predict_proba(extraction.features[ok])
+        unknown_counts = {label: int(np.sum(y_true == index[label])) for label in unknown}
+        if unknown:
+            log.warning(
+                "movements unknown to the model, scored as misses: %s (--strict refuses such a folder)",
+                ", ".join(f"{label} ({n} image{'s' if n != 1 else ''})" for label, n in unknown_counts.items()),
+            )
         metrics = classification_metrics(y_true, proba, labels)
-        metrics.update(skipped=skipped, excluded_training_images=excluded)
+        metrics.update(skipped=skipped, excluded_training_images=excluded, unknown_to_model=unknown_counts)
         paths = [str(dataset.abspath(records[i])) for i in ok]
         return Evaluation(metrics, labels, paths, y_true, proba)
 
