@@ -8,6 +8,7 @@ brushwork; artists shift hue, scale and density, so held-out artists are new but
 from __future__ import annotations
 
 import colorsys
+import io
 import math
 from pathlib import Path
 
@@ -158,3 +159,37 @@ def non_paintings_for_tests(n: int = 24, seed: int = 11) -> list[tuple[str, Imag
         buffer.seek(0)
         out.append((kind, Image.open(buffer).convert("RGB")))
     return out
+
+
+def photo_like(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A rendered scene, the way a camera sees one: sky and ground gradients, lit spheres
+    and boxes with soft shadows, depth blur and sensor noise. Not a painting."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    horizon = h * rng.uniform(0.35, 0.6)
+    sky = np.array(rng.uniform([90, 140, 200], [150, 190, 250]))
+    ground = np.array(rng.uniform([60, 70, 40], [140, 130, 90]))
+    t = np.clip(yy / horizon, 0, 1)[..., None]
+    img = np.where(yy[..., None] < horizon, sky * (0.75 + 0.25 * t), ground * (0.6 + 0.4 * (yy[..., None] - horizon) / (h - horizon)))
+    light = np.array([rng.uniform(-1, 1), -1.0, 0.8])
+    light /= np.linalg.norm(light)
+    for _ in range(int(rng.integers(2, 5))):
+        cx, r = rng.uniform(0.15, 0.85) * w, rng.uniform(0.06, 0.16) * w
+        cy = horizon + rng.uniform(0.2, 0.8) * (h - horizon) - r
+        colour = rng.uniform(30, 230, 3)
+        shadow = ((xx - cx - r * 0.6) / (1.3 * r)) ** 2 + ((yy - cy - r * 0.9) / (0.35 * r)) ** 2 < 1
+        img[shadow] *= 0.55
+        dx, dy = (xx - cx) / r, (yy - cy) / r
+        inside = dx**2 + dy**2 < 1
+        dz = np.sqrt(np.clip(1 - dx**2 - dy**2, 0, 1))
+        shade = np.clip(dx * light[0] + dy * light[1] + dz * light[2], 0, 1)
+        highlight = shade**40 * 255
+        sphere = colour * (0.2 + 0.8 * shade[..., None]) + highlight[..., None]
+        img[inside] = sphere[inside]
+    img = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0.6, 1.5)))
+    noisy = np.asarray(img, np.float64) + rng.normal(0, rng.uniform(3, 8), (h, w, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=85)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")

@@ -99,7 +99,7 @@ def test_upload_shows_bars_labels_and_an_error_card(server, browser, tmp_path):
 
     bad = cards.filter(has_text="shopping list.jpg")
     sync_api.expect(bad).to_have_class("card error")
-    sync_api.expect(bad.locator(".verdict")).to_contain_text("not an image")
+    sync_api.expect(bad.locator(".verdict")).to_contain_text("not a readable image")
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert Image.open(tmp_path / "page.png").size[0] == 1100
 

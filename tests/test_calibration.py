@@ -77,12 +77,13 @@ def test_non_paintings_are_flagged_and_paintings_pass(trained_model):
     flagged = ~clf.is_painting([img for _, img in others])
     assert flagged.mean() >= 0.95, [kind for (kind, _), f in zip(others, flagged) if not f]
     chart = clf.predict_top_k([others[0][1]])[0]
-    assert chart.is_painting is False and chart.summary == "not a painting"
+    assert chart.is_painting is False and chart.not_painting_kind == "chart/diagram"
+    assert chart.summary == "not a painting (chart/diagram)"
 
 
 def test_new_paintings_pass_the_painting_detector(trained_model):
     """New pictures by the training artists (not JPEG-compressed, a size never seen) are
-    paintings: the flag rate stays near the 4 % the thresholds aim at."""
+    paintings: the flag rate stays near the 3 % the thresholds aim at."""
     clf, _ = trained_model
     new = [paint(s, artist=a, seed=300 + 10 * i + a) for i in range(4) for s in list(STYLES)[:4] for a in range(4)]
     assert (~clf.is_painting(new)).mean() <= 0.1

@@ -8,7 +8,19 @@ class ArtstyleError(Exception):
 
 
 class ImageLoadError(ArtstyleError):
-    """An image could not be decoded; the message is the reason, without the path."""
+    """An image could not be decoded; the message is the reason, without the path.
+
+    `kind` sorts the reasons for doors that answer with a status (the REST API):
+    "not_image" (no image format recognised, empty file), "too_large" (refused as a
+    decompression bomb), "undecodable" (an image whose data is broken) or "unreadable"
+    (the file cannot be opened).
+    """
+
+    KINDS = ("not_image", "too_large", "undecodable", "unreadable")
+
+    def __init__(self, reason: str, kind: str = "undecodable"):
+        super().__init__(reason)
+        self.kind = kind if kind in self.KINDS else "undecodable"
 
 
 class DatasetError(ArtstyleError):

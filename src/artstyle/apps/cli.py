@@ -140,7 +140,8 @@ def train(
         help="Share of images held out for the test split; 0 trains on all and reports cross-validated scores.",
     ),
     negatives: int = typer.Option(
-        120, min=0, help="Generated non-paintings the 'not a painting' detector learns from; 0 turns it off."
+        120, min=0, help="Generated non-paintings the 'not a painting' detector learns from, beside the real ones "
+        "that ship for the backbone; 0 turns the detector off."
     ),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),

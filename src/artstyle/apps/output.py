@@ -40,7 +40,7 @@ def to_csv(predictions: list[Prediction], k: int) -> str:
     header = ["path"]
     for rank in range(1, k + 1):
         header += [f"label_{rank}", f"probability_{rank}"]
-    writer.writerow(header + ["uncertain", "mixed", "is_painting", "error"])
+    writer.writerow(header + ["uncertain", "mixed", "is_painting", "not_painting_kind", "error"])
     for p in predictions:
         row: list[str] = [p.path]
         for rank in range(k):
@@ -49,7 +49,8 @@ def to_csv(predictions: list[Prediction], k: int) -> str:
                 row += [label, f"{prob:.6f}"]
             else:
                 row += ["", ""]
-        flags = ["", "", ""] if p.error else [str(p.uncertain).lower(), " + ".join(p.mixed or []), str(p.is_painting).lower()]
+        flags = ["", "", "", ""] if p.error else [
+            str(p.uncertain).lower(), " + ".join(p.mixed or []), str(p.is_painting).lower(), p.not_painting_kind or ""]
         writer.writerow(row + flags + [p.error or ""])
     return buffer.getvalue()
 

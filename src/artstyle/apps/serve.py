@@ -20,10 +20,13 @@ import anyio
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
+from fastapi.exceptions import RequestValidationError
+from PIL import Image
 from pydantic import BaseModel
 
 from .. import __version__
+from ..data.images import probe_image
+from ..errors import ImageLoadError
 from ..model.classifier import StyleClassifier
 
 DEFAULT_MAX_UPLOAD_MB = 25.0
@@ -45,6 +48,7 @@ class PredictionOut(BaseModel):
     uncertain: bool | None
     mixed: list[str] | None
     is_painting: bool | None
+    not_painting_kind: str | None = None
     error: str | None
 
 
@@ -116,13 +120,20 @@ def _save_uploads(files: list[UploadFile], folder: Path) -> list[Path]:
     return paths
 
 
-def _is_image(path: Path) -> bool:
-    """Whether PIL recognises the file's format (header only; decoding comes later)."""
+def _header_problem(path: Path) -> ImageLoadError | None:
+    """Why an upload cannot be an image, from its header alone (decoding comes later)."""
     try:
-        with Image.open(path):
-            return True
-    except (UnidentifiedImageError, OSError, ValueError):
-        return False
+        probe_image(path)
+    except ImageLoadError as exc:
+        return exc
+    return None
+
+
+def _failure_status(kinds: list[str]) -> int:
+    """415 when no file is an image, 413 when one was refused as too large, else 422."""
+    if kinds and all(kind == "not_image" for kind in kinds):
+        return 415
+    return 413 if "too_large" in kinds else 422
 
 
 def model_summary(clf: StyleClassifier, name: str) -> dict:
@@ -185,6 +196,18 @@ def create_app(
         description="Name the art movement of paintings, with calibrated top-k probabilities.",
         lifespan=lifespan,
     )
+    @app.exception_handler(RequestValidationError)
+    async def one_line_validation_error(request, exc: RequestValidationError) -> JSONResponse:
+        """A malformed request gets the same one-line `detail` as every other error."""
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+            if field == "files" and error.get("type") == "missing":
+                problems.append("no files sent: post one or more images as the multipart field 'files'")
+            else:
+                problems.append(f"{field}: {error.get('msg', 'invalid')}" if field else error.get("msg", "invalid"))
+        return _problem(422, "; ".join(problems) or "invalid request")
+
     app.add_middleware(_Admission, max_body=max_files * max_file_bytes + 1_000_000, max_pending=max_pending)
     web = resources.files("artstyle.apps") / "web"
     app.mount("/static", StaticFiles(directory=str(web)), name="static")
@@ -207,7 +230,7 @@ def create_app(
         PREDICT_PATH,
         response_model=list[PredictionOut],
         responses={
-            413: {"model": Problem, "description": "a file or the request is too large, or too many files"},
+            413: {"model": Problem, "description": "a file or the request is too large (a decompression bomb too), or too many files"},
             415: {"model": Problem, "description": "no file is an image"},
             422: {"model": Problem, "description": "no file could be decoded, or no files were sent"},
             503: {"model": Problem, "description": "too many requests are waiting"},
@@ -220,7 +243,8 @@ def create_app(
         """Top-k movements per image, same JSON as `artstyle predict --format json` (path =
         the uploaded file name). In a request with several files, an unreadable one gets an
         `error` and the rest are still answered; when none can be read the status is 415
-        (no file is an image) or 422 (images that fail to decode)."""
+        (no file is an image), 413 (an image refused as a decompression bomb) or 422
+        (images that fail to decode)."""
         if len(files) > max_files:
             return _problem(413, f"{len(files)} files in one request; the limit is {max_files}")
         names = [upload.filename or f"file {i + 1}" for i, upload in enumerate(files)]
@@ -229,7 +253,8 @@ def create_app(
                 return _problem(413, f"{name}: {_mb(upload.size)} is over the {_mb(max_file_bytes)} limit per file")
         with tempfile.TemporaryDirectory(prefix="artstyle-upload-") as tmp:
             paths = await anyio.to_thread.run_sync(_save_uploads, files, Path(tmp))
-            readable = [i for i, path in enumerate(paths) if _is_image(path)]
+            problems = [_header_problem(path) for path in paths]
+            readable = [i for i, problem in enumerate(problems) if problem is None]
             results: list[dict | None] = [None] * len(paths)
             if readable:
                 answered = await anyio.to_thread.run_sync(
@@ -238,13 +263,16 @@ def create_app(
                 )
                 for i, result in zip(readable, answered):
                     results[i] = result
+        kinds = []
         for i, name in enumerate(names):
             if results[i] is None:
+                kinds.append(problems[i].kind)
                 results[i] = PredictionOut(path=name, predictions=[], uncertain=None, mixed=None, is_painting=None,
-                                           error="not an image (unknown or unsupported format)").model_dump()
+                                           error=str(problems[i])).model_dump()
+            elif results[i]["error"]:
+                kinds.append("undecodable")
         if all(r["error"] for r in results):
-            status = 415 if not readable else 422
-            return _problem(status, "; ".join(f"{r['path']}: {r['error']}" for r in results), results)
+            return _problem(_failure_status(kinds), "; ".join(f"{r['path']}: {r['error']}" for r in results), results)
         return results
 
     return app

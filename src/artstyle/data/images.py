@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
@@ -35,6 +37,48 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+NOT_AN_IMAGE = "not a readable image (unknown or corrupt format)"
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """Every way opening or decoding a file can fail, as one ImageLoadError with a short
+    reason and its kind: the one set of messages the CLI, the Python API and the server share."""
+    try:
+        if path.stat().st_size == 0:
+            raise ImageLoadError("empty file (0 bytes)", "not_image")
+        with warnings.catch_warnings():
+            # Decoder chatter (large-but-allowed images, skipped TIFF tags) is not the
+            # user's business; real failures raise, DecompressionBombError included.
+            warnings.simplefilter("ignore")
+            yield
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"refused as a decompression bomb ({exc})", "too_large") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(NOT_AN_IMAGE, "not_image") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise ImageLoadError(os_error_reason(exc), "unreadable") from None
+    except Exception as exc:  # any decoder failure is this file's problem, never the run's
+        text = str(exc) or type(exc).__name__
+        if "truncated" in text:
+            text = "truncated image data"
+        raise ImageLoadError(f"cannot decode: {text}") from None
+
+
+def probe_image(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the header alone, or the ImageLoadError `load_image` would
+    raise for a file that is no image, a decompression bomb or cannot be opened. Cheap:
+    lets a server sort uploads before decoding any of them."""
+    path = Path(path)
+    with _decoding(path), Image.open(path) as img:
+        width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(f"invalid size {width}x{height}")
+    return width, height
+
+
 def load_image(source: ImageInput, min_side: int | None = None) -> Image.Image:
     """Decode `source` to an upright RGB image.
 
@@ -45,28 +89,8 @@ def load_image(source: ImageInput, min_side: int | None = None) -> Image.Image:
     if isinstance(source, Image.Image):
         return to_rgb(source)
     path = Path(source)
-    try:
-        if path.stat().st_size == 0:
-            raise ImageLoadError("empty file (0 bytes)")
-        with warnings.catch_warnings():
-            # Decoder chatter (large-but-allowed images, skipped TIFF tags) is not the
-            # user's business; real failures raise, DecompressionBombError included.
-            warnings.simplefilter("ignore")
-            with Image.open(path) as img:
-                img = _decode_reduced(img, min_side)
-    except ImageLoadError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"refused as a decompression bomb ({exc})") from None
-    except UnidentifiedImageError:
-        raise ImageLoadError("not a readable image (unknown or corrupt format)") from None
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise ImageLoadError(os_error_reason(exc)) from None
-    except Exception as exc:  # any decoder failure is this file's problem, never the run's
-        text = str(exc) or type(exc).__name__
-        if "truncated" in text:
-            text = "truncated image data"
-        raise ImageLoadError(f"cannot decode: {text}") from None
+    with _decoding(path), Image.open(path) as opened:
+        img = _decode_reduced(opened, min_side)
     return to_rgb(img)
 
 

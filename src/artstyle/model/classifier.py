@@ -34,7 +34,8 @@ from .bundle import FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundl
 from .calibration import Abstention
 from .head import HEAD_KINDS
 from .metrics import classification_metrics
-from .negatives import non_paintings
+from .painting import NonPaintings
+from .negatives import GENERATED_KIND, non_paintings, shipped_negatives
 from .prediction import Prediction
 from .training import TrainedHead, TrainingTable, calibration_folds, train_head, training_table
 
@@ -242,12 +243,31 @@ class StyleClassifier:
         if self.head != "auto" and self.head not in HEAD_KINDS:
             raise ArtstyleError(f"unknown head {self.head!r}; choose auto or one of {', '.join(HEAD_KINDS)}")
 
-    def _negative_features(self) -> np.ndarray | None:
-        """Features of the generated non-paintings the detector learns from (None: no detector).
-        Generated once per seed, so their features come from the cache."""
+    def _negative_features(self) -> NonPaintings | None:
+        """What the painting detector learns from: the real non-paintings shipped for the
+        backbone(s), plus generated ones (None: no detector). Both in the global view's
+        columns of each backbone, the part of every recipe's vector they share."""
         if self.negatives <= 0:
             return None
-        return self.extract([img for _, img in non_paintings(self.negatives, seed=0)], None, "Non-paintings").features
+        columns, offset, shipped = [], 0, []
+        for extractor in self.feature_extractors:
+            columns.append(offset + np.arange(extractor.backbone.feature_dim))
+            offset += extractor.dim
+            shipped.append(shipped_negatives(extractor.backbone.name, extractor.backbone.weights_id))
+        cols = np.concatenate(columns)
+        generated = non_paintings(self.negatives, seed=0)  # same seed: their features come from the cache
+        features = self.extract([img for _, img in generated], None, "Non-paintings").features[:, cols]
+        kinds = np.array([GENERATED_KIND.get(kind, -1) for kind, _ in generated], np.int64)
+        info: dict = {"generated_negatives": len(generated), "real_negatives": None}
+        if all(s is not None and len(s.features) == len(shipped[0].features) for s in shipped):
+            features = np.concatenate([features, np.concatenate([s.features for s in shipped], axis=1)])
+            kinds = np.concatenate([kinds, shipped[0].kind])
+            info["real_negatives"] = shipped[0].provenance()
+        else:
+            missing = [e.backbone.name for e, s in zip(self.feature_extractors, shipped) if s is None]
+            log.warning("no real non-paintings ship for %s (or its weights differ): the 'not a painting' detector "
+                        "learns from generated ones only and will pass most photos", ", ".join(missing))
+        return NonPaintings(features, kinds, cols, info)
 
     def _adopt(self, trained: TrainedHead, labels: list[str]) -> None:
         self.classes_ = np.array(labels)
@@ -330,6 +350,7 @@ class StyleClassifier:
         features, proba, errors = self._score(images)
         uncertain, mixed = self.abstention_.flags(proba)
         painting = self._painting_mask(features)
+        kinds = self.painting_detector_.kinds(features) if self.painting_detector_ is not None else [None] * len(images)
         results = []
         for i, row in enumerate(proba):
             name = source_name(images[i], i)
@@ -343,6 +364,7 @@ class StyleClassifier:
                 uncertain=bool(uncertain[i]),
                 mixed=[str(self.classes_[j]) for j in order[:2]] if mixed[i] and len(order) > 1 else None,
                 is_painting=bool(painting[i]),
+                not_painting_kind=kinds[i],
             ))
         return results
 

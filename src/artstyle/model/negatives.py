@@ -7,7 +7,10 @@ deterministically from a seed, so training needs no extra data and no download.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -193,3 +196,52 @@ def non_paintings(n: int, seed: int = 0, kinds: tuple[str, ...] | None = None) -
         out.append((kind, GENERATORS[kind](rng, size)))
     return out
 
+
+
+# Real non-paintings ship as features (scripts/build_negatives.py): photos, charts and
+# scanned documents, the uploads a painting classifier meets most.
+NEGATIVES_DIR = Path(__file__).resolve().parent.parent / "assets" / "negatives"
+REAL_KINDS = ("photo", "chart", "document")
+# What a person would call each generated kind (`not_painting_kind`); blank frames have no name.
+NOT_PAINTING_KINDS = ("photo", "chart/diagram", "document/screenshot")
+GENERATED_KIND = {"slide": 2, "chart": 1, "table": 1, "screenshot": 2, "page": 2}
+REAL_KIND = {"photo": 0, "chart": 1, "document": 2}
+
+
+@dataclass
+class ShippedNegatives:
+    """Global-view embeddings of real non-paintings for one backbone, with kind and source."""
+
+    features: np.ndarray  # (n, embedding_dim) float32
+    kind: np.ndarray  # index into NOT_PAINTING_KINDS
+    source: np.ndarray  # index into sources
+    sources: list[str]
+    meta: dict
+
+    def provenance(self) -> dict:
+        return {
+            "file": f"assets/negatives/{self.meta.get('backbone')}.safetensors",
+            "n": int(len(self.features)),
+            "counts": json.loads(self.meta.get("counts", "{}")),
+            "sources": json.loads(self.meta.get("source_counts", "{}")),
+            "manifest_sha256": self.meta.get("manifest_sha256", ""),
+            "built": self.meta.get("built", ""),
+        }
+
+
+def shipped_negatives(backbone: str, weights_id: str) -> ShippedNegatives | None:
+    """The real non-paintings shipped for `backbone`, or None when none match it (another
+    backbone, or other weights: their embeddings would live in another space)."""
+    from safetensors import safe_open
+
+    path = NEGATIVES_DIR / f"{backbone}.safetensors"
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="numpy") as handle:
+        meta = handle.metadata() or {}
+        if meta.get("weights_id") != weights_id:
+            return None
+        kinds = json.loads(meta["kinds"])
+        kind = np.array([REAL_KIND[kinds[k]] for k in handle.get_tensor("kind")], np.int64)
+        return ShippedNegatives(handle.get_tensor("features").astype(np.float32), kind,
+                                handle.get_tensor("source").astype(np.int64), json.loads(meta["sources"]), meta)

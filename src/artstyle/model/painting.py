@@ -1,9 +1,14 @@
 """Is this a painting at all? A painting-vs-not detector, calibrated on held-out paintings.
 
-The detector is a class-balanced logistic regression on the features, trained on the
-training paintings against generated non-paintings (slides, charts, tables, screenshots,
-pages, flat colour, noise, gradients; see `negatives`). Its threshold lets through all
-but `flag_rate` of held-out paintings (scored by detectors that did not see them).
+The detector is a class-balanced logistic regression on the global view's embedding of
+each backbone (the part of every recipe's vector that real non-paintings ship for),
+trained on the training paintings against real non-paintings shipped with artstyle
+(photos, charts, scanned documents; see `negatives.shipped_negatives`) and generated ones
+(slides, charts, tables, screenshots, pages, flat colour, noise, gradients). Its threshold
+lets through all but `flag_rate` of held-out paintings (scored by detectors that did not
+see them). A second logistic regression on the non-paintings alone names what an image
+looks like instead (`NOT_PAINTING_KINDS`). Both are stored over the full feature vector,
+zero outside the columns they read, so a model folder keeps one simple format.
 
 A k-NN distance to the training paintings was measured as a second score and dropped: on
 the real paintings it flagged 0-9 % of photos and none of the charts beyond what the
@@ -18,9 +23,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from .head import HeadFitter
+from .negatives import NOT_PAINTING_KINDS
 
-DEFAULT_FLAG_RATE = 0.04
+DEFAULT_FLAG_RATE = 0.03
 DETECTOR_ALPHA = 0.1
+
+
+@dataclass
+class NonPaintings:
+    """What the detector learns "not a painting" from: features in the painting vectors'
+    `columns`, the kind of each (index into NOT_PAINTING_KINDS, -1: no name), provenance."""
+
+    features: np.ndarray
+    kinds: np.ndarray
+    columns: np.ndarray
+    info: dict
 
 
 @dataclass
@@ -30,6 +47,16 @@ class PaintingDetector:
     weight: np.ndarray  # (dim,) score > threshold means "not a painting"
     bias: float
     threshold: float
+    kind_weight: np.ndarray | None = None  # (kinds, dim): logits of what a non-painting looks like
+    kind_bias: np.ndarray | None = None
+
+    def kinds(self, features: np.ndarray) -> list[str | None]:
+        """What each row looks like if it is no painting (None when unknown or a painting)."""
+        if self.kind_weight is None:
+            return [None] * len(features)
+        logits = np.asarray(features, np.float32) @ self.kind_weight.T + self.kind_bias
+        names = [NOT_PAINTING_KINDS[i] for i in logits.argmax(axis=1)]
+        return [None if painting else name for painting, name in zip(self.is_painting(features), names)]
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Log-odds that each row is not a painting (larger: less like a painting)."""
@@ -39,7 +66,9 @@ class PaintingDetector:
         return self.scores(features) <= self.threshold
 
     def tensors(self) -> dict[str, np.ndarray]:
-        return {"painting_mean": self.mean, "painting_scale": self.scale, "painting_weight": self.weight}
+        kinds = {} if self.kind_weight is None else {"painting_kind_weight": self.kind_weight,
+                                                     "painting_kind_bias": self.kind_bias}
+        return {"painting_mean": self.mean, "painting_scale": self.scale, "painting_weight": self.weight, **kinds}
 
     def config(self) -> dict:
         return {"bias": self.bias, "threshold": self.threshold}
@@ -49,9 +78,15 @@ class PaintingDetector:
         t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
         # Bundles from before the k-NN score was dropped call it "detector_threshold".
         threshold = config["threshold"] if "threshold" in config else config["detector_threshold"]
-        detector = cls(t["painting_mean"], t["painting_scale"], t["painting_weight"], float(config["bias"]), float(threshold))
+        detector = cls(t["painting_mean"], t["painting_scale"], t["painting_weight"], float(config["bias"]), float(threshold),
+                       t.get("painting_kind_weight"), t.get("painting_kind_bias"))
         if not detector.mean.shape == detector.scale.shape == detector.weight.shape:
             raise ValueError("painting detector tensors have inconsistent shapes")
+        if detector.kind_weight is not None and (
+            detector.kind_weight.shape != (len(NOT_PAINTING_KINDS), len(detector.mean))
+            or detector.kind_bias is None or detector.kind_bias.shape != (len(NOT_PAINTING_KINDS),)
+        ):
+            raise ValueError("painting kind tensors have inconsistent shapes")
         return detector
 
 
@@ -64,16 +99,47 @@ def _fit(paintings: np.ndarray, negatives: np.ndarray) -> PaintingDetector:
     return PaintingDetector(head.mean, head.scale, weight, float(head.bias[1] - head.bias[0]), 0.0)
 
 
+def _fit_kinds(negatives: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(weight, bias) of a logistic regression naming the kind of a non-painting, with the
+    standardisation folded in; None unless every kind has examples."""
+    named = kinds >= 0
+    if len(np.unique(kinds[named])) < len(NOT_PAINTING_KINDS):
+        return None
+    head = HeadFitter("logreg", negatives[named], kinds[named], len(NOT_PAINTING_KINDS)).fit(DETECTOR_ALPHA)
+    weight = head.weight / head.scale
+    return weight.astype(np.float32), (head.bias - weight @ head.mean).astype(np.float32)
+
+
+def _widen(detector: PaintingDetector, columns: np.ndarray, dim: int) -> PaintingDetector:
+    """The same detector over full feature vectors: it reads only `columns`."""
+    mean, scale, weight = np.zeros(dim, np.float32), np.ones(dim, np.float32), np.zeros(dim, np.float32)
+    mean[columns], scale[columns], weight[columns] = detector.mean, detector.scale, detector.weight
+    kind_weight = None
+    if detector.kind_weight is not None:
+        kind_weight = np.zeros((len(detector.kind_weight), dim), np.float32)
+        kind_weight[:, columns] = detector.kind_weight
+    return PaintingDetector(mean, scale, weight, detector.bias, detector.threshold, kind_weight, detector.kind_bias)
+
+
 def fit_painting_detector(
     paintings: np.ndarray,
     folds: np.ndarray,
     negatives: np.ndarray,
     *,
+    columns: np.ndarray | None = None,
+    negative_kinds: np.ndarray | None = None,
     flag_rate: float = DEFAULT_FLAG_RATE,
     seed: int = 0,
 ) -> tuple[PaintingDetector, dict]:
-    """Fit on painting features (with CV folds, -1 = never held out) and negative features."""
-    paintings, negatives = np.asarray(paintings, np.float32), np.asarray(negatives, np.float32)
+    """Fit on painting features (with CV folds, -1 = never held out) and non-painting features.
+
+    `columns`: the columns of the painting features the detector reads (all by default);
+    `negatives` are given in those columns only. `negative_kinds`: index into
+    `NOT_PAINTING_KINDS` per negative (-1: no name), to learn `kinds`.
+    """
+    dim = paintings.shape[1]
+    columns = np.arange(dim) if columns is None else np.asarray(columns)
+    paintings, negatives = np.asarray(paintings, np.float32)[:, columns], np.asarray(negatives, np.float32)
     rng = np.random.default_rng(seed)
     neg_folds = rng.permutation(np.arange(len(negatives)) % max(1, folds.max() + 1))
     held, held_neg = [], []
@@ -95,4 +161,8 @@ def fit_painting_detector(
     else:  # no folds: threshold from the training paintings themselves (optimistic)
         detector.threshold = float(np.quantile(detector.scores(paintings), 1 - flag_rate))
         info = {"held_out_paintings": 0}
-    return detector, {**info, "flag_rate": flag_rate, "negatives": int(len(negatives))}
+    if negative_kinds is not None:
+        fitted = _fit_kinds(negatives, np.asarray(negative_kinds))
+        if fitted is not None:
+            detector.kind_weight, detector.kind_bias = fitted
+    return _widen(detector, columns, dim), {**info, "flag_rate": flag_rate, "negatives": int(len(negatives))}

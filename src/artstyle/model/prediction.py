@@ -12,6 +12,8 @@ class Prediction:
     uncertain: the top probability is below the model's validated threshold.
     mixed: [first, second] when the second movement is nearly as likely as the first.
     is_painting: False when the image is unlike any painting the model knows.
+    not_painting_kind: then, what it looks like instead ("photo", "chart/diagram",
+    "document/screenshot"), when the detector can tell.
     """
 
     path: str
@@ -20,6 +22,7 @@ class Prediction:
     uncertain: bool = False
     mixed: list[str] | None = None
     is_painting: bool = True
+    not_painting_kind: str | None = None
 
     @property
     def summary(self) -> str:
@@ -27,7 +30,7 @@ class Prediction:
         if self.error:
             return "error"
         if not self.is_painting:
-            return "not a painting"
+            return f"not a painting ({self.not_painting_kind})" if self.not_painting_kind else "not a painting"
         text = " + ".join(self.mixed) if self.mixed else self.predictions[0][0]
         return f"{text} (uncertain)" if self.uncertain else text
 
@@ -38,5 +41,6 @@ class Prediction:
             "uncertain": self.uncertain if not self.error else None,
             "mixed": self.mixed,
             "is_painting": self.is_painting if not self.error else None,
+            "not_painting_kind": self.not_painting_kind,
             "error": self.error,
         }

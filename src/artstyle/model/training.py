@@ -21,7 +21,7 @@ from ..data.splits import Split, make_folds
 from .calibration import Abstention, fit_temperature, nll
 from .head import ALPHAS, HEAD_KINDS, Head, HeadFitter, softmax
 from .metrics import classification_metrics, macro_f1
-from .painting import PaintingDetector, fit_painting_detector
+from .painting import NonPaintings, PaintingDetector, fit_painting_detector
 
 log = logging.getLogger("artstyle")
 
@@ -85,15 +85,15 @@ def train_head(
     folds: np.ndarray,
     *,
     kinds: tuple[str, ...] = HEAD_KINDS,
-    negatives: np.ndarray | None = None,
+    negatives: NonPaintings | None = None,
     labels: list[str] | None = None,
     seed: int = 0,
 ) -> TrainedHead:
     """Select, refit and calibrate a head on features `x` with labels `y`.
 
     `folds[i]` is the cross-validation fold of row i, or -1 for rows that always train
-    (classes too small to hold out). `negatives` (generated non-paintings' features)
-    enable the painting detector.
+    (classes too small to hold out). `negatives` (non-paintings' features) enable the
+    painting detector.
     """
     y = np.asarray(y, dtype=np.int64)
     fold_ids = [f for f in range(folds.max() + 1) if (folds == f).any()] if len(folds) else []
@@ -136,6 +136,8 @@ def train_head(
         info["held_out"] = {k: metrics[k] for k in ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")}
     info["abstention"] = abstention.to_dict()
     detector = None
-    if negatives is not None and len(negatives):
-        detector, info["painting_detector"] = fit_painting_detector(x, folds, negatives, seed=seed)
+    if negatives is not None and len(negatives.features):
+        detector, info["painting_detector"] = fit_painting_detector(
+            x, folds, negatives.features, columns=negatives.columns, negative_kinds=negatives.kinds, seed=seed)
+        info["painting_detector"].update(negatives.info)
     return TrainedHead(head, kind, abstention, detector, info, held_out_proba)

@@ -52,7 +52,9 @@ function showPrediction(card, result) {
   const [top, topP] = [result.predictions[0].label, result.predictions[0].probability];
   verdict.textContent = result.mixed ? result.mixed.join(" + ") : top;
   if (result.is_painting === false) {
-    verdict.textContent = "probably not a painting";
+    verdict.textContent = result.not_painting_kind
+      ? `probably not a painting: looks like a ${result.not_painting_kind}`
+      : "probably not a painting";
     verdict.title = "this image is unlike the paintings the model knows";
   }
   if (result.uncertain) {

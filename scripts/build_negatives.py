@@ -1,0 +1,80 @@
+"""Build the real non-painting features that ship inside artstyle (src/artstyle/assets/negatives/).
+
+    python scripts/build_negatives.py ../shared/data/not_paintings [--backbone efficientnet_lite0 ...]
+
+Each supported backbone gets one safetensors file: the global-view embedding (float16)
+of every image under NOT_PAINTINGS/<kind>/..., decoded the way the default multicrop
+recipe decodes, with its kind (photo, chart, document) and source. The painting
+detector of every model trained on that backbone learns from them, so a user who never
+gives artstyle a photo still gets a detector that knows photos. Provenance (counts per
+kind and source, the manifest's hash, weights id, date) is stored in the file's metadata
+and printed into model cards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from artstyle import StyleClassifier
+from artstyle.model.negatives import NEGATIVES_DIR, REAL_KINDS
+
+SHIPPED_BACKBONES = ("efficientnet_lite0", "efficientnet_lite2")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="NOT_PAINTINGS/<kind>/<image>; a manifest CSV beside it names sources")
+    parser.add_argument("--backbone", nargs="+", default=list(SHIPPED_BACKBONES))
+    parser.add_argument("--out", type=Path, default=NEGATIVES_DIR)
+    args = parser.parse_args()
+    from safetensors.numpy import save
+
+    from artstyle.files import atomic_write_bytes
+
+    manifest = args.folder.parent / "not-paintings-manifest.csv"
+    sources: dict[str, str] = {}
+    if manifest.is_file():
+        sources = {row["relpath"]: row["source_repo"] for row in csv.DictReader(manifest.open())}
+    paths = sorted(p for p in args.folder.rglob("*") if p.is_file() and p.parent.name in REAL_KINDS)
+    if not paths:
+        sys.exit(f"{args.folder}: no images under {', '.join(REAL_KINDS)}/")
+    rel = [p.relative_to(args.folder).as_posix() for p in paths]
+    kinds = np.array([REAL_KINDS.index(p.parent.name) for p in paths], np.uint8)
+    source_names = sorted({sources.get(r, "unknown") for r in rel})
+    source_ids = np.array([source_names.index(sources.get(r, "unknown")) for r in rel], np.uint8)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.backbone:
+        clf = StyleClassifier(name, features="multicrop")
+        (extractor,) = clf.feature_extractors
+        extraction = clf.extract([str(p) for p in paths], None, f"Non-paintings ({name})")
+        ok = extraction.ok
+        dim = extractor.backbone.feature_dim
+        features = extraction.features[ok, :dim].astype(np.float16)  # the global view's embedding
+        meta = {
+            "backbone": name,
+            "weights_id": extractor.backbone.weights_id,
+            "view": "global view of the multicrop recipe",
+            "preprocessing": json.dumps(extractor.preprocessing.to_dict()),
+            "kinds": json.dumps(list(REAL_KINDS)),
+            "sources": json.dumps(source_names),
+            "counts": json.dumps({k: int((kinds[ok] == i).sum()) for i, k in enumerate(REAL_KINDS)}),
+            "source_counts": json.dumps({s: int((source_ids[ok] == i).sum()) for i, s in enumerate(source_names)}),
+            "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "",
+            "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        target = args.out / f"{name}.safetensors"
+        tensors = {"features": features, "kind": kinds[ok], "source": source_ids[ok]}
+        atomic_write_bytes(target, save(tensors, metadata=meta))
+        print(f"{target}: {int(ok.sum())} non-paintings, {features.shape[1]} dims, {target.stat().st_size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
