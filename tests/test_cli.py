@@ -100,8 +100,8 @@ def test_evaluate_report_is_self_contained(capsys, monkeypatch, trained_model, p
                        "--cache-dir", cache_dir, "-q")
     assert code == 0, err
     page = report.read_text()
-    assert page.count("data:image/png;base64,") == 2  # confusion matrix + F1 bars
-    assert "Confusion matrix" in page and "Most confident mistakes" in page
+    assert page.count("data:image/png;base64,") == 3  # confusion matrix + F1 bars + reliability diagram
+    assert "Confusion matrix" in page and "Most confident mistakes" in page and "reliability diagram" in page
     assert not re.search(r"(src|href)=\"https?://", page)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synth import STYLES, paint
+from synth import STYLES, paint, photo_like
 
 httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -253,3 +253,10 @@ def test_fuzzed_uploads_never_give_a_server_error_and_good_files_are_still_answe
                     assert second["error"] and second["predictions"] == []
     assert n_uploads >= 300
     assert _rss_mb() - rss_before < 60  # memory stays flat: nothing is kept per request
+
+
+def test_a_photo_is_answered_as_not_a_painting_with_its_kind(client):
+    response = client.post("/api/predict", files=[("files", ("holiday.jpg", jpeg(photo_like(3)), "image/jpeg"))])
+    assert response.status_code == 200
+    (answer,) = response.json()
+    assert answer["is_painting"] is False and answer["not_painting_kind"] == "photo"

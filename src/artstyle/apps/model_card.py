@@ -59,11 +59,23 @@ def _model_section(config: dict) -> list[str]:
             "`mixed` never: on held-out paintings the second movement was right too rarely to be worth showing."
         ),
     ]
+    sure = head.get("held_out", {})
+    if sure.get("accuracy_when_sure") is not None:
+        lines.append(
+            f"- When the model is sure (not `uncertain`), it is right {_pct(sure['accuracy_when_sure'])} of the time "
+            f"on paintings by artists it did not see; it is sure of {_pct(sure['sure_share'])} of them "
+            f"(cross-validated, {sure['n_images']} paintings; calibration error {sure['ece']:.3f})."
+        )
     detector = head.get("painting_detector")
     if config.get("painting_detector") and detector:
         held = detector.get("held_out_paintings_flagged")
+        real = detector.get("real_negatives")
+        taught = (f"{real['n']} real non-paintings shipped with artstyle ("
+                  + ", ".join(f"{n} {kind}s" for kind, n in real["counts"].items())
+                  + f"; sources: {', '.join(real['sources'])}) and {detector.get('generated_negatives', 0)} generated ones"
+                  if real else f"{detector['negatives']} generated non-paintings only (no real ones ship for this backbone)")
         lines.append(
-            f"- `is_painting` from a detector trained against {detector['negatives']} generated non-paintings; "
+            f"- `is_painting` from a detector trained against {taught}; "
             + (f"it flags {_pct(held)} of held-out paintings and {_pct(detector['held_out_negatives_flagged'])} "
                "of held-out non-paintings." if held is not None else "its threshold was not validated.")
         )

@@ -1,7 +1,7 @@
 """Self-contained HTML evaluation report: plots and thumbnails embedded as data URIs.
 
 One file a cataloguer can e-mail: headline numbers, confusion-matrix heat-map,
-per-class F1 bars, and the most confident mistakes as thumbnails.
+per-class F1 bars, a reliability diagram, and the most confident mistakes as thumbnails.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 
 from ..files import atomic_write_bytes
 from ..model.classifier import Evaluation
+from ..model.metrics import reliability
 from .html_parts import cards, figure_uri, page, thumbnail_figure
 
 N_MISTAKES = 12
@@ -60,6 +61,26 @@ def _f1_plot(evaluation: Evaluation) -> str:
     ax.set_xlabel("F1")
     ax.legend(loc="lower right")
     ax.set_title("F1 per movement")
+    return figure_uri(fig)
+
+
+def _reliability_plot(evaluation: Evaluation) -> str:
+    """Reliability diagram: does "70 %" come true 70 % of the time? Dot size = answers in the bin."""
+    from matplotlib.figure import Figure
+
+    points = reliability(evaluation.proba, evaluation.y_true)
+    fig = Figure(figsize=(5, 4.6))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", label="perfect calibration")
+    confidence, accuracy, count = (np.array(v) for v in zip(*points))
+    ax.plot(confidence, accuracy, color="#4c72b0", marker="o", markersize=0, label="this model")
+    ax.scatter(confidence, accuracy, s=20 + 200 * count / count.max(), color="#4c72b0", zorder=3)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("top probability (confidence)")
+    ax.set_ylabel("share of answers that were right")
+    ax.set_title(f"Reliability (ECE {evaluation.metrics['ece']:.3f})")
+    ax.legend(loc="upper left")
     return figure_uri(fig)
 
 
@@ -110,11 +131,14 @@ def render_report(evaluation: Evaluation, title: str) -> str:
             "; ".join(f"{s['path']}: {s['reason']}" for s in m["skipped"][:20])))
     confusion = _confusion_plot(evaluation) if m["n_images"] else ""
     f1 = _f1_plot(evaluation) if m["n_images"] else ""
+    calibration = _reliability_plot(evaluation) if m["n_images"] else ""
     return page(title, f"""{headline}
 {''.join(f'<p class=note>{n}</p>' for n in notes)}
 <h2>Confusion matrix</h2>{f'<img class=plot alt="confusion matrix" src="{confusion}">' if confusion else '<p>No images scored.</p>'}
 <h2>Per movement</h2>{f'<img class=plot alt="F1 per class" src="{f1}">' if f1 else ''}
 <table><tr><th>movement</th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>{rows}</table>
+<h2>Calibration</h2>{f'<img class=plot alt="reliability diagram" src="{calibration}">' if calibration else ''}
+<p class=note>Points on the diagonal mean the probabilities can be taken at their word; below it the model is over-confident, above it under-confident.</p>
 <h2>Most confident mistakes</h2><div class=grid>{''.join(mistakes) or '<p>None.</p>'}</div>""")
 
 

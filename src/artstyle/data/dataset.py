@@ -65,9 +65,10 @@ class Dataset:
         return [g for g in self.duplicate_groups() if len({r.label for r in g}) > 1]
 
     def summary(self) -> dict:
-        """JSON-ready description recorded in model bundles."""
+        """JSON-ready description recorded in model bundles: the folder's name and counts,
+        never its local path (a model folder travels)."""
         return {
-            "root": str(self.root),
+            "name": self.root.resolve().name,
             "n_images": len(self.records),
             "n_artists": len({(r.label, r.artist) for r in self.records}),
             "class_counts": self.class_counts(),
@@ -198,4 +199,4 @@ def labelled_images(data, y=None, *, show_progress: bool = True) -> LabelledImag
         ImageRecord(source_name(src, i), normalize_label(str(label)), UNKNOWN_ARTIST, content_key(src))
         for i, (src, label) in enumerate(zip(data, y))
     ]
-    return LabelledImages(records, list(data), {"root": None, "n_images": len(records)})
+    return LabelledImages(records, list(data), {"name": None, "n_images": len(records)})

@@ -211,7 +211,7 @@ class StyleClassifier:
         trained = train_head(
             x[table.train], table.y[table.train], len(table.labels), folds,
             kinds=HEAD_KINDS if self.head == "auto" else (self.head,),
-            negatives=self._negative_features(), labels=table.labels, seed=self.seed,
+            negatives=self.non_painting_features(), labels=table.labels, seed=self.seed,
         )
         log.info(
             "head: %s (alpha %g) chosen by %d-fold cross-validation by %s; temperature %.2f",
@@ -243,7 +243,7 @@ class StyleClassifier:
         if self.head != "auto" and self.head not in HEAD_KINDS:
             raise ArtstyleError(f"unknown head {self.head!r}; choose auto or one of {', '.join(HEAD_KINDS)}")
 
-    def _negative_features(self) -> NonPaintings | None:
+    def non_painting_features(self) -> NonPaintings | None:
         """What the painting detector learns from: the real non-paintings shipped for the
         backbone(s), plus generated ones (None: no detector). Both in the global view's
         columns of each backbone, the part of every recipe's vector they share."""

@@ -29,16 +29,21 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(f1[support > 0].mean()) if (support > 0).any() else 0.0
 
 
-def expected_calibration_error(proba: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
-    """Mean |confidence - accuracy| over equal-width confidence bins, weighted by bin size."""
+def reliability(proba: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> list[tuple[float, float, int]]:
+    """(mean confidence, accuracy, count) of the top-1 answers in each non-empty
+    equal-width confidence bin: the points of a reliability diagram."""
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == y_true
     bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    total = 0.0
-    for b in np.unique(bins):
-        in_bin = bins == b
-        total += in_bin.sum() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
-    return float(total / len(y_true)) if len(y_true) else 0.0
+    return [(float(confidence[bins == b].mean()), float(correct[bins == b].mean()), int((bins == b).sum()))
+            for b in np.unique(bins)]
+
+
+def expected_calibration_error(proba: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
+    """Mean |confidence - accuracy| over equal-width confidence bins, weighted by bin size."""
+    if not len(y_true):
+        return 0.0
+    return float(sum(n * abs(c - a) for c, a, n in reliability(proba, y_true, n_bins)) / len(y_true))
 
 
 def top_k_accuracy(proba: np.ndarray, y_true: np.ndarray, k: int) -> float:

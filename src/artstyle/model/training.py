@@ -134,6 +134,10 @@ def train_head(
         abstention = Abstention.fit(held_out_proba, y[held])
         metrics = classification_metrics(y[held], held_out_proba, labels or [str(i) for i in range(n_classes)])
         info["held_out"] = {k: metrics[k] for k in ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")}
+        sure = ~abstention.flags(held_out_proba)[0]
+        right = held_out_proba.argmax(axis=1) == y[held]
+        info["held_out"].update(sure_share=float(sure.mean()),
+                                accuracy_when_sure=float(right[sure].mean()) if sure.any() else None)
     info["abstention"] = abstention.to_dict()
     detector = None
     if negatives is not None and len(negatives.features):
