@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import artstyle
 from synth import paint
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -75,7 +76,8 @@ def test_upload_shows_bars_labels_and_an_error_card(server, browser, tmp_path):
     not_an_image.write_text("eggs, bread, linseed oil")
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto(server)
-    sync_api.expect(page.locator("#model-info")).to_contain_text("17 movements")
+    n_movements = len(artstyle.default_model_path().joinpath("labels.txt").read_text().splitlines())
+    sync_api.expect(page.locator("#model-info")).to_contain_text(f"{n_movements} movements")
     labels = set(page.evaluate("fetch('api/model').then(r => r.json()).then(m => m.labels)"))
 
     responses = []

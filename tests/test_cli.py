@@ -65,6 +65,16 @@ def test_train_with_external_test_dir(capsys, monkeypatch, paintings, cache_dir,
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["evaluated_on"] == str(external) and metrics["n_images"] == 16
     assert metrics["accuracy"] >= 0.9
+    make_tree(external, styles=["05_Rings"], artists=1, per_artist=2, seed=9)  # a movement training never saw
+    code, _, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "m2", "--test-dir", external,
+                       "--cache-dir", cache_dir, *FAST_CLI)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m2" / "metrics.json").read_text())
+    assert metrics["unknown_to_model"] == {"rings": 2} and metrics["n_images"] == 18
+    assert "scored as misses: rings (2 images)" in " ".join(err.split())
+    code, _, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "m3", "--test-dir", external,
+                       "--strict", "--cache-dir", cache_dir, "-q", *FAST_CLI)
+    assert code == 1 and "classes unknown to the model: 'rings'" in err
 
 
 def test_evaluate_json_contract_scores_only_held_out(capsys, monkeypatch, trained_model, paintings, cache_dir):

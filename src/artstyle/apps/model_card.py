@@ -7,6 +7,7 @@ retrained model is regenerated, never edited by hand (`artstyle info MODEL --for
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from ..data.splits import parse_splits_csv
 from ..model.bundle import Bundle
@@ -18,6 +19,12 @@ PANDORA_MOVEMENTS = (
     "fauvism", "cubism", "surrealism", "abstract art", "naive art", "pop art",
 )
 TOP_CONFUSIONS = 8
+
+
+def _dataset_name(dataset: dict) -> str:
+    """The training folder's name (older model folders recorded its path instead)."""
+    name = dataset.get("name") or dataset.get("root")
+    return Path(name).name if name else "?"
 
 
 def _pct(value: float) -> str:
@@ -32,7 +39,7 @@ def _data_section(bundle: Bundle) -> list[str]:
     lines = [
         "## Training data", "",
         f"{len(rows)} paintings by {sum(len(a) for a in artists.values())} artists "
-        f"(`{bundle.config.get('dataset', {}).get('root', '?')}`), {len(bundle.config['labels'])} movements:", "",
+        f"(`{_dataset_name(bundle.config.get('dataset', {}))}`), {len(bundle.config['labels'])} movements:", "",
         "| movement | paintings | artists |", "|---|---:|---:|",
         *(f"| {label} | {images[label]} | {len(artists[label])} |" for label in bundle.config["labels"]),
     ]
