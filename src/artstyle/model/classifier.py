@@ -34,8 +34,8 @@ from .bundle import FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundl
 from .calibration import Abstention
 from .head import HEAD_KINDS
 from .metrics import classification_metrics
-from .painting import NonPaintings
 from .negatives import GENERATED_KIND, non_paintings, shipped_negatives
+from .painting import NonPaintings
 from .prediction import Prediction
 from .training import TrainedHead, TrainingTable, calibration_folds, train_head, training_table
 
@@ -82,7 +82,8 @@ class StyleClassifier:
     `backbone` may join several names with '+' (their features are concatenated);
     `features` names a recipe (see `recipes.RECIPES`); `head` is "auto" (chosen by
     cross-validation) or one of `HEAD_KINDS`.
-    `negatives` generated non-paintings teach the painting detector (0: no detector).
+    `negatives` generated non-paintings teach the painting detector beside the real ones that
+    ship for the backbone (0: no detector).
     `cache_dir=None` uses the user cache folder; `cache_dir=False` caches nothing.
     `engine` runs the network on "torch", "onnx" (ONNX Runtime) or "auto" (onnx when installed).
     """
