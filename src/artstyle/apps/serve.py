@@ -18,9 +18,9 @@ from typing import Annotated
 
 import anyio
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from fastapi.exceptions import RequestValidationError
 from PIL import Image
 from pydantic import BaseModel
 
