@@ -63,14 +63,14 @@ def main() -> None:
         held = sources == source
         detector, info = fit_painting_detector(paintings, folds, negatives[~held], columns=columns,
                                                negative_kinds=kinds[~held])
-        flagged = ~detector.is_painting(_widen_rows(negatives[held], columns, paintings.shape[1]))
-        named = kinds[held] >= 0
-        guessed = detector.kinds(_widen_rows(negatives[held], columns, paintings.shape[1]))
+        rows_held = _widen_rows(negatives[held], columns, paintings.shape[1])
+        flagged = ~detector.is_painting(rows_held)
+        guessed = detector.kinds(rows_held)
         right = [g == NOT_PAINTING_KINDS[k] for g, k, f in zip(guessed, kinds[held], flagged) if k >= 0 and f]
         rows.append({
             "held_out_source": name, "n": int(held.sum()),
             "flagged": float(flagged.mean()),
-            "kind_right": float(np.mean(right)) if right and named.any() else None,
+            "kind_right": float(np.mean(right)) if right else None,
             "paintings_flagged": info.get("held_out_paintings_flagged"),
         })
     detector, info = fit_painting_detector(paintings, folds, negatives, columns=columns, negative_kinds=kinds)

@@ -260,14 +260,15 @@ class StyleClassifier:
         features = self.extract([img for _, img in generated], None, "Non-paintings").features[:, cols]
         kinds = np.array([GENERATED_KIND.get(kind, -1) for kind, _ in generated], np.int64)
         info: dict = {"generated_negatives": len(generated), "real_negatives": None}
-        if all(s is not None and len(s.features) == len(shipped[0].features) for s in shipped):
+        if all(s is not None for s in shipped) and len({len(s.features) for s in shipped}) == 1:
             features = np.concatenate([features, np.concatenate([s.features for s in shipped], axis=1)])
             kinds = np.concatenate([kinds, shipped[0].kind])
             info["real_negatives"] = shipped[0].provenance()
         else:
             missing = [e.backbone.name for e, s in zip(self.feature_extractors, shipped) if s is None]
             log.warning("no real non-paintings ship for %s (or its weights differ): the 'not a painting' detector "
-                        "learns from generated ones only and will pass most photos", ", ".join(missing))
+                        "learns from generated ones only and will pass most photos",
+                        ", ".join(missing) or "these backbones together (their files hold different images)")
         return NonPaintings(features, kinds, cols, info)
 
     def _adopt(self, trained: TrainedHead, labels: list[str]) -> None:
@@ -365,7 +366,7 @@ class StyleClassifier:
                 uncertain=bool(uncertain[i]),
                 mixed=[str(self.classes_[j]) for j in order[:2]] if mixed[i] and len(order) > 1 else None,
                 is_painting=bool(painting[i]),
-                not_painting_kind=kinds[i],
+                not_painting_kind=None if painting[i] else kinds[i],
             ))
         return results
 

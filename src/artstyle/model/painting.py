@@ -51,12 +51,12 @@ class PaintingDetector:
     kind_bias: np.ndarray | None = None
 
     def kinds(self, features: np.ndarray) -> list[str | None]:
-        """What each row looks like if it is no painting (None when unknown or a painting)."""
+        """What each row would look like as a non-painting (None for all when unknown);
+        callers show it only for rows `is_painting` rejects."""
         if self.kind_weight is None:
             return [None] * len(features)
         logits = np.asarray(features, np.float32) @ self.kind_weight.T + self.kind_bias
-        names = [NOT_PAINTING_KINDS[i] for i in logits.argmax(axis=1)]
-        return [None if painting else name for painting, name in zip(self.is_painting(features), names)]
+        return [NOT_PAINTING_KINDS[i] for i in logits.argmax(axis=1)]
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Log-odds that each row is not a painting (larger: less like a painting)."""

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.dataset import ImageRecord
-from ..errors import DatasetError
 from ..data.splits import Split, make_folds
+from ..errors import DatasetError
 from .calibration import Abstention, fit_temperature, nll
 from .head import ALPHAS, HEAD_KINDS, Head, HeadFitter, softmax
 from .metrics import classification_metrics, macro_f1
