@@ -37,14 +37,16 @@ class RateColumn(ProgressColumn):
 
 @contextmanager
 def progress_bar(
-    total: int | None, description: str, *, enabled: bool = True, unit: str = "img", completed: int = 0
-) -> Iterator[Callable[[int], None]]:
+    total: int | None, description: str, *, enabled: bool = True, unit: str = "img", completed: int = 0,
+    status: bool = False,
+) -> Iterator[Callable[..., None]]:
     """Yield `advance(n)`; shows count, rate, elapsed time and ETA while enabled.
 
+    With `status`, `advance(n, status="...")` also shows a line of live figures (epoch, loss).
     `unit="bytes"` shows sizes and transfer speed; a None total (size unknown) only counts.
     """
     if not enabled or (total is not None and total <= 0):
-        yield lambda n: None
+        yield lambda n, status=None: None
         return
     counting = (DownloadColumn(), TransferSpeedColumn()) if unit == "bytes" else (MofNCompleteColumn(), RateColumn(unit))
     progress = Progress(
@@ -54,9 +56,14 @@ def progress_bar(
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
+        *([TextColumn("{task.fields[status]}")] if status else []),
         console=stderr_console,
         transient=False,
     )
     with progress:
-        task = progress.add_task(description, total=total, completed=completed)
-        yield lambda n: progress.advance(task, n)
+        task = progress.add_task(description, total=total, completed=completed, status="")
+
+        def advance(n: int, status: str | None = None) -> None:
+            progress.update(task, advance=n, **({"status": status} if status is not None else {}))
+
+        yield advance

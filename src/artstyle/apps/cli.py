@@ -37,6 +37,12 @@ class SplitMode(str, Enum):
     artist = "artist"
 
 
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 class TextOrJson(str, Enum):
     text = "text"
     json = "json"
@@ -145,18 +151,35 @@ def train(
     ),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+    finetune: bool = typer.Option(
+        False, "--finetune", help="Train the backbone itself on the paintings first (slower, usually more accurate)."
+    ),
+    stages: Optional[int] = typer.Option(
+        None, min=1, help="With --finetune: train only the top N stages of the network (default: all, at rates "
+        "that fall towards the input)."),
+    epochs: int = typer.Option(10, min=1, help="With --finetune: most passes over the training images (early stopping may end sooner)."),
+    lr: float = typer.Option(2e-4, min=0.0, help="With --finetune: learning rate of the top stage."),
+    finetune_batch: int = typer.Option(16, min=1, help="With --finetune: images per training step."),
+    device: Device = typer.Option(Device.auto, help="With --finetune: auto (the GPU when there is one), cpu or cuda."),
 ) -> None:
-    """Train a movement classifier on a painting folder and write a model folder."""
+    """Train a movement classifier on a painting folder and write a model folder.
+
+    With --finetune the network is first trained on the paintings (checkpointed every epoch:
+    an interrupted run resumes when the same command is run again).
+    """
+    from ..features.finetune import FineTuning
     from ..model.classifier import StyleClassifier
 
+    tuning = FineTuning(stages=stages, epochs=epochs, lr=lr, batch_size=finetune_batch, seed=seed) if finetune else None
     clf = StyleClassifier(
         backbone, features=features, head=head, weights=weights, split=split.value, test_fraction=test_fraction, negatives=negatives, seed=seed, cache_dir=cache_dir,
-        batch_size=batch_size, engine=engine.value, show_progress=not _QUIET,
+        batch_size=batch_size, engine=engine.value, finetune=tuning, device=device.value, show_progress=not _QUIET,
     )
     try:
         clf.fit(data, test_dir=test_dir, strict=strict)
     except KeyboardInterrupt:
-        err.print("interrupted: finished images are cached; run the same command again to resume")
+        err.print("interrupted: finished images and fine-tuning checkpoints are cached; "
+                  "run the same command again to resume")
         raise typer.Exit(130) from None
     clf.save(out_dir)
     counts = clf.config_["split"]["counts"]
@@ -418,6 +441,7 @@ def info(
 ) -> None:
     """Show what a model folder holds: backbone, movements, data, split and scores."""
     from ..model.bundle import load_bundle
+    from .model_card import finetune_summary
 
     bundle = load_bundle(model)
     config, metrics = bundle.config, bundle.metrics
@@ -439,6 +463,9 @@ def info(
     features = config["features"]
     table.add_row("features", f"{features['recipe']} on " + " + ".join(
         f"{b['name']} ({b['preprocessing']['size']} px)" for b in features["backbones"]))
+    for b in features["backbones"]:
+        if b.get("finetuned"):
+            table.add_row("fine-tuned", finetune_summary(b["finetuned"]))
     table.add_row("head", f"{config['head'].get('kind', config['head']['type'])}")
     table.add_row("movements", f"{len(config['labels'])}: " + ", ".join(config["labels"]))
     table.add_row("trained on", f"{dataset.get('n_images')} images from {dataset.get('root')}")

@@ -51,12 +51,29 @@ def _data_section(bundle: Bundle) -> list[str]:
     return lines
 
 
+def finetune_summary(record: dict) -> str:
+    """One line on how a backbone was fine-tuned (for `info` and the model card)."""
+    recipe = record["recipe"]
+    history = {h["epoch"]: h for h in record.get("history", [])}
+    best = history.get(record.get("best_epoch"), {})
+    val = (f", validation accuracy {best['val_accuracy']:.0%} on {record['val_images']} images by other artists"
+           if best.get("val_accuracy") is not None else "")
+    return (f"{record['stages_trained']} of {record['stages']} stages of {record['base']} trained on "
+            f"{record['train_images']} paintings for {record['epochs_run']} epochs (kept epoch {record['best_epoch']}"
+            f"{val}); AdamW, lr {recipe['lr']:g} at the top x{recipe['layer_decay']:g} per stage below, "
+            f"label smoothing {recipe['label_smoothing']:g}, {record['device']}, {record['seconds']:.0f} s")
+
+
 def _model_section(config: dict) -> list[str]:
     features, head, abstention = config["features"], config["head"], config["abstention"]
-    backbones = " + ".join(f"{b['name']} ({b['preprocessing']['size']} px)" for b in features["backbones"])
+    backbones = " + ".join(f"{b['name']}{' (fine-tuned)' if b.get('finetuned') else ''} ({b['preprocessing']['size']} px)"
+                           for b in features["backbones"])
+    tuned = [f"- Fine-tuned: {finetune_summary(b['finetuned'])}. Base weights `{b['finetuned']['base_weights_id']}`."
+             for b in features["backbones"] if b.get("finetuned")]
     lines = [
         "## Model", "",
         f"- Features: recipe `{features['recipe']}` on {backbones}, {features.get('dim', '?')} numbers per image.",
+        *tuned,
         f"- Head: {head.get('kind', head['type'])} (regularisation {head.get('alpha', '?')}), chosen by "
         f"{head.get('cv_folds', '?')}-fold cross-validation by {config['split'].get('cv_grouping', 'artist')}; "
         f"temperature {config['temperature']:.2f}.",

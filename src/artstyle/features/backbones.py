@@ -313,6 +313,9 @@ def _load_safetensors_into(model: nn.Module, path: Path) -> str:
         state = load_file(str(path))
     except (OSError, SafetensorError) as exc:
         raise ArtstyleError(f"{path}: cannot read weights ({exc})") from None
+    classifier = str(getattr(model, "pretrained_cfg", {}).get("classifier") or "classifier") + "."
+    expected = model.state_dict()
+    state = {k: v for k, v in state.items() if k in expected or not k.startswith(classifier)}  # ImageNet head: unused
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -345,11 +348,12 @@ def _embedded_loader(name: str, timm_name: str) -> Loader:
         import timm
 
         model = timm.create_model(timm_name, pretrained=False)
-        if weights is not None:
+        if weights is not None:  # an ImageNet checkpoint or a fine-tuned backbone (no classifier)
+            model.reset_classifier(0)
             weights_id = _load_safetensors_into(model, weights)
         else:
             weights_id = load_wheel_weights(name, model)
-        model.reset_classifier(0)
+            model.reset_classifier(0)
         return Backbone(name, model, _timm_preprocessing(model), weights_id)
 
     return load

@@ -64,6 +64,10 @@ class Preprocessing:
         arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return arr.transpose(2, 0, 1)
 
+    def global_view(self, img: Image.Image) -> np.ndarray:
+        """(3, size, size): the whole picture, view 0 of every recipe."""
+        return self._normalise(self._square(img, self.size))
+
     def __call__(self, img: Image.Image) -> np.ndarray:
         """(n_views, 3, size, size) float32 array for an RGB image."""
         views = [self._square(img, self.size)]
@@ -76,6 +80,28 @@ class Preprocessing:
                 for col in range(self.grid)
             ]
         return np.ascontiguousarray(np.stack([self._normalise(v) for v in views]))
+
+    def training_view(self, img: Image.Image, rng: np.random.Generator, color_jitter: float = 0.0) -> np.ndarray:
+        """One random (3, size, size) view at a scale the recipe looks at (the whole picture,
+        or with `grid` > 1 a tile at `grid` times the size), slightly zoomed, anywhere in
+        the picture, maybe mirrored: what fine-tuning learns from. Brushwork keeps its
+        scale; colour changes only with `color_jitter` (colour is part of style)."""
+        scale = self.grid if self.grid > 1 and rng.random() < 0.5 else 1
+        side = round(self.size * scale * rng.uniform(1.0, 1.25))
+        width, height = img.size
+        factor = side / min(width, height)
+        new_w, new_h = max(self.size, round(width * factor)), max(self.size, round(height * factor))
+        img = img.resize((new_w, new_h), _INTERPOLATION[self.interpolation])
+        left, top = int(rng.integers(0, new_w - self.size + 1)), int(rng.integers(0, new_h - self.size + 1))
+        img = img.crop((left, top, left + self.size, top + self.size))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if color_jitter > 0:
+            from PIL import ImageEnhance
+
+            for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+                img = enhancer(img).enhance(float(rng.uniform(1 - color_jitter, 1 + color_jitter)))
+        return self._normalise(img)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}

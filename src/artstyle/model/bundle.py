@@ -6,6 +6,7 @@
     labels.txt         one class per line, in output order
     splits.csv         which image went to train / val / test
     metrics.json       held-out evaluation at training time
+    backbone.safetensors  the network's weights, only when fine-tuned (checked by digest)
 
 Loading never executes anything from the folder, and any missing, corrupt or
 inconsistent file is reported as one line naming it.
@@ -13,6 +14,7 @@ inconsistent file is reported as one line naming it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -31,6 +33,7 @@ from .painting import PaintingDetector
 FORMAT_NAME = "artstyle-model"
 FORMAT_VERSION = 2  # 1: one backbone, one view, linear head, no thresholds (still read)
 BUNDLE_FILES = ("model.safetensors", "config.json", "labels.txt", "splits.csv", "metrics.json")
+BACKBONE_FILE = "backbone.safetensors"
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Bundle:
     splits_csv: str = "path,label,artist,sha256,split\n"
     metrics: dict = field(default_factory=dict)
     detector: PaintingDetector | None = None
+    backbone: Path | None = None  # fine-tuned backbone weights (safetensors file)
 
     @property
     def labels(self) -> list[str]:
@@ -73,6 +77,11 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
         "splits.csv": bundle.splits_csv.encode(),
         "metrics.json": _json_bytes(bundle.metrics),
     }
+    if bundle.backbone is not None:
+        try:
+            contents[BACKBONE_FILE] = Path(bundle.backbone).read_bytes()
+        except OSError as exc:
+            raise BundleError(f"{bundle.backbone}: cannot read the fine-tuned backbone ({exc.strerror or exc})") from None
     if target.exists() and not target.is_dir():
         raise BundleError(f"{target}: exists and is not a folder")
     if target.is_dir():
@@ -80,6 +89,8 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
             raise BundleError(f"{target}: folder is not empty and holds no artstyle model; refusing to overwrite")
         for name, data in contents.items():
             atomic_write_bytes(target / name, data)
+        if bundle.backbone is None:
+            (target / BACKBONE_FILE).unlink(missing_ok=True)  # a fine-tuned model's, now stale
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
@@ -176,4 +187,39 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except Exception as exc:
         raise BundleError(f"{folder / 'splits.csv'}: {exc}") from None
     metrics = _read_json(folder, "metrics.json")
-    return Bundle(config, head, splits_text, metrics, detector)
+    return Bundle(config, head, splits_text, metrics, detector, _check_backbone(folder, backbones))
+
+
+def tensor_layout(data: bytes) -> dict:
+    """Count, parameters and a digest of the names and shapes of a safetensors file's
+    tensors: what config.json records of a fine-tuned backbone."""
+    from safetensors.numpy import load as load_safetensors
+
+    tensors = load_safetensors(data)
+    shapes = sorted((name, list(t.shape)) for name, t in tensors.items())
+    return {
+        "count": len(shapes),
+        "parameters": int(sum(t.size for t in tensors.values())),
+        "layout": hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16],
+    }
+
+
+def _check_backbone(folder: Path, backbones: list[dict]) -> Path | None:
+    """The fine-tuned backbone's file, when the model has one: it must be the very file
+    the model was trained with (same digest, same tensors), or the head reads other features."""
+    tuned = [b for b in backbones if b.get("finetuned")]
+    if not tuned:
+        return None
+    from safetensors import SafetensorError
+
+    path = folder / BACKBONE_FILE
+    data = _read(folder, BACKBONE_FILE)
+    if tuned[0].get("weights_id") != "file:" + hashlib.sha256(data).hexdigest()[:16]:
+        raise BundleError(f"{path}: altered or from another model (its digest does not match config.json)")
+    try:
+        layout = tensor_layout(data)
+    except SafetensorError as exc:
+        raise BundleError(f"{path}: corrupt ({exc})") from None
+    if layout != tuned[0]["finetuned"].get("tensors", layout):
+        raise BundleError(f"{path}: tensor names or shapes do not match config.json")
+    return path

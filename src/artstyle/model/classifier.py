@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,16 +22,17 @@ from typing import Literal
 import numpy as np
 
 from .. import __version__
-from ..data.dataset import Dataset, ImageRecord, labelled_images, scan_dataset
+from ..data.dataset import Dataset, ImageRecord, LabelledImages, labelled_images, scan_dataset
 from ..data.images import ImageInput, source_name
 from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
 from ..errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
 from ..features.backbones import load_backbone
 from ..features.cache import FeatureCache, default_cache_dir
 from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, extract_features
+from ..features.finetune import FineTuning, finetune_backbone, run_key
 from ..features.preprocess import Preprocessing
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
-from .bundle import FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle
+from .bundle import BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle, tensor_layout
 from .calibration import Abstention
 from .head import HEAD_KINDS
 from .metrics import classification_metrics
@@ -42,6 +44,7 @@ from .training import TrainedHead, TrainingTable, calibration_folds, train_head,
 log = logging.getLogger("artstyle")
 
 DEFAULT_NEGATIVES = 120  # generated non-paintings the painting detector learns from
+FINETUNE_VAL_FRACTION = 0.2  # of the training split: the artists fine-tuning never trains on
 
 
 @dataclass
@@ -86,6 +89,8 @@ class StyleClassifier:
     ship for the backbone (0: no detector).
     `cache_dir=None` uses the user cache folder; `cache_dir=False` caches nothing.
     `engine` runs the network on "torch", "onnx" (ONNX Runtime) or "auto" (onnx when installed).
+    `finetune` (a `FineTuning` recipe) trains the backbone itself on the paintings first, on
+    `device` ("auto": the GPU when there is one); None keeps the ImageNet weights frozen.
     """
 
     def __init__(
@@ -103,6 +108,8 @@ class StyleClassifier:
         batch_size: int = DEFAULT_BATCH_SIZE,
         workers: int | None = None,
         engine: str = "auto",
+        finetune: FineTuning | None = None,
+        device: str = "auto",
         show_progress: bool = True,
     ):
         self.backbone = backbone
@@ -117,6 +124,8 @@ class StyleClassifier:
         self.batch_size = batch_size
         self.workers = workers
         self.engine = engine
+        self.finetune = finetune
+        self.device = device
         self.show_progress = show_progress
         self._extractors: list[FeatureExtractor] | None = None
 
@@ -132,9 +141,10 @@ class StyleClassifier:
             if self.weights and len(names) > 1:
                 raise ArtstyleError("--weights applies to a single backbone, not to a '+' list")
             recorded = getattr(self, "config_", None)
+            weights = getattr(self, "backbone_weights_", None) or self.weights
             extractors = []
             for i, name in enumerate(names):
-                backbone = load_backbone(name, self.weights, engine=self.engine)
+                backbone = load_backbone(name, weights, engine=self.engine)
                 preprocessing = None
                 if recorded is not None:
                     entry = recorded["features"]["backbones"][i]
@@ -203,11 +213,16 @@ class StyleClassifier:
         images = labelled_images(data, y, show_progress=self.show_progress)
         test_fraction = 0.0 if test_dir else self.test_fraction
         split = make_split(images.records, self.split, seed=self.seed, val_fraction=0.0, test_fraction=test_fraction)
+        self._extractors, self.backbone_weights_, self.finetuned_ = None, None, None
+        if self.finetune is not None:
+            self._fine_tune(images, split)
         extraction = self.extract(images.sources, images.keys, "Extracting features")
         log.info("features: %d reused from cache, %d computed", extraction.n_cached, extraction.n_computed)
         skipped = _skipped(images.unreadable, images.records, extraction.errors)
         table = training_table(images.records, split, extraction.ok)
         folds, fold_mode = calibration_folds([images.records[i] for i in table.train], self.seed)
+        if self.finetuned_ is not None:  # the tuned network has learnt these: held-out scores would flatter it
+            folds[[split.assignment[images.records[i].path] == "train" for i in table.train]] = -1
         x = extraction.features
         trained = train_head(
             x[table.train], table.y[table.train], len(table.labels), folds,
@@ -238,11 +253,45 @@ class StyleClassifier:
         return {"evaluated_on": f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})", **metrics,
                 "skipped": skipped}
 
+    def _fine_tune(self, images: LabelledImages, split: Split) -> None:
+        """Train the backbone on the training split less some artists (marked "val" in `split`),
+        who stop it early and, never learnt by the network, later calibrate the head."""
+        training = split.select(images.records, "train")
+        inner = make_split([images.records[i] for i in training], split.mode, seed=self.seed,
+                           val_fraction=FINETUNE_VAL_FRACTION, test_fraction=0.0)
+        labels = sorted({images.records[i].label for i in training})
+        rows: dict[str, list[int]] = {"train": [], "val": []}
+        for i in training:
+            role = inner.assignment[images.records[i].path]
+            split.assignment[images.records[i].path] = role
+            rows[role].append(i)
+        (extractor,) = self.feature_extractors
+        index = {label: i for i, label in enumerate(labels)}
+
+        def part(role: str) -> tuple[list, np.ndarray]:
+            return [images.sources[i] for i in rows[role]], np.array([index[images.records[i].label] for i in rows[role]])
+
+        key = run_key(extractor.backbone, extractor.preprocessing, self.finetune,
+                      *[[(images.keys[i], int(index[images.records[i].label])) for i in rows[r]] for r in ("train", "val")],
+                      labels)
+        root = Path(tempfile.mkdtemp(prefix="artstyle-finetune-")) if self.cache_dir is False else (
+            Path(self.cache_dir or default_cache_dir()).expanduser() / "finetune")
+        tuned = finetune_backbone(
+            extractor.backbone, extractor.preprocessing, part("train"), part("val"), len(labels), self.finetune,
+            folder=root / key, device=self.device, workers=1 if self.workers is None else self.workers,
+            show_progress=self.show_progress,
+        )
+        tensors = tensor_layout(tuned.weights.read_bytes())
+        self.backbone_weights_, self.finetuned_ = tuned.weights, {**tuned.record, "tensors": tensors}
+        self._extractors = None  # the next features come from the tuned network
+
     def _check_params(self) -> None:
         if self.split not in SPLIT_MODES:
             raise ArtstyleError(f"unknown split {self.split!r}; choose one of {', '.join(SPLIT_MODES)}")
         if self.head != "auto" and self.head not in HEAD_KINDS:
             raise ArtstyleError(f"unknown head {self.head!r}; choose auto or one of {', '.join(HEAD_KINDS)}")
+        if self.finetune is not None and len(split_backbones(self.backbone)) > 1:
+            raise ArtstyleError("fine-tuning trains one backbone; a '+' list of backbones cannot be fine-tuned")
 
     def non_painting_features(self) -> NonPaintings | None:
         """What the painting detector learns from: the real non-paintings shipped for the
@@ -289,10 +338,11 @@ class StyleClassifier:
                 "backbones": [
                     {
                         "name": e.backbone.name,
-                        "weights": str(self.weights) if self.weights else None,
+                        "weights": BACKBONE_FILE if self.finetuned_ else str(self.weights) if self.weights else None,
                         "weights_id": e.backbone.weights_id,
                         "dim": e.dim,
                         "preprocessing": e.preprocessing.to_dict(),
+                        **({"finetuned": self.finetuned_} if self.finetuned_ else {}),
                     }
                     for e in self.feature_extractors
                 ],
@@ -428,7 +478,8 @@ class StyleClassifier:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model folder (safetensors + JSON)."""
         self._check_fitted()
-        bundle = Bundle(self.config_, self.head_, self.splits_csv_, self.metrics_, self.painting_detector_)
+        bundle = Bundle(self.config_, self.head_, self.splits_csv_, self.metrics_, self.painting_detector_,
+                        getattr(self, "backbone_weights_", None))
         return save_bundle(path, bundle)
 
     @classmethod
@@ -443,6 +494,8 @@ class StyleClassifier:
             **params,
         )
         clf.config_ = bundle.config
+        clf.backbone_weights_ = bundle.backbone
+        clf.finetuned_ = features["backbones"][0].get("finetuned")
         clf.head_ = bundle.head
         clf.abstention_ = Abstention.from_dict(bundle.config["abstention"])
         clf.painting_detector_ = bundle.detector

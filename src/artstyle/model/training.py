@@ -41,7 +41,7 @@ def calibration_folds(records: Sequence[ImageRecord], seed: int = 0, k: int = CV
 @dataclass
 class TrainingTable:
     """Rows of the feature matrix by role: `y[i]` is record i's index into `labels` (-1 for
-    a movement left out), `train`/`test` the usable rows of each split."""
+    a movement left out), `train`/`test` the usable rows the head trains on and is tested on."""
 
     labels: list[str]
     y: np.ndarray
@@ -51,8 +51,10 @@ class TrainingTable:
 
 def training_table(records: Sequence[ImageRecord], split: Split, ok: np.ndarray) -> TrainingTable:
     """Classes are the movements with readable training images; unreadable rows and rows of
-    a movement without training images take no part."""
-    labels = sorted({records[i].label for i in split.select(records, "train") if ok[i]})
+    a movement without training images take no part. The head trains on "train" and "val"
+    rows alike (val: artists a fine-tuned backbone never learnt)."""
+    training = split.select(records, "train") + split.select(records, "val")
+    labels = sorted({records[i].label for i in training if ok[i]})
     dropped = sorted({r.label for r in records} - set(labels))
     if dropped:
         log.warning("no readable training images for %s: left out of the model", ", ".join(dropped))
@@ -62,10 +64,10 @@ def training_table(records: Sequence[ImageRecord], split: Split, ok: np.ndarray)
     y = np.array([index.get(r.label, -1) for r in records], dtype=np.int64)
     usable = ok & (y >= 0)
 
-    def rows(name: str) -> np.ndarray:
-        return np.array([i for i in split.select(records, name) if usable[i]], dtype=np.int64)
+    def rows(indices: list[int]) -> np.ndarray:
+        return np.array([i for i in sorted(indices) if usable[i]], dtype=np.int64)
 
-    return TrainingTable(labels, y, rows("train"), rows("test"))
+    return TrainingTable(labels, y, rows(training), rows(split.select(records, "test")))
 
 
 @dataclass

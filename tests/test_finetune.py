@@ -1,0 +1,224 @@
+"""Fine-tuning: the backbone learns, a killed run resumes to the same weights, and the
+fine-tuned model folder travels (round trip, ONNX, tamper checks) like any other."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from synth import STYLES, make_tree, paint
+from artstyle import StyleClassifier, load_bundle
+from artstyle.errors import ArtstyleError, BundleError
+from artstyle.features.backbones import load_backbone
+from artstyle.features.finetune import (
+    FineTuning, class_weights, finetune_backbone, lr_factor, resolve_device, stage_groups,
+)
+
+TUNE_CLI = ["--finetune", "--epochs", "2", "--finetune-batch", "8", "--features", "global", "--head", "logreg",
+            "--negatives", "0", "--test-fraction", "0"]
+
+
+@pytest.fixture(scope="session")
+def small_tree(tmp_path_factory):
+    """3 movements x 3 artists x 4 images: enough for artist-disjoint validation."""
+    return make_tree(tmp_path_factory.mktemp("tune-paintings"), styles=list(STYLES)[:3], artists=3, per_artist=4)
+
+
+def _train(tree, out, cache, *extra):
+    command = [sys.executable, "-m", "artstyle", "train", str(tree), "--out", str(out), "--cache-dir", str(cache),
+               *TUNE_CLI, *extra]
+    return command, {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="session")
+def tuned_model(tmp_path_factory, small_tree):
+    """`artstyle train --finetune` on the small tree: (stderr, model folder)."""
+    root = tmp_path_factory.mktemp("tuned")
+    command, env = _train(small_tree, root / "model", root / "cache")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result.stderr, root / "model"
+
+
+def _tensors(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_recipe_parts():
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1) and lr_factor(9, 100, 10) == 1.0
+    assert lr_factor(55, 100, 10) == pytest.approx(0.5) and lr_factor(100, 100, 10) == pytest.approx(0.0)
+    weights = class_weights(np.array([0] * 16 + [1] * 4), 3)
+    assert weights[1] == pytest.approx(2 * weights[0]) and weights[2] == 0  # 1/sqrt(frequency)
+    assert float(weights[torch.tensor([0] * 16 + [1] * 4)].mean()) == pytest.approx(1.0)
+    groups = stage_groups(load_backbone("efficientnet_lite0").model)
+    assert groups[0][0].startswith("conv_stem") and any(n.startswith("conv_head") for n in groups[-1])
+    assert sum(len(g) for g in groups) == len(list(load_backbone("efficientnet_lite0").model.parameters()))
+    with pytest.raises(ArtstyleError, match="at least one stage"):
+        FineTuning(stages=0)
+
+
+def test_training_views_keep_the_recipe_scales(tmp_path):
+    prep = load_backbone("efficientnet_lite0").preprocessing
+    from dataclasses import replace
+
+    multicrop = replace(prep, grid=2)
+    img = paint(list(STYLES)[0], artist=0, seed=1, size=(600, 450))
+    views = [multicrop.training_view(img, np.random.default_rng(i)) for i in range(40)]
+    assert all(v.shape == (3, prep.size, prep.size) for v in views)
+    np.testing.assert_array_equal(multicrop.training_view(img, np.random.default_rng(3)), views[3])  # seeded
+    assert len({v.tobytes() for v in views}) == 40
+    # without colour jitter the palette survives: every view's mean colour stays near the picture's
+    means = np.array([v.mean(axis=(1, 2)) for v in views])
+    assert np.abs(means - means.mean(axis=0)).max() < 0.6
+
+
+def test_device_is_a_parameter(monkeypatch):
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(ArtstyleError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"  # the same code then runs with autocast and a grad scaler
+    with pytest.raises(ArtstyleError, match="unknown device"):
+        resolve_device("tpu")
+
+
+def test_cli_fine_tunes_and_the_folder_says_so(tuned_model, capsys, monkeypatch):
+    stderr, folder = tuned_model
+    assert "fine-tuning" in stderr and (folder / "backbone.safetensors").is_file()
+    entry = json.loads((folder / "config.json").read_text())["features"]["backbones"][0]
+    record = entry["finetuned"]
+    assert entry["weights"] == "backbone.safetensors" and entry["weights_id"].startswith("file:")
+    assert record["base_weights_id"] == load_backbone("efficientnet_lite0").weights_id
+    assert record["recipe"]["epochs"] == 2 and record["train_images"] > 0 and record["val_images"] > 0
+    assert 1 <= record["best_epoch"] <= record["epochs_run"] <= 2
+    splits = (folder / "splits.csv").read_text()
+    assert ",val\n" in splits, "the validation artists are recorded"
+    from artstyle.apps.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["artstyle", "info", str(folder)])
+    main()
+    assert "fine-tuned" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["artstyle", "info", str(folder), "--format", "markdown"])
+    main()
+    card = capsys.readouterr().out
+    assert "(fine-tuned)" in card and "Fine-tuned: " in card and record["base_weights_id"] in card
+
+
+def test_round_trip_onnx_and_engines_agree(tuned_model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from artstyle.model.export import export_onnx
+
+    _, folder = tuned_model
+    images = [paint(s, artist=5, seed=90 + i) for i, s in enumerate(list(STYLES)[:3])]
+    torch_clf = StyleClassifier.load(folder, cache_dir=False, engine="torch", show_progress=False)
+    onnx_clf = StyleClassifier.load(folder, cache_dir=False, engine="onnx", show_progress=False)
+    reference = torch_clf.predict_proba(images)
+    again = StyleClassifier.load(folder, cache_dir=False, engine="torch", show_progress=False).predict_proba(images)
+    np.testing.assert_array_equal(again, reference)
+    np.testing.assert_allclose(onnx_clf.predict_proba(images), reference, atol=1e-4)
+    # the tuned network differs from the ImageNet one: another model would give other features
+    frozen = load_backbone("efficientnet_lite0")
+    tuned = torch_clf.feature_extractors[0].backbone
+    batch = torch.from_numpy(np.stack([tuned.preprocessing.global_view(images[0])]))
+    assert not torch.allclose(frozen.embed(batch)[0], tuned.embed(batch)[0], atol=1e-3)
+    session = ort.InferenceSession(str(export_onnx(torch_clf, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
+    prep = torch_clf.feature_extractors[0].preprocessing
+    (probabilities,) = session.run(None, {"views": np.stack([prep(img) for img in images])})
+    np.testing.assert_allclose(probabilities, reference, atol=1e-4)
+
+
+def test_altered_backbone_tensors_are_refused(tuned_model, tmp_path):
+    from safetensors.torch import save_file
+
+    _, folder = tuned_model
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    tensors = _tensors(copy / "backbone.safetensors")
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 0.01
+    save_file(tensors, str(copy / "backbone.safetensors"))
+    with pytest.raises(BundleError, match="backbone.safetensors: altered or from another model"):
+        load_bundle(copy)
+    # a file with other shapes, even with its digest written into config.json, is refused too
+    import hashlib
+
+    tensors[name] = tensors[name].flatten()
+    save_file(tensors, str(copy / "backbone.safetensors"))
+    config = json.loads((copy / "config.json").read_text())
+    digest = hashlib.sha256((copy / "backbone.safetensors").read_bytes()).hexdigest()[:16]
+    config["features"]["backbones"][0]["weights_id"] = f"file:{digest}"
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="names or shapes do not match"):
+        load_bundle(copy)
+    (copy / "backbone.safetensors").unlink()
+    with pytest.raises(BundleError, match="missing backbone.safetensors"):
+        load_bundle(copy)
+
+
+def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(tuned_model, small_tree, tmp_path):
+    _, reference = tuned_model
+    cache = tmp_path / "cache"
+    command, env = _train(small_tree, tmp_path / "model", cache)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 300
+    while not list(cache.glob("finetune/*/checkpoint.safetensors")) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # in epoch 2: the checkpoint of epoch 1 is on disk
+    proc.wait()
+    assert list(cache.glob("finetune/*/checkpoint.safetensors")), "the run should have checkpointed epoch 1"
+    assert not list(cache.glob("finetune/*/backbone.safetensors")), "the run should have been killed part-way"
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumes from its checkpoint: epoch 2" in rerun.stderr
+    resumed, clean = _tensors(tmp_path / "model" / "backbone.safetensors"), _tensors(reference / "backbone.safetensors")
+    assert resumed.keys() == clean.keys()
+    for key in clean:  # same seed, same data: the same weights (CPU kernels are deterministic here)
+        torch.testing.assert_close(resumed[key], clean[key], atol=1e-6, rtol=0)
+
+
+def test_interrupted_mid_epoch_resumes_at_the_step(tmp_path, monkeypatch):
+    """With checkpoints every step, an interruption inside an epoch loses nothing."""
+    from artstyle.features import finetune
+
+    backbone = load_backbone("efficientnet_lite0")
+    images = [paint(s, artist=a, seed=10 * a + i) for a in range(8) for i, s in enumerate(list(STYLES)[:2])]
+    y = np.array([0, 1] * 8)
+    config = FineTuning(stages=1, epochs=2, batch_size=4, seed=3)
+    kwargs = dict(n_classes=2, config=config, workers=0, checkpoint_seconds=0, show_progress=False)
+    clean = finetune_backbone(backbone, backbone.preprocessing, (images[:12], y[:12]), (images[12:], y[12:]),
+                              folder=tmp_path / "clean", **kwargs)
+    step = finetune._Run.step
+    calls = []
+
+    def interrupted(self, *args):
+        calls.append(1)
+        if len(calls) == 2:  # inside epoch 1 (3 steps per epoch), after a checkpoint at step 1
+            raise KeyboardInterrupt
+        return step(self, *args)
+
+    monkeypatch.setattr(finetune._Run, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_backbone(backbone, backbone.preprocessing, (images[:12], y[:12]), (images[12:], y[12:]),
+                          folder=tmp_path / "resumed", **kwargs)
+    monkeypatch.setattr(finetune._Run, "step", step)
+    resumed = finetune_backbone(backbone, backbone.preprocessing, (images[:12], y[:12]), (images[12:], y[12:]),
+                                folder=tmp_path / "resumed", **kwargs)
+    assert resumed.record["history"] == clean.record["history"]
+    a, b = _tensors(resumed.weights), _tensors(clean.weights)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
+    # the finished run is reused, not repeated
+    assert finetune_backbone(backbone, backbone.preprocessing, (images[:12], y[:12]), (images[12:], y[12:]),
+                             folder=tmp_path / "resumed", **kwargs).weights == resumed.weights
