@@ -36,6 +36,8 @@ _EXPORTS = {
     "available_backbones": "features.backbones",
     "load_backbone": "features.backbones",
     "register_backbone": "features.backbones",
+    "FineTuning": "features.finetune",
+    "finetune_backbone": "features.finetune",
     "load_bundle": "model.bundle",
     "save_bundle": "model.bundle",
     "Evaluation": "model.classifier",
@@ -84,6 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.splits import Split, make_split
     from .errors import ArtstyleError, BundleError, DatasetError, DownloadError, ImageLoadError, NotFittedError
     from .features.backbones import BackboneInfo, available_backbones, load_backbone, register_backbone
+    from .features.finetune import FineTuning, finetune_backbone
     from .features.recipes import RECIPES, FeatureRecipe
     from .model.bundle import load_bundle, save_bundle
     from .model.classifier import Evaluation, StyleClassifier
