@@ -116,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":
