@@ -96,7 +96,9 @@ def resolve_device(device: str) -> torch.device:
         raise ArtstyleError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ArtstyleError("device cuda: PyTorch sees no CUDA GPU here (use --device cpu or auto)")
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else device if device != "auto" else "cpu")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
 
 
 def stage_groups(model: nn.Module) -> list[list[str]]:
