@@ -78,6 +78,29 @@ def paint(style: str, artist: int, seed: int, size: tuple[int, int] = (192, 160)
     return Image.fromarray(np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8))
 
 
+def paint_crossed(kind: int, artist: int, seed: int, size: tuple[int, int] = (192, 160)) -> Image.Image:
+    """Short warm and cool strokes on grey, half laid horizontally and half vertically: kind 0
+    lays the warm ones flat, kind 1 the cool ones. Both kinds share palette, stroke size and
+    stroke directions; only which colour runs which way tells them apart, a conjunction that
+    ImageNet's pooled features blur and a trained network can learn. Artists shift the hues,
+    the stroke length and the grey."""
+    rng = np.random.default_rng(seed)
+    grey = int(rng.uniform(90, 170))
+    img = Image.new("RGB", size, (grey, grey, grey))
+    draw = ImageDraw.Draw(img)
+    length = 8 + 2 * (artist % 3)
+    for _ in range(400):
+        warm = rng.random() < 0.5
+        flat = warm == (kind == 0)
+        x, y = rng.uniform(0, size[0]), rng.uniform(0, size[1])
+        a = rng.normal(0.0 if flat else math.pi / 2, 0.15)
+        dx, dy = math.cos(a) * length / 2, math.sin(a) * length / 2
+        hue = (0.03 if warm else 0.6) + 0.02 * (artist % 4)
+        r, g, b = colorsys.hsv_to_rgb((hue + rng.normal(0, 0.03)) % 1.0, rng.uniform(0.6, 0.95), rng.uniform(0.6, 0.95))
+        draw.line([(x - dx, y - dy), (x + dx, y + dy)], fill=(int(r * 255), int(g * 255), int(b * 255)), width=2)
+    return img
+
+
 def make_tree(
     root: Path,
     styles: list[str] | None = None,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -274,8 +276,11 @@ class StyleClassifier:
         key = run_key(extractor.backbone, extractor.preprocessing, self.finetune,
                       *[[(images.keys[i], int(index[images.records[i].label])) for i in rows[r]] for r in ("train", "val")],
                       labels)
-        root = Path(tempfile.mkdtemp(prefix="artstyle-finetune-")) if self.cache_dir is False else (
-            Path(self.cache_dir or default_cache_dir()).expanduser() / "finetune")
+        if self.cache_dir is False:  # no cache: the tuned weights live as long as this classifier
+            root = Path(tempfile.mkdtemp(prefix="artstyle-finetune-"))
+            weakref.finalize(self, shutil.rmtree, root, True)
+        else:
+            root = Path(self.cache_dir or default_cache_dir()).expanduser() / "finetune"
         tuned = finetune_backbone(
             extractor.backbone, extractor.preprocessing, part("train"), part("val"), len(labels), self.finetune,
             folder=root / key, device=self.device, workers=1 if self.workers is None else self.workers,
