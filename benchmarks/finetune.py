@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> dict:
           f"{scored.sum()} scored; {args.backbone} {args.features}, head {args.head}; "
           f"{torch.get_num_threads()} threads, device {resolve_device(args.device).type}", flush=True)
     tuning = FineTuning(stages=args.stages, epochs=args.epochs, lr=args.lr, layer_decay=args.layer_decay,
-                        color_jitter=args.color_jitter, batch_size=args.batch_size, seed=args.seed)
+                        color_jitter=args.color_jitter, batch_size=args.batch_size, patience=args.patience,
+                        seed=args.seed)
     arms = {"frozen": None, "fine-tuned": tuning}
     results = {}
     for arm, finetune in arms.items():
@@ -109,6 +110,8 @@ def main() -> None:
     parser.add_argument("--stages", type=int, default=None)
     parser.add_argument("--color-jitter", type=float, default=defaults.color_jitter)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--patience", type=int, default=defaults.patience,
+                        help="epochs without a better validation loss before stopping (>= --epochs: never stop early)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=None, help="feature and checkpoint cache (default: the user's)")

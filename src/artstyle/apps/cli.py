@@ -1,4 +1,5 @@
-"""The `artstyle` command line: download, check, train, evaluate, predict, serve, backbones, export, info.
+"""The `artstyle` command line: download, check, train, evaluate, predict, similar, explain, serve,
+backbones, export, info.
 
 Heavy libraries (torch, timm) are imported inside commands, so `--help` is instant.
 Every user-fixable problem ends as one `error: ...` line and exit status 1.
@@ -161,6 +162,9 @@ def train(
     lr: float = typer.Option(2e-4, min=0.0, help="With --finetune: learning rate of the top stage."),
     finetune_batch: int = typer.Option(16, min=1, help="With --finetune: images per training step."),
     device: Device = typer.Option(Device.auto, help="With --finetune: auto (the GPU when there is one), cpu or cuda."),
+    thumbnails: bool = typer.Option(
+        False, help="Keep a small WebP (<= 128 px) of each training painting, shown beside `similar` answers on the page and in reports."
+    ),
 ) -> None:
     """Train a movement classifier on a painting folder and write a model folder.
 
@@ -173,7 +177,8 @@ def train(
     tuning = FineTuning(stages=stages, epochs=epochs, lr=lr, batch_size=finetune_batch, seed=seed) if finetune else None
     clf = StyleClassifier(
         backbone, features=features, head=head, weights=weights, split=split.value, test_fraction=test_fraction, negatives=negatives, seed=seed, cache_dir=cache_dir,
-        batch_size=batch_size, engine=engine.value, finetune=tuning, device=device.value, show_progress=not _QUIET,
+        batch_size=batch_size, engine=engine.value, finetune=tuning, device=device.value, thumbnails=thumbnails,
+        show_progress=not _QUIET,
     )
     try:
         clf.fit(data, test_dir=test_dir, strict=strict)
@@ -272,6 +277,45 @@ def predict(
                 verdict = f"[dim]{verdict}[/dim]"
             cells = [f"{label} [dim]{p:.0%}[/dim]" for label, p in r.predictions]
             table.add_row(display_path(r.path), verdict, *cells, *[""] * (top_k - len(cells)))
+        out.print(table)
+    if all(r.error for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def similar(
+    paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or - to read paths from stdin."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
+    ),
+    k: int = typer.Option(5, "-k", min=1, help="Training paintings to list per image."),
+    fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
+    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+) -> None:
+    """List the training paintings most similar to each image (cosine similarity of the model's features)."""
+    from ..model.classifier import StyleClassifier
+    from .output import collect_inputs, display_path, similar_to_csv
+
+    inputs = collect_inputs(paths)
+    if not inputs:
+        raise ArtstyleError("no images to compare (folders held no image files)")
+    clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, engine=engine.value,
+                               show_progress=not _QUIET and len(inputs) > 64)
+    results = clf.similar(inputs, k=k)
+    if fmt is PredictFormat.json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+    elif fmt is PredictFormat.csv:
+        sys.stdout.write(similar_to_csv(results))
+    else:
+        table = Table(show_lines=False)
+        for column in ("image", "#", "similarity", "movement", "artist", "training painting"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            if r.error:
+                table.add_row(display_path(r.path), "", "", f"[red]error: {r.error}[/red]", "", "")
+            for rank, n in enumerate(r.neighbours, 1):
+                table.add_row(display_path(r.path) if rank == 1 else "", str(rank), f"{n.similarity:.3f}",
+                              n.movement, n.artist, n.file)
         out.print(table)
     if all(r.error for r in results):
         raise typer.Exit(1)

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from ..data.dataset import find_images
 from ..model.prediction import Prediction
+from ..model.similar import SimilarPaintings
 
 
 def collect_inputs(arguments: Iterable[str], stdin: TextIO | None = None) -> list[str]:
@@ -52,6 +53,19 @@ def to_csv(predictions: list[Prediction], k: int) -> str:
         flags = ["", "", "", ""] if p.error else [
             str(p.uncertain).lower(), " + ".join(p.mixed or []), str(p.is_painting).lower(), p.not_painting_kind or ""]
         writer.writerow(row + flags + [p.error or ""])
+    return buffer.getvalue()
+
+
+def similar_to_csv(results: list[SimilarPaintings]) -> str:
+    """One row per (input, neighbour): path, rank, similarity, movement, artist, file, error."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "rank", "similarity", "movement", "artist", "file", "error"])
+    for r in results:
+        if r.error:
+            writer.writerow([r.path, "", "", "", "", "", r.error])
+        for rank, n in enumerate(r.neighbours, 1):
+            writer.writerow([r.path, rank, f"{n.similarity:.6f}", n.movement, n.artist, n.file, ""])
     return buffer.getvalue()
 
 

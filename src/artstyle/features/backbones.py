@@ -163,19 +163,29 @@ class Backbone:
 
 
 class Embedding(nn.Module):
-    """The embedding as one module: what the torch engine runs and the onnx engine exports."""
+    """The embedding as one module: what the torch engine runs and the onnx engine exports.
 
-    def __init__(self, backbone: Backbone, stats: bool):
+    With `keep_map`, the last feature map (N, C, h, w) of a call stays in `feature_map`,
+    its gradient kept: what Grad-CAM weighs.
+    """
+
+    def __init__(self, backbone: Backbone, stats: bool, keep_map: bool = False):
         super().__init__()
         self.model = backbone.model
         self.taps = list(backbone.taps) if stats else []
+        self.keep_map = keep_map
+        self.feature_map: torch.Tensor | None = None
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         captured: dict[str, torch.Tensor] = {}
         modules = dict(self.model.named_modules())
         hooks = [modules[name].register_forward_hook(_keep_output(captured, name)) for name in self.taps]
         try:
-            pooled = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+            maps = self.model.forward_features(batch)
+            if self.keep_map:
+                maps.retain_grad()
+                self.feature_map = maps
+            pooled = self.model.forward_head(maps, pre_logits=True)
         finally:
             for hook in hooks:
                 hook.remove()

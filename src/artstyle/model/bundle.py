@@ -7,6 +7,9 @@
     splits.csv         which image went to train / val / test
     metrics.json       held-out evaluation at training time
     backbone.safetensors  the network's weights, only when fine-tuned (checked by digest)
+    similar.safetensors   the training paintings' vectors, movement, artist, file and
+                       thumbnails, for `artstyle similar` (checked by digest)
+    similar.faiss      its approximate-search graph, for large indexes (faiss's format)
 
 Loading never executes anything from the folder, and any missing, corrupt or
 inconsistent file is reported as one line naming it.
@@ -29,11 +32,13 @@ from ..files import atomic_write_bytes, public_mode
 from .calibration import Abstention
 from .head import Head, head_from_tensors
 from .painting import PaintingDetector
+from .similar import SimilarityIndex
 
 FORMAT_NAME = "artstyle-model"
 FORMAT_VERSION = 2  # 1: one backbone, one view, linear head, no thresholds (still read)
 BUNDLE_FILES = ("model.safetensors", "config.json", "labels.txt", "splits.csv", "metrics.json")
 BACKBONE_FILE = "backbone.safetensors"
+SIMILAR_FILE, ANN_FILE = "similar.safetensors", "similar.faiss"
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Bundle:
     metrics: dict = field(default_factory=dict)
     detector: PaintingDetector | None = None
     backbone: Path | None = None  # fine-tuned backbone weights (safetensors file)
+    similar: SimilarityIndex | None = None  # None: a model from before the index existed
 
     @property
     def labels(self) -> list[str]:
@@ -66,22 +72,32 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
     from safetensors.numpy import save as save_safetensors
 
     target = Path(path).expanduser()
+    config = {k: v for k, v in bundle.config.items() if k != "similar"}
+    optional: dict[str, bytes | None] = dict.fromkeys((BACKBONE_FILE, SIMILAR_FILE, ANN_FILE))  # None: removed
+    if bundle.backbone is not None:
+        try:
+            optional[BACKBONE_FILE] = Path(bundle.backbone).read_bytes()
+        except OSError as exc:
+            raise BundleError(f"{bundle.backbone}: cannot read the fine-tuned backbone ({exc.strerror or exc})") from None
+    if bundle.similar is not None:
+        index, graph = optional[SIMILAR_FILE], optional[ANN_FILE] = bundle.similar.to_bytes()
+        config["similar"] = {
+            "count": len(bundle.similar), "dim": int(bundle.similar.vectors.shape[1]),
+            "thumbnails": bundle.similar.thumbnails is not None, "approximate": graph is not None,
+            "sha256": _digest(index, graph),
+        }
     tensors = {**bundle.head.tensors(), **(bundle.detector.tensors() if bundle.detector else {})}
     contents = {
         "model.safetensors": save_safetensors(
             {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
             metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)},
         ),
-        "config.json": _json_bytes(bundle.config),
+        "config.json": _json_bytes(config),
         "labels.txt": ("\n".join(bundle.labels) + "\n").encode(),
         "splits.csv": bundle.splits_csv.encode(),
         "metrics.json": _json_bytes(bundle.metrics),
+        **{name: data for name, data in optional.items() if data is not None},
     }
-    if bundle.backbone is not None:
-        try:
-            contents[BACKBONE_FILE] = Path(bundle.backbone).read_bytes()
-        except OSError as exc:
-            raise BundleError(f"{bundle.backbone}: cannot read the fine-tuned backbone ({exc.strerror or exc})") from None
     if target.exists() and not target.is_dir():
         raise BundleError(f"{target}: exists and is not a folder")
     if target.is_dir():
@@ -89,8 +105,9 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
             raise BundleError(f"{target}: folder is not empty and holds no artstyle model; refusing to overwrite")
         for name, data in contents.items():
             atomic_write_bytes(target / name, data)
-        if bundle.backbone is None:
-            (target / BACKBONE_FILE).unlink(missing_ok=True)  # a fine-tuned model's, now stale
+        for name, data in optional.items():
+            if data is None:
+                (target / name).unlink(missing_ok=True)  # a previous model's, now stale
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
@@ -99,6 +116,13 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
         (staging / name).write_bytes(data)
     os.replace(staging, target)
     return target
+
+
+def _digest(*parts: bytes | None) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(b"-" if part is None else hashlib.sha256(part).digest())
+    return digest.hexdigest()
 
 
 def _read(folder: Path, name: str) -> bytes:
@@ -187,7 +211,27 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except Exception as exc:
         raise BundleError(f"{folder / 'splits.csv'}: {exc}") from None
     metrics = _read_json(folder, "metrics.json")
-    return Bundle(config, head, splits_text, metrics, detector, _check_backbone(folder, backbones))
+    return Bundle(config, head, splits_text, metrics, detector, _check_backbone(folder, backbones),
+                  _load_similar(folder, config.get("similar"), head.dim))
+
+
+def _load_similar(folder: Path, info: dict | None, dim: int) -> SimilarityIndex | None:
+    """The similarity index, refused when its files are not the ones the model was saved with."""
+    if not info:
+        return None
+    path = folder / SIMILAR_FILE
+    data = _read(folder, SIMILAR_FILE)
+    graph = _read(folder, ANN_FILE) if info.get("approximate") else None
+    if _digest(data, graph) != info.get("sha256"):
+        names = f"{path} or {ANN_FILE}" if graph is not None else str(path)
+        raise BundleError(f"{names}: altered or from another model (its digest does not match config.json)")
+    try:
+        index = SimilarityIndex.from_bytes(data, graph)
+    except Exception as exc:  # safetensors, JSON, faiss and shape errors alike
+        raise BundleError(f"{path}: corrupt or incomplete ({exc})") from None
+    if len(index) != info.get("count") or index.input_dim != dim:
+        raise BundleError(f"{path}: shape does not match config.json")
+    return index
 
 
 def tensor_layout(data: bytes) -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import __version__
 from ..data.dataset import Dataset, ImageRecord, LabelledImages, labelled_images, scan_dataset
-from ..data.images import ImageInput, source_name
+from ..data.images import ImageInput, load_image, source_name
 from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
 from ..errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
 from ..features.backbones import load_backbone
@@ -34,6 +34,7 @@ from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtract
 from ..features.finetune import FineTuning, finetune_backbone, run_key
 from ..features.preprocess import Preprocessing
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
+from ..progress import progress_bar
 from .bundle import BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle, tensor_layout
 from .calibration import Abstention
 from .head import HEAD_KINDS
@@ -41,6 +42,7 @@ from .metrics import classification_metrics
 from .negatives import GENERATED_KIND, non_paintings, shipped_negatives
 from .painting import NonPaintings
 from .prediction import Prediction
+from .similar import THUMBNAIL_SIDE, SimilarityIndex, SimilarPaintings, thumbnail_webp
 from .training import TrainedHead, TrainingTable, calibration_folds, train_head, training_table
 
 log = logging.getLogger("artstyle")
@@ -93,6 +95,8 @@ class StyleClassifier:
     `engine` runs the network on "torch", "onnx" (ONNX Runtime) or "auto" (onnx when installed).
     `finetune` (a `FineTuning` recipe) trains the backbone itself on the paintings first, on
     `device` ("auto": the GPU when there is one); None keeps the ImageNet weights frozen.
+    `thumbnails` keeps a small WebP of each training painting in the similarity index
+    (`similar()` always works; thumbnails let the page and report show the paintings).
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class StyleClassifier:
         engine: str = "auto",
         finetune: FineTuning | None = None,
         device: str = "auto",
+        thumbnails: bool = False,
         show_progress: bool = True,
     ):
         self.backbone = backbone
@@ -126,6 +131,7 @@ class StyleClassifier:
         self.batch_size = batch_size
         self.workers = workers
         self.engine = engine
+        self.thumbnails = thumbnails
         self.finetune = finetune
         self.device = device
         self.show_progress = show_progress
@@ -236,10 +242,28 @@ class StyleClassifier:
             trained.head_kind, trained.info["alpha"], trained.info["cv_folds"], fold_mode, trained.head.temperature,
         )
         self._adopt(trained, table.labels)
+        self.similar_ = self._similarity_index(images, table.train, x[table.train])
         self.config_ = self._config(trained, split, fold_mode, images.summary, len(skipped), x.shape[1])
         self.splits_csv_ = splits_csv(images.records, split)
         self.metrics_ = self._fit_metrics(trained, table, x, folds, fold_mode, skipped, test_dir, strict)
         return self
+
+    def _similarity_index(self, images: LabelledImages, rows: np.ndarray, features: np.ndarray) -> SimilarityIndex:
+        """The training paintings (train and val rows), for `similar()`."""
+        thumbnails = None
+        if self.thumbnails:
+            thumbnails = []
+            with progress_bar(len(rows), "Thumbnails", enabled=self.show_progress) as advance:
+                for i in rows:
+                    try:
+                        thumbnails.append(thumbnail_webp(load_image(images.sources[i], min_side=THUMBNAIL_SIDE)))
+                    except (OSError, ValueError, ImageLoadError) as exc:  # read once already; gone since
+                        log.warning("%s: no thumbnail (%s)", images.records[i].path, exc)
+                        thumbnails.append(b"")
+                    advance(1)
+        meta = [{"movement": r.label, "artist": r.artist, "file": r.path, "sha256": r.sha256}
+                for r in (images.records[i] for i in rows)]
+        return SimilarityIndex.build(features, meta, thumbnails, seed=self.seed)
 
     def _fit_metrics(self, trained: TrainedHead, table: TrainingTable, x: np.ndarray, folds: np.ndarray,
                      fold_mode: str, skipped: list[dict], test_dir, strict: bool) -> dict:
@@ -425,6 +449,21 @@ class StyleClassifier:
             ))
         return results
 
+    def similar(self, images: Sequence[ImageInput], k: int = 5) -> list[SimilarPaintings]:
+        """The `k` training paintings most similar to each image (cosine similarity of the
+        model's features); an unreadable image gets an error instead of failing the rest."""
+        self._check_fitted()
+        if getattr(self, "similar_", None) is None:
+            raise ArtstyleError("this model keeps no similarity index (trained by an older artstyle); retrain it")
+        if k < 1:
+            raise ArtstyleError("k must be at least 1")
+        images = _as_list(images)
+        extraction = self.extract(images, None, "Searching")
+        ok = np.flatnonzero(extraction.ok)
+        found = dict(zip(ok, self.similar_.neighbours(extraction.features[ok], k))) if len(ok) else {}
+        return [SimilarPaintings(source_name(img, i), found.get(i, []), extraction.errors.get(i))
+                for i, img in enumerate(images)]
+
     # ----------------------------------------------------------------- evaluate
     def training_hashes(self) -> set[str]:
         """Content hashes of the images the head was fitted or tuned on (train + val)."""
@@ -484,7 +523,7 @@ class StyleClassifier:
         """Write the model folder (safetensors + JSON)."""
         self._check_fitted()
         bundle = Bundle(self.config_, self.head_, self.splits_csv_, self.metrics_, self.painting_detector_,
-                        getattr(self, "backbone_weights_", None))
+                        getattr(self, "backbone_weights_", None), getattr(self, "similar_", None))
         return save_bundle(path, bundle)
 
     @classmethod
@@ -504,6 +543,7 @@ class StyleClassifier:
         clf.head_ = bundle.head
         clf.abstention_ = Abstention.from_dict(bundle.config["abstention"])
         clf.painting_detector_ = bundle.detector
+        clf.similar_ = bundle.similar
         clf.classes_ = np.array(bundle.labels)
         clf.splits_csv_ = bundle.splits_csv
         clf.metrics_ = bundle.metrics

@@ -26,16 +26,23 @@ from ..files import atomic_write_bytes
 OPSET = 17
 
 
-class _ProbabilityGraph(nn.Module):
-    def __init__(self, clf) -> None:
+class ProbabilityGraph(nn.Module):
+    """A fitted classifier as a torch module: views of each backbone in, probabilities out.
+    `keep_maps` keeps each backbone's last feature map for Grad-CAM (see `Embedding`)."""
+
+    def __init__(self, clf, keep_maps: bool = False) -> None:
         super().__init__()
         extractors = clf.feature_extractors
-        self.embeddings = nn.ModuleList(Embedding(e.backbone, e.recipe.stats) for e in extractors)
+        self.embeddings = nn.ModuleList(Embedding(e.backbone, e.recipe.stats, keep_maps) for e in extractors)
         head = clf.head_
         arrays = {**head.weights(), "mean": head.mean, "scale": head.scale}
         self.head = replace(head, **{k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items()})
 
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.scores(*images) / self.head.temperature, dim=1)
+
+    def scores(self, *images: torch.Tensor) -> torch.Tensor:
+        """Class scores before the temperature and softmax."""
         features = []
         for embedding, views in zip(self.embeddings, images):
             n, v = views.shape[:2]
@@ -43,7 +50,7 @@ class _ProbabilityGraph(nn.Module):
             stats = outputs[1].reshape(n, v, -1) if len(outputs) > 1 else None
             features.append(pool_views(outputs[0].reshape(n, v, -1), stats))
         z = (torch.cat(features, dim=1) - self.head.mean) / self.head.scale
-        return torch.softmax(self.head.scores(z) / self.head.temperature, dim=1)
+        return self.head.scores(z)
 
 
 def input_names(clf) -> list[str]:
@@ -56,7 +63,7 @@ def export_onnx(clf, path: str | os.PathLike) -> Path:
     import onnx
 
     clf._check_fitted()
-    graph = _ProbabilityGraph(clf).eval()
+    graph = ProbabilityGraph(clf).eval()
     names = input_names(clf)
     examples = tuple(
         torch.zeros(2, e.preprocessing.n_views, 3, e.preprocessing.size, e.preprocessing.size)

@@ -1,0 +1,137 @@
+"""Why the model said what it said: a Grad-CAM heat-map for one movement over the painting.
+
+Grad-CAM weighs each channel of the backbone's last feature map by the gradient of the
+movement's score (through the recipe's pooling and the trained head) and keeps the
+positive sum. The multicrop recipe sees the picture's centre square twice: whole (view 0)
+and as 2 x 2 tiles at twice the size; each tile's map goes to its quarter of the square
+and the whole view's map is stretched over it, then the two are added, so the heat-map
+has the tiles' finer grid. Parts of a non-square picture outside the centre square are
+never seen by the model and get no heat.
+
+Written here rather than with `grad-cam`/`captum`: those explain one network's own output,
+while an answer here comes from several views, pooled, through a head fitted outside torch.
+The torch engine runs it (gradients); ONNX Runtime has none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..data.images import ImageInput, load_image, source_name
+from ..errors import ArtstyleError, ImageLoadError
+
+OVERLAY_ALPHA = 0.5  # heat-map weight in the overlay
+
+
+@dataclass
+class Explanation:
+    """Heat-map of `movement` for one image: `heat` is (height, width) in [0, 1], the
+    image's own size, or an error."""
+
+    path: str
+    movement: str | None = None
+    probability: float | None = None
+    heat: np.ndarray | None = None
+    image: Image.Image | None = None
+    error: str | None = None
+
+    def overlay(self, max_side: int | None = 1024) -> Image.Image:
+        """The painting with the heat-map over it (longer side at most `max_side`)."""
+        if self.heat is None or self.image is None:
+            raise ArtstyleError(f"{self.path}: no heat-map ({self.error})")
+        return overlay(self.image, self.heat, max_side)
+
+
+def overlay(image: Image.Image, heat: np.ndarray, max_side: int | None = 1024) -> Image.Image:
+    """Blend a [0, 1] heat-map (the image's size) over the image with the 'inferno' colours."""
+    from matplotlib import colormaps
+
+    image = image.convert("RGB")
+    if max_side and max(image.size) > max_side:
+        image = image.copy()
+        image.thumbnail((max_side, max_side))
+    heat_img = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize(image.size, Image.Resampling.BILINEAR)
+    h = np.asarray(heat_img, np.float32)[..., None] / 255.0
+    colours = colormaps["inferno"](h[..., 0])[..., :3] * 255.0
+    base = np.asarray(image, np.float32)
+    alpha = OVERLAY_ALPHA * np.sqrt(h)  # cold parts stay readable
+    return Image.fromarray(np.clip(base * (1 - alpha) + colours * alpha, 0, 255).astype(np.uint8))
+
+
+def _view_grid(cams: torch.Tensor, grid: int) -> torch.Tensor:
+    """(views, h, w) Grad-CAMs of one image -> one map on the centre square: the tiles'
+    mosaic plus the whole view's map stretched to its size."""
+    whole = cams[0]
+    if grid == 1:
+        return whole
+    h, w = whole.shape
+    rows = [torch.cat(list(cams[1 + r * grid : 1 + (r + 1) * grid]), dim=1) for r in range(grid)]
+    mosaic = torch.cat(rows, dim=0)
+    stretched = F.interpolate(whole[None, None], size=(grid * h, grid * w), mode="bilinear", align_corners=False)[0, 0]
+    return mosaic + stretched
+
+
+def square_map(graph, extractors, image: Image.Image, target: int | None = None) -> tuple[np.ndarray, int, np.ndarray]:
+    """(heat on the centre square at the feature-map grid, unnormalised; target class;
+    probabilities) for one RGB image. `graph`: the classifier's `ProbabilityGraph` keeping
+    its maps; `target` None: the most probable movement."""
+    # the input asks for gradients so that the (frozen) network's maps get one
+    views = [torch.from_numpy(e.preprocessing(image))[None].requires_grad_(True) for e in extractors]
+    scores = graph.scores(*views)
+    proba = torch.softmax(scores / graph.head.temperature, dim=1)[0].detach().numpy()
+    target = int(proba.argmax()) if target is None else target
+    scores[0, target].backward()
+    total = None
+    for embedding, extractor in zip(graph.embeddings, extractors):
+        maps, grads = embedding.feature_map, embedding.feature_map.grad
+        cams = F.relu((grads.mean(dim=(2, 3), keepdim=True) * maps).sum(dim=1)).detach()  # (views, h, w)
+        square = _view_grid(cams, extractor.preprocessing.grid)
+        if total is not None and square.shape != total.shape:  # fused backbones with other grids
+            square = F.interpolate(square[None, None], size=total.shape, mode="bilinear", align_corners=False)[0, 0]
+        total = square if total is None else total + square
+    return total.numpy(), target, proba
+
+
+def place_on_image(square: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A map of the centre square -> (height, width) map of the whole picture, zero where
+    the model does not look, scaled to [0, 1]."""
+    width, height = size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    peak = float(square.max())
+    scaled = square / peak if peak > 0 else square
+    resized = Image.fromarray(scaled.astype(np.float32), mode="F").resize((side, side), Image.Resampling.BILINEAR)
+    heat = np.zeros((height, width), np.float32)
+    heat[top : top + side, left : left + side] = np.clip(np.asarray(resized), 0, 1)
+    return heat
+
+
+def explain_images(clf, images: list[ImageInput], movement: str | None = None) -> list[Explanation]:
+    """Grad-CAM heat-maps of `movement` (None: each image's predicted one) for `images`;
+    an unreadable image gets an error instead of failing the rest."""
+    from .export import ProbabilityGraph
+
+    clf._check_fitted()
+    labels = [str(c) for c in clf.classes_]
+    if movement is not None and movement not in labels:
+        raise ArtstyleError(f"unknown movement {movement!r}; this model knows {', '.join(labels)}")
+    target = None if movement is None else labels.index(movement)
+    extractors = clf.feature_extractors
+    graph = ProbabilityGraph(clf, keep_maps=True).eval()  # builds the torch networks: gradients need them
+    min_side = max(e.preprocessing.min_side for e in extractors)
+    results = []
+    for i, source in enumerate(images):
+        name = source_name(source, i)
+        try:
+            image = load_image(source, min_side=min_side)
+        except ImageLoadError as exc:
+            results.append(Explanation(name, error=str(exc)))
+            continue
+        square, k, proba = square_map(graph, extractors, image, target)
+        results.append(Explanation(name, labels[k], float(proba[k]), place_on_image(square, image.size), image))
+    return results
