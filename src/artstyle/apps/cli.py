@@ -322,6 +322,44 @@ def similar(
 
 
 @app.command()
+def explain(
+    paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or - to read paths from stdin."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write one <image>.explain.png per image into."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
+    ),
+    movement: Optional[str] = typer.Option(None, help="Explain this movement instead of each image's predicted one."),
+    max_side: int = typer.Option(1024, min=64, help="Longer side of the written overlays, in pixels."),
+) -> None:
+    """Write each painting with a heat-map (Grad-CAM) of what drove the movement's score."""
+    import io
+
+    from ..files import atomic_write_bytes
+    from ..model.classifier import StyleClassifier
+    from .output import collect_inputs, display_path, unique_names
+
+    inputs = collect_inputs(paths)
+    if not inputs:
+        raise ArtstyleError("no images to explain (folders held no image files)")
+    clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, engine="torch", show_progress=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = unique_names(inputs, ".explain.png")
+    failed = 0
+    for source, name in zip(inputs, names):
+        (result,) = clf.explain([source], movement=movement)
+        if result.error:
+            err.print(f"error: {display_path(source)}: {result.error}")
+            failed += 1
+            continue
+        buffer = io.BytesIO()
+        result.overlay(max_side).save(buffer, "PNG")
+        atomic_write_bytes(out_dir / name, buffer.getvalue())
+        out.print(f"{display_path(source)}: {result.movement} {result.probability:.0%} -> {out_dir / name}", soft_wrap=True)
+    if failed == len(inputs):
+        raise typer.Exit(1)
+
+
+@app.command()
 def serve(
     model: Optional[Path] = typer.Option(
         None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."

@@ -69,6 +69,18 @@ def similar_to_csv(results: list[SimilarPaintings]) -> str:
     return buffer.getvalue()
 
 
+def unique_names(paths: list[str], suffix: str) -> list[str]:
+    """Output file names for inputs: the input's stem plus `suffix`, numbered when two
+    inputs share a stem (Painter_A/1.jpg and Painter_B/1.jpg)."""
+    stems = [Path(p).stem or "image" for p in paths]
+    seen: dict[str, int] = {}
+    names = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}{suffix}" if stems.count(stem) == 1 else f"{stem}-{seen[stem]}{suffix}")
+    return names
+
+
 def display_path(path: str) -> str:
     """Paths under the working folder are shown relative to it."""
     try:

@@ -1,6 +1,8 @@
 """`artstyle serve`: a web page and a REST API around one loaded model.
 
-The API answers with the same JSON as `artstyle predict --format json`. Requests are
+/api/predict answers with the same JSON as `artstyle predict --format json`; /api/explain
+with the heat-map overlay (PNG) of `artstyle explain`; /api/similar with the training
+paintings `artstyle similar` lists, each with the URL of its thumbnail when the model keeps one. Requests are
 admitted before their body is read: a body over the size limit is cut off with 413, and
 beyond `max_pending` waiting requests the server answers 503 rather than queueing
 without end. Inference runs in a worker thread, `concurrency` at a time, so the event
@@ -9,6 +11,7 @@ loop keeps serving the page, health checks and uploads meanwhile.
 
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 from contextlib import asynccontextmanager
@@ -19,7 +22,7 @@ from typing import Annotated
 import anyio
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel
@@ -32,7 +35,9 @@ from ..model.classifier import StyleClassifier
 DEFAULT_MAX_UPLOAD_MB = 25.0
 DEFAULT_MAX_FILES = 16
 DEFAULT_MAX_PENDING = 64
+EXPLAIN_SIDE = 768  # longer side of /api/explain overlays
 PREDICT_PATH = "/api/predict"
+UPLOAD_PATHS = (PREDICT_PATH, "/api/explain", "/api/similar")  # bounded by the admission middleware
 
 
 class LabelProbability(BaseModel):
@@ -52,9 +57,34 @@ class PredictionOut(BaseModel):
     error: str | None
 
 
+class NeighbourOut(BaseModel):
+    """A training painting near the upload; `thumbnail`: its URL, when the model keeps one."""
+
+    index: int
+    movement: str
+    artist: str
+    file: str
+    similarity: float
+    thumbnail: str | None
+
+
+class SimilarOut(BaseModel):
+    path: str
+    neighbours: list[NeighbourOut]
+    error: str | None
+
+
 class Problem(BaseModel):
     detail: str
-    results: list[PredictionOut] | None = None
+    results: list[PredictionOut] | list[SimilarOut] | None = None
+
+
+UPLOAD_PROBLEMS = {
+    413: {"model": Problem, "description": "a file or the request is too large (a decompression bomb too), or too many files"},
+    415: {"model": Problem, "description": "no file is an image"},
+    422: {"model": Problem, "description": "no file could be decoded, or no files were sent"},
+    503: {"model": Problem, "description": "too many requests are waiting"},
+}
 
 
 class _Rejected(HTTPException):
@@ -62,7 +92,7 @@ class _Rejected(HTTPException):
 
 
 class _Admission:
-    """ASGI middleware in front of POST /api/predict: bounded waiting, bounded bodies."""
+    """ASGI middleware in front of the POSTs that take uploads: bounded waiting, bounded bodies."""
 
     def __init__(self, app, max_body: int, max_pending: int):
         self.app = app
@@ -71,7 +101,7 @@ class _Admission:
         self.pending = 0
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] != PREDICT_PATH or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"] not in UPLOAD_PATHS or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")
@@ -226,25 +256,10 @@ def create_app(
         """Labels, backbone(s), head, the "uncertain" threshold and the training metrics."""
         return summary
 
-    @app.post(
-        PREDICT_PATH,
-        response_model=list[PredictionOut],
-        responses={
-            413: {"model": Problem, "description": "a file or the request is too large (a decompression bomb too), or too many files"},
-            415: {"model": Problem, "description": "no file is an image"},
-            422: {"model": Problem, "description": "no file could be decoded, or no files were sent"},
-            503: {"model": Problem, "description": "too many requests are waiting"},
-        },
-    )
-    async def predict(
-        files: Annotated[list[UploadFile], File(description="One or more images.")],
-        top_k: Annotated[int, Form(ge=1, description="Movements to list per image.")] = 3,
-    ):
-        """Top-k movements per image, same JSON as `artstyle predict --format json` (path =
-        the uploaded file name). In a request with several files, an unreadable one gets an
-        `error` and the rest are still answered; when none can be read the status is 415
-        (no file is an image), 413 (an image refused as a decompression bomb) or 422
-        (images that fail to decode)."""
+    async def answer_uploads(files: list[UploadFile], work, error_row) -> list[dict] | JSONResponse:
+        """Run `work(paths, names)` on the uploads that look like images, in the worker
+        thread; the others get `error_row(name, reason)`. When no file could be answered,
+        a problem response (415 / 413 / 422) instead."""
         if len(files) > max_files:
             return _problem(413, f"{len(files)} files in one request; the limit is {max_files}")
         names = [upload.filename or f"file {i + 1}" for i, upload in enumerate(files)]
@@ -258,22 +273,97 @@ def create_app(
             results: list[dict | None] = [None] * len(paths)
             if readable:
                 answered = await anyio.to_thread.run_sync(
-                    predict_files, [paths[i] for i in readable], [names[i] for i in readable],
-                    min(top_k, n_classes), limiter=limiter,
-                )
+                    work, [paths[i] for i in readable], [names[i] for i in readable], limiter=limiter)
                 for i, result in zip(readable, answered):
                     results[i] = result
         kinds = []
         for i, name in enumerate(names):
             if results[i] is None:
                 kinds.append(problems[i].kind)
-                results[i] = PredictionOut(path=name, predictions=[], uncertain=None, mixed=None, is_painting=None,
-                                           error=str(problems[i])).model_dump()
+                results[i] = error_row(name, str(problems[i]))
             elif results[i]["error"]:
                 kinds.append("undecodable")
         if all(r["error"] for r in results):
             return _problem(_failure_status(kinds), "; ".join(f"{r['path']}: {r['error']}" for r in results), results)
         return results
+
+    @app.post(PREDICT_PATH, response_model=list[PredictionOut], responses=UPLOAD_PROBLEMS)
+    async def predict(
+        files: Annotated[list[UploadFile], File(description="One or more images.")],
+        top_k: Annotated[int, Form(ge=1, description="Movements to list per image.")] = 3,
+    ):
+        """Top-k movements per image, same JSON as `artstyle predict --format json` (path =
+        the uploaded file name). In a request with several files, an unreadable one gets an
+        `error` and the rest are still answered; when none can be read the status is 415
+        (no file is an image), 413 (an image refused as a decompression bomb) or 422
+        (images that fail to decode)."""
+        return await answer_uploads(
+            files, lambda paths, names: predict_files(paths, names, min(top_k, n_classes)),
+            lambda name, reason: PredictionOut(path=name, predictions=[], uncertain=None, mixed=None,
+                                               is_painting=None, error=reason).model_dump())
+
+    index = getattr(classifier, "similar_", None)
+
+    def similar_files(paths: list[Path], names: list[str], k: int) -> list[dict]:
+        out = []
+        for name, result in zip(names, classifier.similar(paths, k=k)):
+            row = {**result.to_dict(), "path": name}
+            for neighbour in row["neighbours"]:
+                has = bool(index.thumbnails and index.thumbnails[neighbour["index"]])
+                neighbour["thumbnail"] = f"api/thumbnails/{neighbour['index']}" if has else None
+            out.append(row)
+        return out
+
+    @app.post("/api/similar", response_model=list[SimilarOut], responses=UPLOAD_PROBLEMS)
+    async def similar(
+        files: Annotated[list[UploadFile], File(description="One or more images.")],
+        k: Annotated[int, Form(ge=1, le=100, description="Training paintings to list per image.")] = 5,
+    ):
+        """The k training paintings most similar to each image (cosine similarity of the
+        model's features), with movement, artist, file and thumbnail URL; statuses as
+        /api/predict."""
+        if index is None:
+            return _problem(404, "this model keeps no similarity index (trained by an older artstyle)")
+        return await answer_uploads(files, lambda paths, names: similar_files(paths, names, k),
+                                    lambda name, reason: {"path": name, "neighbours": [], "error": reason})
+
+    @app.get("/api/thumbnails/{number}", response_class=Response,
+             responses={200: {"content": {"image/webp": {}}}, 404: {"model": Problem}})
+    def thumbnail(number: int) -> Response:
+        """A training painting's thumbnail (WebP), as /api/similar links them."""
+        if index is None or not index.thumbnails or not 0 <= number < len(index) or not index.thumbnails[number]:
+            return _problem(404, f"no thumbnail {number}: the model keeps none for it")
+        return Response(index.thumbnails[number], media_type="image/webp",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    def explain_file(paths: list[Path], names: list[str], movement: str | None) -> list[dict]:
+        (result,) = classifier.explain(paths, movement=movement)
+        if result.error:
+            return [{"path": names[0], "error": result.error}]
+        buffer = io.BytesIO()
+        result.overlay(EXPLAIN_SIDE).save(buffer, "PNG")
+        return [{"path": names[0], "error": None, "png": buffer.getvalue(), "movement": result.movement,
+                 "probability": result.probability}]
+
+    @app.post("/api/explain", response_class=Response,
+              responses={200: {"content": {"image/png": {}}, "description": "the painting with the heat-map"},
+                         **UPLOAD_PROBLEMS})
+    async def explain(
+        file: Annotated[UploadFile, File(description="One image.")],
+        movement: Annotated[str | None, Form(description="Movement to explain (default: the predicted one).")] = None,
+    ):
+        """The painting with a Grad-CAM heat-map of what drove the movement's score (PNG,
+        longer side at most 768 px). Headers X-Movement and X-Probability name what it
+        shows. Statuses as /api/predict; an unknown movement is 422."""
+        if movement is not None and movement not in summary["labels"]:
+            return _problem(422, f"unknown movement {movement!r}; this model knows {', '.join(summary['labels'])}")
+        answer = await answer_uploads([file], lambda paths, names: explain_file(paths, names, movement),
+                                      lambda name, reason: {"path": name, "error": reason})
+        if isinstance(answer, Response):
+            return answer
+        (result,) = answer
+        return Response(result["png"], media_type="image/png", headers={
+            "X-Movement": result["movement"], "X-Probability": f"{result['probability']:.6f}"})
 
     return app
 

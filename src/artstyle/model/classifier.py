@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from .painting import NonPaintings
 from .prediction import Prediction
 from .similar import THUMBNAIL_SIDE, SimilarityIndex, SimilarPaintings, thumbnail_webp
 from .training import TrainedHead, TrainingTable, calibration_folds, train_head, training_table
+
+if TYPE_CHECKING:
+    from .explain import Explanation
 
 log = logging.getLogger("artstyle")
 
@@ -463,6 +466,13 @@ class StyleClassifier:
         found = dict(zip(ok, self.similar_.neighbours(extraction.features[ok], k))) if len(ok) else {}
         return [SimilarPaintings(source_name(img, i), found.get(i, []), extraction.errors.get(i))
                 for i, img in enumerate(images)]
+
+    def explain(self, images: Sequence[ImageInput], movement: str | None = None) -> list[Explanation]:
+        """Grad-CAM heat-maps of `movement` (None: each image's predicted movement) over
+        each image; an unreadable image gets an error instead of failing the rest."""
+        from .explain import explain_images  # gradients: the torch network, whatever the engine
+
+        return explain_images(self, _as_list(images), movement)
 
     # ----------------------------------------------------------------- evaluate
     def training_hashes(self) -> set[str]:

@@ -120,8 +120,13 @@ class SimilarityIndex:
         mean = sample.mean(axis=0)
         centred = sample - mean
         k = max(1, min(MAX_DIM, *centred.shape))
-        eigenvalues, eigenvectors = np.linalg.eigh(centred.T.astype(np.float64) @ centred)
-        components = np.ascontiguousarray(eigenvectors[:, ::-1][:, :k].T, np.float32)  # largest variance first
+        if len(centred) <= centred.shape[1]:  # few paintings: the SVD is cheap
+            directions = np.linalg.svd(centred.astype(np.float64), full_matrices=False)[2].T
+        else:  # many: eigenvectors of the (dim x dim) covariance (eigh sorts them ascending)
+            directions = np.linalg.eigh(centred.T.astype(np.float64) @ centred)[1][:, ::-1]
+        # largest variance first; rounded to float16 as stored, so the stored vectors and
+        # later queries go through the very same projection
+        components = np.ascontiguousarray(directions[:, :k].T, np.float16).astype(np.float32)
         index = cls(mean, components, np.zeros((len(x), k), np.float32), [dict(r) for r in rows], thumbnails)
         index.vectors = index.project(features)
         if ann is None and len(x) >= ANN_MIN:
@@ -179,7 +184,8 @@ class SimilarityIndex:
         """(safetensors file, faiss graph or None)."""
         from safetensors.numpy import save
 
-        tensors = {"mean": self.mean, "components": self.components, "vectors": self.vectors.astype(np.float16)}
+        tensors = {"mean": self.mean, "components": self.components.astype(np.float16),
+                   "vectors": self.vectors.astype(np.float16)}
         if self.thumbnails is not None:
             sizes = np.array([len(t) for t in self.thumbnails], np.int64)
             tensors["thumbnail_offsets"] = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -213,4 +219,5 @@ class SimilarityIndex:
                 ann.hnsw.efSearch = HNSW_SEARCH
                 if ann.ntotal != len(rows) or ann.d != tensors["components"].shape[0]:
                     raise ValueError("the approximate-search graph does not match the index")
-        return cls(tensors["mean"], tensors["components"], tensors["vectors"].astype(np.float32), rows, thumbnails, ann)
+        return cls(tensors["mean"], tensors["components"].astype(np.float32), tensors["vectors"].astype(np.float32),
+                   rows, thumbnails, ann)

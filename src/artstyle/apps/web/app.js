@@ -1,5 +1,7 @@
 // The artstyle page: send each chosen or dropped image to /api/predict, one at a time,
-// and show its top-k movements as labelled bars, with marks for unsure answers.
+// and show its top-k movements as labelled bars, with marks for unsure answers. A "why?"
+// button per card asks /api/explain for the heat-map and /api/similar for the closest
+// training paintings, once, and then shows or hides them.
 "use strict";
 
 const form = document.getElementById("upload");
@@ -89,6 +91,83 @@ function showPrediction(card, result) {
   }
 }
 
+function similarItem(neighbour) {
+  const item = document.createElement("li");
+  item.className = "neighbour";
+  if (neighbour.thumbnail) {
+    const img = document.createElement("img");
+    img.src = neighbour.thumbnail;
+    img.alt = `${neighbour.file} (${neighbour.movement})`;
+    img.loading = "lazy";
+    item.append(img);
+  } else {
+    const blank = document.createElement("div");
+    blank.className = "no-thumb";
+    blank.textContent = neighbour.movement;
+    item.append(blank);
+  }
+  const text = document.createElement("p");
+  const movement = document.createElement("strong");
+  movement.textContent = neighbour.movement;
+  text.append(movement, document.createElement("br"), neighbour.artist);
+  text.title = `${neighbour.file}: similarity ${neighbour.similarity.toFixed(2)}`;
+  item.append(text);
+  return item;
+}
+
+async function loadExplanation(card, file, movement) {
+  const panel = card.querySelector(".explain");
+  const overlay = card.querySelector(".overlay img");
+  const strip = card.querySelector(".strip");
+  const explainBody = new FormData();
+  explainBody.append("file", file, file.name);
+  if (movement) explainBody.append("movement", movement);
+  const similarBody = new FormData();
+  similarBody.append("files", file, file.name);
+  similarBody.append("k", "5");
+  const [heat, similar] = await Promise.allSettled([
+    fetch("api/explain", { method: "POST", body: explainBody }),
+    fetch("api/similar", { method: "POST", body: similarBody }),
+  ]);
+  if (heat.status === "fulfilled" && heat.value.ok) {
+    overlay.src = URL.createObjectURL(await heat.value.blob());
+    overlay.alt = `heat-map of ${movement} over ${file.name}`;
+  } else {
+    card.querySelector(".overlay figcaption").textContent = "The heat-map could not be made.";
+    overlay.remove();
+  }
+  if (similar.status === "fulfilled" && similar.value.ok) {
+    const [result] = await similar.value.json();
+    for (const neighbour of result.neighbours) strip.append(similarItem(neighbour));
+  } else {
+    card.querySelector(".similar-title").textContent = "No similar paintings: this model keeps no index.";
+  }
+  panel.dataset.loaded = "true";
+}
+
+function addWhy(card, file, movement) {
+  const button = card.querySelector(".why");
+  const panel = card.querySelector(".explain");
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    const open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", String(open));
+    panel.hidden = !open;
+    if (open && !panel.dataset.loaded && !panel.dataset.loading) {
+      panel.dataset.loading = "true";
+      button.disabled = true;
+      button.textContent = "why? (working…)";
+      try {
+        await loadExplanation(card, file, movement);
+      } finally {
+        button.disabled = false;
+        button.textContent = "why?";
+        button.focus();
+      }
+    }
+  });
+}
+
 function showError(card, message) {
   card.classList.add("error");
   card.querySelector(".verdict").textContent = `Cannot read this file: ${message}`;
@@ -109,6 +188,7 @@ async function classify(file) {
       showError(card, data[0].error);
     } else {
       showPrediction(card, data[0]);
+      addWhy(card, file, data[0].predictions[0].label);
     }
   } catch (error) {
     showError(card, `the server did not answer (${error.message})`);
