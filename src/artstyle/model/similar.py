@@ -128,7 +128,7 @@ class SimilarityIndex:
         # later queries go through the very same projection
         components = np.ascontiguousarray(directions[:, :k].T, np.float16).astype(np.float32)
         index = cls(mean, components, np.zeros((len(x), k), np.float32), [dict(r) for r in rows], thumbnails)
-        index.vectors = index.project(features)
+        index.vectors = _normalise(index.project(features).astype(np.float16).astype(np.float32))  # as stored
         if ann is None and len(x) >= ANN_MIN:
             ann = _faiss() is not None
             if not ann:
