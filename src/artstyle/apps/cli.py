@@ -348,7 +348,7 @@ def explain(
     for source, name in zip(inputs, names):
         (result,) = clf.explain([source], movement=movement)
         if result.error:
-            err.print(f"error: {display_path(source)}: {result.error}")
+            err.print(f"error: {display_path(source)}: {result.error}", soft_wrap=True, markup=False, highlight=False)
             failed += 1
             continue
         buffer = io.BytesIO()

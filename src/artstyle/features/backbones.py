@@ -183,7 +183,8 @@ class Embedding(nn.Module):
         try:
             maps = self.model.forward_features(batch)
             if self.keep_map:
-                maps.retain_grad()
+                if maps.requires_grad:
+                    maps.retain_grad()
                 self.feature_map = maps
             pooled = self.model.forward_head(maps, pre_logits=True)
         finally:

@@ -103,11 +103,10 @@ def place_on_image(square: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
-    peak = float(square.max())
-    scaled = square / peak if peak > 0 else square
-    resized = Image.fromarray(scaled.astype(np.float32), mode="F").resize((side, side), Image.Resampling.BILINEAR)
+    resized = np.asarray(Image.fromarray(square.astype(np.float32), mode="F").resize((side, side), Image.Resampling.BILINEAR))
+    peak = float(resized.max())
     heat = np.zeros((height, width), np.float32)
-    heat[top : top + side, left : left + side] = np.clip(np.asarray(resized), 0, 1)
+    heat[top : top + side, left : left + side] = np.clip(resized / peak if peak > 0 else resized, 0, 1)
     return heat
 
 
@@ -140,31 +139,44 @@ def explain_images(clf, images: list[ImageInput], movement: str | None = None) -
 @dataclass
 class Deletion:
     """Faithfulness of one heat-map: the explained movement's probability on the whole
-    painting, with its hottest cells removed, and with as many random cells removed."""
+    painting, with its hottest cells removed, and with as many random cells removed; and
+    the same for its score before the softmax (`*_score`), which does not saturate."""
 
     movement: str
     original: float
     hottest_removed: float
     random_removed: float
+    original_score: float
+    hottest_removed_score: float
+    random_removed_score: float
 
 
-def deletion_test(clf, image: Image.Image, fraction: float = 0.2, draws: int = 5, seed: int = 0) -> Deletion:
-    """Remove (blur away) the hottest `fraction` of the heat-map's cells
-    of the centre square the model sees, then as many random cells (`draws` times): a
-    faithful map loses more probability to the first. The cells are the map's own grid."""
+def deletion_test(clf, image: Image.Image, movement: str | None = None, fraction: float = 0.2, draws: int = 5,
+                  seed: int = 0) -> Deletion:
+    """Remove (blur away) the hottest `fraction` of the cells of `movement`'s heat-map (None:
+    the predicted movement's) over the centre square the model sees, then as many random
+    cells (`draws` times): a faithful map loses more of the movement's probability to the
+    first. The cells are the map's own grid."""
     from .export import ProbabilityGraph
 
     image = image.convert("RGB")
     graph = ProbabilityGraph(clf, keep_maps=True).eval()
-    square, target, proba = square_map(graph, clf.feature_extractors, image)
+    labels = [str(c) for c in clf.classes_]
+    square, target, proba = square_map(graph, clf.feature_extractors, image,
+                                       None if movement is None else labels.index(movement))
     cells = square.size
     n = max(1, round(fraction * cells))
     hottest = np.argsort(-square, axis=None, kind="stable")[:n]
     rng = np.random.default_rng(seed)
     randoms = [rng.choice(cells, n, replace=False) for _ in range(draws)]
     edited = [_paint_over(image, square.shape, chosen) for chosen in [hottest, *randoms]]
-    after = clf.predict_proba(edited)[:, target]
-    return Deletion(str(clf.classes_[target]), float(proba[target]), float(after[0]), float(after[1:].mean()))
+    with torch.no_grad():
+        scores = graph.scores(*[torch.from_numpy(np.stack([e.preprocessing(img) for img in [image, *edited]]))
+                                for e in clf.feature_extractors])
+    after = torch.softmax(scores / graph.head.temperature, dim=1)[1:, target].numpy()
+    score = scores[:, target].numpy()
+    return Deletion(labels[target], float(proba[target]), float(after[0]), float(after[1:].mean()),
+                    float(score[0]), float(score[1]), float(score[2:].mean()))
 
 
 def _paint_over(image: Image.Image, grid: tuple[int, int], cells: np.ndarray) -> Image.Image:

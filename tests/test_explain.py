@@ -1,0 +1,112 @@
+"""Heat-maps: Grad-CAM through the recipe's views and the head points at the part of a
+painting that carries the movement, keeps the picture's shape, and is faithful (removing
+the hottest cells costs more probability than removing random ones)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synth import FAST, STYLES, make_tree, paint
+from artstyle import StyleClassifier, normalize_label
+from artstyle.errors import ArtstyleError
+from artstyle.model.explain import deletion_test
+
+STYLES4 = list(STYLES)[:4]
+
+
+@pytest.fixture(scope="module")
+def multicrop_model(tmp_path_factory, cache_dir):
+    """The default recipe (global view + 2 x 2 tiles), saved: (classifier, folder)."""
+    tree = make_tree(tmp_path_factory.mktemp("explain-data"), styles=STYLES4, artists=3, per_artist=4)
+    clf = StyleClassifier(**{**FAST, "features": "multicrop"}, cache_dir=cache_dir, show_progress=False).fit(tree)
+    return clf, clf.save(tmp_path_factory.mktemp("explain-model") / "model")
+
+
+def _one_quadrant(style: str, quadrant: int, seed: int) -> Image.Image:
+    """A square of grey noise with a picture in `style` in one quadrant only."""
+    rng = np.random.default_rng(seed)
+    canvas = Image.fromarray(np.clip(rng.normal(128, 8, (320, 320, 3)), 0, 255).astype(np.uint8))
+    canvas.paste(paint(style, artist=1, seed=900 + seed, size=(160, 160)), ((quadrant % 2) * 160, (quadrant // 2) * 160))
+    return canvas
+
+
+@pytest.mark.parametrize("recipe", ["global", "multicrop"])
+def test_the_heat_lies_where_the_movement_is(recipe, trained_model, multicrop_model):
+    clf = trained_model[0] if recipe == "global" else multicrop_model[0]
+    masses = []
+    for quadrant in range(4):
+        for style in STYLES4:
+            (result,) = clf.explain([_one_quadrant(style, quadrant, seed=quadrant)], movement=normalize_label(style))
+            x, y = (quadrant % 2) * 160, (quadrant // 2) * 160
+            masses.append(result.heat[y : y + 160, x : x + 160].sum() / result.heat.sum())
+    # a quarter of the picture: 0.25 of the mass if the map were blind
+    assert np.mean(masses) >= 0.6 and min(masses) >= 0.4, np.round(masses, 2)
+
+
+def test_the_map_covers_the_picture_it_explains(multicrop_model):
+    clf, _ = multicrop_model
+    wide = paint(STYLES4[2], artist=5, seed=3, size=(300, 180))
+    (result,) = clf.explain([wide])
+    assert result.heat.shape == (180, 300) and 0 <= result.heat.min() and result.heat.max() == pytest.approx(1.0)
+    assert result.movement == clf.predict([wide])[0]
+    assert result.probability == pytest.approx(clf.predict_proba([wide]).max(), abs=1e-5)
+    # the model sees the centre square only: no heat beside it
+    assert result.heat[:, :60].max() == 0 and result.heat[:, 240:].max() == 0
+    picture = result.overlay()
+    assert picture.size == (300, 180)
+    assert result.overlay(max_side=150).size == (150, 90)  # the aspect ratio is kept
+
+
+def test_the_deletion_test_blurs_away_the_hottest_fifth_of_the_seen_square(multicrop_model, monkeypatch):
+    """The mechanics behind benchmarks/explain.py (faithfulness is measured there, on real
+    paintings: these generated movements saturate the probabilities at 0 or 1)."""
+    from artstyle.model import explain
+
+    clf, _ = multicrop_model
+    image = paint(STYLES4[3], artist=5, seed=4, size=(280, 200))
+    edits = []
+    original = explain._paint_over
+    monkeypatch.setattr(explain, "_paint_over", lambda *a: edits.append(original(*a)) or edits[-1])
+    d = deletion_test(clf, image, fraction=0.2, draws=2)
+    assert d.movement == clf.predict([image])[0]
+    assert d.original == pytest.approx(clf.predict_proba([image]).max(), abs=1e-5)
+    assert len(edits) == 3 and 0 <= d.hottest_removed <= 1 and 0 <= d.random_removed <= 1
+    for edited in edits:
+        changed = np.any(np.asarray(edited) != np.asarray(image), axis=2)
+        assert not changed[:, :40].any() and not changed[:, 240:].any()  # outside the centre square: untouched
+        assert 0.12 <= changed[:, 40:240].mean() <= 0.21  # a fifth of it, less pixels the blur left alike
+    assert not np.array_equal(np.asarray(edits[1]), np.asarray(edits[2]))  # random draws differ
+
+
+def test_bad_input_and_unknown_movements(multicrop_model, tmp_path):
+    clf, _ = multicrop_model
+    (tmp_path / "notes.jpg").write_text("not an image")
+    good = paint(STYLES4[0], artist=6, seed=1)
+    results = clf.explain([tmp_path / "notes.jpg", good])
+    assert results[0].error.startswith("not a readable image") and results[0].heat is None
+    assert results[1].error is None and results[1].heat is not None
+    with pytest.raises(ArtstyleError, match="unknown movement 'cubism'"):
+        clf.explain([good], movement="cubism")
+
+
+def test_cli_explain_writes_one_overlay_per_image(multicrop_model, tmp_path):
+    _, folder = multicrop_model
+    for artist in ("Painter_A", "Painter_B"):  # two files called 1.jpg
+        (tmp_path / "in" / artist).mkdir(parents=True)
+        paint(STYLES4[1], artist=7, seed=len(artist), size=(240, 160)).save(tmp_path / "in" / artist / "1.jpg")
+    (tmp_path / "in" / "notes.jpg").write_text("not an image")
+    command = [sys.executable, "-m", "artstyle", "explain", str(tmp_path / "in"), "-m", str(folder),
+               "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["1-1.explain.png", "1-2.explain.png"]
+    assert Image.open(tmp_path / "out" / written[0]).size == (240, 160)
+    assert "notes.jpg: not a readable image" in result.stderr
+    chosen = subprocess.run([*command, "--movement", "rings"], capture_output=True, text=True)
+    assert chosen.returncode == 1 and "unknown movement 'rings'" in chosen.stderr
