@@ -128,3 +128,41 @@ def test_the_page_is_keyboard_reachable_takes_a_drop_and_fits_a_phone(server, br
     assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
     page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
     assert Path(tmp_path / "phone.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("width", [1100, 375])
+def test_why_shows_the_heat_map_and_the_closest_training_paintings(server, browser, tmp_path, width):
+    painting = tmp_path / "orchard.png"
+    paint("02_dot_painting", artist=3, seed=8, size=(420, 300)).save(painting)
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(server)
+    page.set_input_files("#files", [str(painting)])
+    card = page.locator(".card").first
+    sync_api.expect(card.locator(".bar-row")).to_have_count(3, timeout=60_000)
+    why = card.locator("button.why")
+    sync_api.expect(why).to_be_visible()
+    sync_api.expect(why).to_have_attribute("aria-expanded", "false")
+    # keyboard: Tab reaches the button, Enter opens it
+    page.locator("#top-k").focus()
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('why')"):
+            break
+    assert page.evaluate("document.activeElement.classList.contains('why')")
+    page.keyboard.press("Enter")
+    sync_api.expect(why).to_have_attribute("aria-expanded", "true")
+    overlay = card.locator(".overlay img")
+    sync_api.expect(overlay).to_have_attribute("src", __import__("re").compile("^blob:"), timeout=60_000)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=overlay.element_handle())
+    natural = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert natural[0] * 300 == pytest.approx(natural[1] * 420, rel=0.01)  # the painting's shape
+    neighbours = card.locator(".strip .neighbour")
+    sync_api.expect(neighbours).to_have_count(5)
+    labels = set(page.evaluate("fetch('api/model').then(r => r.json()).then(m => m.labels)"))
+    for text in neighbours.locator("p").all_inner_texts():
+        movement, artist = text.split("\n")
+        assert movement in labels and artist.strip()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # the strip scrolls inside the card
+    why.click()  # and closes again
+    sync_api.expect(card.locator(".explain")).to_be_hidden()
+    sync_api.expect(why).to_have_attribute("aria-expanded", "false")

@@ -110,3 +110,19 @@ def test_cli_explain_writes_one_overlay_per_image(multicrop_model, tmp_path):
     assert "notes.jpg: not a readable image" in result.stderr
     chosen = subprocess.run([*command, "--movement", "rings"], capture_output=True, text=True)
     assert chosen.returncode == 1 and "unknown movement 'rings'" in chosen.stderr
+
+
+def test_the_report_shows_each_confident_mistake_with_its_heat_map_and_nearest_paintings(multicrop_model, tmp_path):
+    from artstyle.apps.report import render_report
+
+    clf, _ = multicrop_model
+    make_tree(tmp_path / "data", styles=[STYLES4[1]], artists=1, per_artist=3, seed=7)
+    (tmp_path / "data" / STYLES4[1]).rename(tmp_path / "data" / STYLES4[0])  # dots labelled as stripes
+    evaluation = clf.evaluate(tmp_path / "data")
+    wrong = int((evaluation.proba.argmax(axis=1) != evaluation.y_true).sum())
+    assert wrong >= 2
+    page = render_report(evaluation, "mistakes", clf)
+    assert page.count("where it saw <b>") == wrong and page.count("nearest training paintings") == wrong
+    assert page.count("class=mistake") == wrong
+    plain = render_report(evaluation, "mistakes")  # without the classifier: thumbnails only
+    assert "where it saw" not in plain and plain.count("class=mistake") == wrong

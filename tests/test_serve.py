@@ -260,3 +260,66 @@ def test_a_photo_is_answered_as_not_a_painting_with_its_kind(client):
     assert response.status_code == 200
     (answer,) = response.json()
     assert answer["is_painting"] is False and answer["not_painting_kind"] == "photo"
+
+
+def test_explain_answers_with_the_overlay(client, trained_model, painting_bytes):
+    clf, _ = trained_model
+    style, data = next(iter(painting_bytes.items()))
+    answer = client.post("/api/explain", files={"file": ("one.jpg", data, "image/jpeg")})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    overlay = Image.open(io.BytesIO(answer.content))
+    source = Image.open(io.BytesIO(data))
+    assert overlay.size == source.size  # small images keep their size, and always their shape
+    expected = clf.predict_proba([source])[0]
+    assert answer.headers["x-movement"] == clf.classes_[expected.argmax()]
+    assert float(answer.headers["x-probability"]) == pytest.approx(expected.max(), abs=1e-4)
+    chosen = client.post("/api/explain", files={"file": ("one.jpg", data, "image/jpeg")},
+                         data={"movement": str(clf.classes_[0])})
+    assert chosen.status_code == 200 and chosen.headers["x-movement"] == clf.classes_[0]
+
+    assert client.post("/api/explain", files={"file": ("notes.jpg", b"my notes", "image/jpeg")}).status_code == 415
+    broken = client.post("/api/explain", files={"file": ("cut.jpg", data[:1500], "image/jpeg")})
+    assert broken.status_code == 422 and "truncated" in broken.json()["detail"]
+    unknown = client.post("/api/explain", files={"file": ("one.jpg", data, "image/jpeg")}, data={"movement": "cubism"})
+    assert unknown.status_code == 422 and "unknown movement 'cubism'" in unknown.json()["detail"]
+    assert client.post("/api/explain").status_code == 422
+    big = _png(Image.effect_noise((600, 600), 80).convert("RGB"))  # over the 0.5 MB limit
+    assert client.post("/api/explain", files={"file": ("huge.png", big, "image/png")}).status_code == 413
+
+
+def test_similar_answers_like_the_classifier(client, trained_model, painting_bytes):
+    clf, _ = trained_model
+    images = list(painting_bytes.values())[:2]
+    answer = client.post("/api/similar", files=[("files", (f"{i}.jpg", b, "image/jpeg")) for i, b in enumerate(images)],
+                         data={"k": 3})
+    assert answer.status_code == 200
+    expected = clf.similar([Image.open(io.BytesIO(b)) for b in images], k=3)
+    for got, want in zip(answer.json(), expected):
+        assert [n["file"] for n in got["neighbours"]] == [n.file for n in want.neighbours]
+        assert [n["similarity"] for n in got["neighbours"]] == pytest.approx([n.similarity for n in want.neighbours], abs=1e-5)
+        assert all(n["thumbnail"] is None for n in got["neighbours"])  # trained without --thumbnails
+    assert client.get("/api/thumbnails/0").status_code == 404
+
+    text = ("files", ("notes.jpg", b"my notes", "image/jpeg"))
+    mixed = client.post("/api/similar", files=[("files", ("good.jpg", images[0], "image/jpeg")), text])
+    assert mixed.status_code == 200 and mixed.json()[1]["error"].startswith("not a readable image")
+    assert client.post("/api/similar", files=[text]).status_code == 415
+    assert client.post("/api/similar", files=[("files", ("a.jpg", images[0], "image/jpeg"))], data={"k": 0}).status_code == 422
+
+
+def test_thumbnails_are_served_for_a_model_that_keeps_them(trained_model, tmp_path, painting_bytes):
+    from artstyle import StyleClassifier
+    from artstyle.model.similar import thumbnail_webp
+
+    clf, folder = trained_model
+    with_thumbs = StyleClassifier.load(folder, cache_dir=False)
+    index = with_thumbs.similar_
+    index.thumbnails = [thumbnail_webp(paint(list(STYLES)[i % 4], artist=1, seed=i)) for i in range(len(index))]
+    with TestClient(create_app(with_thumbs)) as client:
+        answer = client.post("/api/similar", files=[("files", ("a.jpg", next(iter(painting_bytes.values())), "image/jpeg"))])
+        first = answer.json()[0]["neighbours"][0]
+        assert first["thumbnail"] == f"api/thumbnails/{first['index']}"
+        served = client.get("/" + first["thumbnail"])
+        assert served.status_code == 200 and served.headers["content-type"] == "image/webp"
+        assert served.content == index.thumbnails[first["index"]]
+        assert client.get(f"/api/thumbnails/{len(index)}").status_code == 404

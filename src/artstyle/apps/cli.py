@@ -223,7 +223,7 @@ def evaluate(
     if report is not None:
         from .report import write_report
 
-        write_report(evaluation, report, title=f"artstyle evaluation of {model.name} on {data.name}")
+        write_report(evaluation, report, title=f"artstyle evaluation of {model.name} on {data.name}", clf=clf)
         err.print(f"report written to [bold]{report}[/bold]")
 
 

@@ -21,16 +21,26 @@ def figure_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def data_uri(data: bytes, media_type: str) -> str:
+    return f"data:{media_type};base64," + base64.b64encode(data).decode()
+
+
+def image_uri(img, size: int = 160) -> str:
+    """A PIL image, shrunk to fit `size` pixels, as a JPEG data URI."""
+    img = img.convert("RGB")
+    img.thumbnail((size, size))
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=80)
+    return data_uri(buffer.getvalue(), "image/jpeg")
+
+
 def thumbnail_uri(path: str | os.PathLike, size: int = 160) -> str | None:
     """A JPEG thumbnail of an image file as a data URI, or None when it does not decode."""
     try:
         img = load_image(path, min_side=size)
     except ImageLoadError:
         return None
-    img.thumbnail((size, size))
-    buffer = io.BytesIO()
-    img.save(buffer, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return image_uri(img, size)
 
 
 STYLE = """
@@ -41,6 +51,9 @@ table{border-collapse:collapse;margin:1rem 0}td,th{border-bottom:1px solid #eee;
 td:first-child,th:first-child{text-align:left}img.plot{max-width:100%}
 .grid{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0;width:170px;font-size:.8rem;overflow-wrap:anywhere}
 figure img{max-width:160px;max-height:160px}.noimg{width:160px;height:100px;background:#eee}.note{color:#8a4b00}
+.mistake{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start;padding:.8rem 0;border-bottom:1px solid #eee}
+.near{display:flex;gap:.6rem}.near figure{width:110px}.near figure img{max-width:100px;max-height:100px}
+.near .noimg{width:100px;height:60px}
 """
 
 

@@ -1,7 +1,9 @@
 """Self-contained HTML evaluation report: plots and thumbnails embedded as data URIs.
 
 One file a cataloguer can e-mail: headline numbers, confusion-matrix heat-map,
-per-class F1 bars, a reliability diagram, and the most confident mistakes as thumbnails.
+per-class F1 bars, a reliability diagram, and the most confident mistakes as thumbnails,
+each (given the classifier) beside the heat-map of the movement it was taken for and the
+training paintings nearest to it: a wrong answer shows why it looked right.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import numpy as np
 from ..files import atomic_write_bytes
 from ..model.classifier import Evaluation
 from ..model.metrics import reliability
-from .html_parts import cards, figure_uri, page, thumbnail_figure
+from .html_parts import cards, data_uri, figure_uri, image_uri, page, thumbnail_figure
 
 N_MISTAKES = 12
+N_NEAREST = 3
 
 
 def _confusion_plot(evaluation: Evaluation) -> str:
@@ -94,8 +97,36 @@ def confident_mistakes(evaluation: Evaluation, n: int = N_MISTAKES) -> list[tupl
     return [(int(i), int(predicted[i]), float(evaluation.proba[i, predicted[i]])) for i in order]
 
 
-def render_report(evaluation: Evaluation, title: str) -> str:
-    """The report as one HTML string."""
+def _mistake_context(clf, paths: list[str], predicted: list[str]) -> list[str]:
+    """Per mistake: the heat-map of the predicted movement and the nearest training
+    paintings, as HTML (empty without a classifier)."""
+    if clf is None or not paths:
+        return [""] * len(paths)
+    esc = html.escape
+    index = getattr(clf, "similar_", None)
+    nearest = clf.similar(paths, k=N_NEAREST) if index is not None else [None] * len(paths)
+    out = []
+    for path, movement, near in zip(paths, predicted, nearest):
+        (explained,) = clf.explain([path], movement=movement)
+        parts = []
+        if explained.heat is not None:
+            parts.append(f'<figure><img src="{image_uri(explained.overlay(320), 160)}" alt="heat-map">'
+                         f"<figcaption>where it saw <b>{esc(movement)}</b></figcaption></figure>")
+        if near is not None and near.neighbours:
+            items = []
+            for n in near.neighbours:
+                thumb = index.thumbnails[n.index] if index.thumbnails else b""
+                image = f'<img src="{data_uri(thumb, "image/webp")}" alt="">' if thumb else "<div class=noimg></div>"
+                items.append(f"<figure>{image}<figcaption><b>{esc(n.movement)}</b><br>{esc(n.artist)}<br>"
+                             f"{esc(os.path.basename(n.file))} ({n.similarity:.2f})</figcaption></figure>")
+            parts.append(f"<div><b>nearest training paintings</b><div class=near>{''.join(items)}</div></div>")
+        out.append("".join(parts))
+    return out
+
+
+def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
+    """The report as one HTML string; with the classifier `clf`, its mistakes come with
+    heat-maps and nearest training paintings."""
     m = evaluation.metrics
     esc = html.escape
     headline = cards([
@@ -111,13 +142,17 @@ def render_report(evaluation: Evaluation, title: str) -> str:
         for label, c in m["per_class"].items()
     )
     mistakes = []
-    for row, predicted, prob in confident_mistakes(evaluation):
-        mistakes.append(thumbnail_figure(
+    worst = confident_mistakes(evaluation)
+    context = _mistake_context(clf, [evaluation.paths[row] for row, _, _ in worst],
+                               [evaluation.labels[predicted] for _, predicted, _ in worst])
+    for (row, predicted, prob), extra in zip(worst, context):
+        figure = thumbnail_figure(
             evaluation.paths[row],
             f"{esc(os.path.basename(evaluation.paths[row]))}<br>"
             f"true: <b>{esc(evaluation.labels[evaluation.y_true[row]])}</b><br>"
             f"predicted: <b>{esc(evaluation.labels[predicted])}</b> ({prob:.0%})",
-        ))
+        )
+        mistakes.append(f"<div class=mistake>{figure}{extra}</div>")
     notes = []
     if m.get("unknown_to_model"):
         notes.append("Movements the model does not know, scored as misses: " + esc(
@@ -139,10 +174,10 @@ def render_report(evaluation: Evaluation, title: str) -> str:
 <table><tr><th>movement</th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>{rows}</table>
 <h2>Calibration</h2>{f'<img class=plot alt="reliability diagram" src="{calibration}">' if calibration else ''}
 <p class=note>Points on the diagonal mean the probabilities can be taken at their word; below it the model is over-confident, above it under-confident.</p>
-<h2>Most confident mistakes</h2><div class=grid>{''.join(mistakes) or '<p>None.</p>'}</div>""")
+<h2>Most confident mistakes</h2>{''.join(mistakes) or '<p>None.</p>'}""")
 
 
-def write_report(evaluation: Evaluation, path: str | os.PathLike, title: str = "artstyle evaluation") -> Path:
+def write_report(evaluation: Evaluation, path: str | os.PathLike, title: str = "artstyle evaluation", clf=None) -> Path:
     target = Path(path).expanduser()
-    atomic_write_bytes(target, render_report(evaluation, title).encode())
+    atomic_write_bytes(target, render_report(evaluation, title, clf).encode())
     return target

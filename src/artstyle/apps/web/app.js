@@ -103,7 +103,9 @@ function similarItem(neighbour) {
   } else {
     const blank = document.createElement("div");
     blank.className = "no-thumb";
-    blank.textContent = neighbour.movement;
+    blank.setAttribute("aria-hidden", "true");
+    blank.title = "this model keeps no thumbnails (train with --thumbnails)";
+    blank.textContent = "no picture";
     item.append(blank);
   }
   const text = document.createElement("p");
