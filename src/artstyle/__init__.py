@@ -48,6 +48,11 @@ _EXPORTS = {
     "load_image": "data.images",
     "normalize_label": "data.labels",
     "Prediction": "model.prediction",
+    "SimilarityIndex": "model.similar",
+    "SimilarPaintings": "model.similar",
+    "Neighbour": "model.similar",
+    "Explanation": "model.explain",
+    "deletion_test": "model.explain",
     "Split": "data.splits",
     "make_split": "data.splits",
     "non_paintings": "model.negatives",
@@ -93,4 +98,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.head import HEAD_KINDS
     from .model.negatives import non_paintings
     from .model.painting import PaintingDetector
+    from .model.explain import Explanation, deletion_test
     from .model.prediction import Prediction
+    from .model.similar import Neighbour, SimilarityIndex, SimilarPaintings

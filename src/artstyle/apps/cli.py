@@ -523,7 +523,7 @@ def info(
 ) -> None:
     """Show what a model folder holds: backbone, movements, data, split and scores."""
     from ..model.bundle import load_bundle
-    from .model_card import finetune_summary
+    from .model_card import finetune_summary, similar_summary
 
     bundle = load_bundle(model)
     config, metrics = bundle.config, bundle.metrics
@@ -566,6 +566,8 @@ def info(
         )
     if metrics.get("untested"):
         table.add_row("untested", ", ".join(metrics["untested"]))
+    table.add_row("similar paintings", similar_summary(config["similar"]) if config.get("similar") else
+                  "no index (trained by an older artstyle)")
     out.print(table)
 
 

@@ -64,6 +64,13 @@ def finetune_summary(record: dict) -> str:
             f"label smoothing {recipe['label_smoothing']:g}, {record['device']}, {record['seconds']:.0f} s")
 
 
+def similar_summary(info: dict) -> str:
+    """What the model's similarity index holds, in one line."""
+    return (f"an index of its {info['count']} training paintings ({info['dim']} numbers each"
+            f"{', with thumbnails' if info['thumbnails'] else ', no thumbnails'}"
+            f"{', approximate search' if info['approximate'] else ''})")
+
+
 def _model_section(config: dict) -> list[str]:
     features, head, abstention = config["features"], config["head"], config["abstention"]
     backbones = " + ".join(f"{b['name']}{' (fine-tuned)' if b.get('finetuned') else ''} ({b['preprocessing']['size']} px)"
@@ -83,6 +90,8 @@ def _model_section(config: dict) -> list[str]:
             "`mixed` never: on held-out paintings the second movement was right too rarely to be worth showing."
         ),
     ]
+    if config.get("similar"):
+        lines.append(f"- Similar paintings (`artstyle similar`): {similar_summary(config['similar'])}.")
     sure = head.get("held_out", {})
     if sure.get("accuracy_when_sure") is not None:
         lines.append(
