@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -108,6 +109,12 @@ class _DecodeDataset(torch.utils.data.Dataset):
             return index, None, str(exc)
 
 
+def ignore_interrupts(_worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which stops them; otherwise a
+    worker caught mid-transfer prints a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _collate(items: list[tuple[int, np.ndarray | None, str]]):
     good = [(i, arr) for i, arr, _ in items if arr is not None]
     failed = [(i, reason) for i, arr, reason in items if arr is None]
@@ -174,6 +181,7 @@ def extract_features(
         num_workers=workers,
         collate_fn=_collate,
         prefetch_factor=2 if workers else None,
+        worker_init_fn=ignore_interrupts,
     )
     with progress_bar(len(todo), description, enabled=show_progress) as advance:
         for indices, batch, failed in loader:

@@ -31,6 +31,7 @@ from ..errors import ArtstyleError, ImageLoadError
 from ..files import atomic_write_bytes
 from ..progress import progress_bar
 from .backbones import Backbone
+from .extraction import ignore_interrupts
 from .preprocess import Preprocessing
 
 log = logging.getLogger("artstyle")
@@ -337,7 +338,7 @@ def finetune_backbone(
         log.warning("no validation artists left for early stopping: fine-tuning runs all %d epochs", config.epochs)
     val_loader = torch.utils.data.DataLoader(
         _Views(val[0], val[1], preprocessing, config, train=False), batch_size=config.batch_size * 2,
-        num_workers=workers, collate_fn=_collate)
+        num_workers=workers, collate_fn=_collate, worker_init_fn=ignore_interrupts)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train[1], n_classes).to(target),
                                   label_smoothing=config.label_smoothing)
     log.info("fine-tuning %d of %d stages of %s on %s: %d training, %d validation images, up to %d epochs",
@@ -353,7 +354,7 @@ def finetune_backbone(
             order = order[: steps_per_epoch * config.batch_size][run.state["step_in_epoch"] * config.batch_size:]
             loader = torch.utils.data.DataLoader(
                 torch.utils.data.Subset(train_set, order.tolist()), batch_size=config.batch_size,
-                num_workers=workers, collate_fn=_collate, persistent_workers=False)
+                num_workers=workers, collate_fn=_collate, persistent_workers=False, worker_init_fn=ignore_interrupts)
             run.train_mode()
             last = run.state["history"][-1] if run.state["history"] else None
             for batch in loader:
