@@ -53,6 +53,8 @@ Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)
 
 
 ENGINE_HELP = "Run the network on torch, onnx (ONNX Runtime, faster on CPU) or auto (onnx when installed)."
+RAY_HELP = ("Run on Ray Data (pip install 'artstyle[ray]'): 'local' starts Ray here, 'auto' joins this machine's "
+            "cluster, or a cluster address (ray://head:10001).")
 
 
 class InfoFormat(str, Enum):
@@ -165,6 +167,7 @@ def train(
     thumbnails: bool = typer.Option(
         False, help="Keep a small WebP (<= 128 px) of each training painting, shown beside `similar` answers on the page and in reports."
     ),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Extract features on Ray. " + RAY_HELP),
 ) -> None:
     """Train a movement classifier on a painting folder and write a model folder.
 
@@ -178,7 +181,7 @@ def train(
     clf = StyleClassifier(
         backbone, features=features, head=head, weights=weights, split=split.value, test_fraction=test_fraction, negatives=negatives, seed=seed, cache_dir=cache_dir,
         batch_size=batch_size, engine=engine.value, finetune=tuning, device=device.value, thumbnails=thumbnails,
-        show_progress=not _QUIET,
+        ray=ray, show_progress=not _QUIET,
     )
     try:
         clf.fit(data, test_dir=test_dir, strict=strict)
@@ -209,11 +212,12 @@ def evaluate(
     strict: bool = typer.Option(False, help="Refuse a folder with movements the model does not know (default: count them as misses)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder (default: user cache dir)."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Extract features on Ray. " + RAY_HELP),
 ) -> None:
     """Score a model on a labelled painting folder (its held-out part if it is the training folder)."""
     from ..model.classifier import StyleClassifier
 
-    clf = StyleClassifier.load(model, cache_dir=cache_dir, engine=engine.value, show_progress=not _QUIET)
+    clf = StyleClassifier.load(model, cache_dir=cache_dir, engine=engine.value, ray=ray, show_progress=not _QUIET)
     evaluation = clf.evaluate(data, include_training=all_images, strict=strict)
     if fmt is TextOrJson.json:
         out.print_json(json.dumps(evaluation.metrics))
@@ -245,8 +249,21 @@ def predict(
     fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="With --ray: folder for the Parquet results."),
+    resume: bool = typer.Option(False, help="With --ray: add only the paths missing from --out."),
+    actors: Optional[int] = typer.Option(None, min=1, help="With --ray: model copies (default: one per CPU of the cluster)."),
+    column: str = typer.Option("path", help="With --ray and a .parquet/.csv SOURCE: the column of image paths."),
 ) -> None:
-    """Name the most likely movements of paintings, with calibrated probabilities."""
+    """Name the most likely movements of paintings, with calibrated probabilities.
+
+    With --ray, PATHS is one SOURCE (a folder, a .txt file of paths, or a .parquet/.csv
+    file with a column of paths; local or a pyarrow URI such as s3://) labelled on a Ray
+    cluster into Parquet files under --out (the fields of --format json).
+    """
+    if ray is not None:
+        _predict_on_ray(paths, model, ray, out_dir, top_k, resume, actors, column)
+        return
     from ..model.classifier import StyleClassifier
     from .output import collect_inputs, display_path, to_csv, to_json
 
@@ -280,6 +297,18 @@ def predict(
         out.print(table)
     if all(r.error for r in results):
         raise typer.Exit(1)
+
+
+def _predict_on_ray(paths: list[str], model: Path | None, address: str, out_dir: Path | None, k: int, resume: bool,
+                    actors: int | None, column: str) -> None:
+    from .ray_predict import predict_on_ray
+
+    if len(paths) != 1 or out_dir is None:
+        raise ArtstyleError("predict --ray takes one SOURCE and --out FOLDER")
+    job = predict_on_ray(paths[0], _model_or_default(model), out_dir, k=k, resume=resume,
+                         address=address, actors=actors, column=column)
+    err.print(f"results written to [bold]{job.out}[/bold]" + (f" ({job.skipped} paths were there already)"
+                                                             if job.skipped else ""), soft_wrap=True)
 
 
 @app.command()

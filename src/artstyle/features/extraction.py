@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -128,6 +128,29 @@ def _auto_workers(n_images: int, batch_size: int) -> int:
     return max(1, min(2, (os.cpu_count() or 2) - 1))
 
 
+# (sources, extractor, batch size, workers) -> batches of (row indices into sources,
+# their vectors, [(row, reason)] for rows that failed)
+Batches = Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]
+Runner = Callable[[Sequence[ImageInput], "FeatureExtractor", int, "int | None"], Batches]
+
+
+def local_batches(todo: Sequence[ImageInput], extractor: FeatureExtractor, batch_size: int,
+                  workers: int | None) -> Batches:
+    """Decode in DataLoader worker processes, run the network here."""
+    workers = _auto_workers(len(todo), batch_size) if workers is None else workers
+    loader = torch.utils.data.DataLoader(
+        _DecodeDataset(todo, extractor.preprocessing),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=2 if workers else None,
+        worker_init_fn=ignore_interrupts,
+    )
+    for indices, batch, failed in loader:
+        embedded = extractor(batch, chunk=batch_size) if batch is not None else np.zeros((0, extractor.dim), np.float32)
+        yield indices, embedded, failed
+
+
 def extract_features(
     sources: Sequence[ImageInput],
     extractor: FeatureExtractor,
@@ -138,11 +161,13 @@ def extract_features(
     workers: int | None = None,
     show_progress: bool = True,
     description: str = "Extracting features",
+    runner: Runner | None = None,
 ) -> Extraction:
     """Feature vectors for `sources` (paths or PIL images), reusing and filling `cache`.
 
     `keys` are content hashes of the sources when already known (the dataset scan
-    computes them); identical images are decoded once.
+    computes them); identical images are decoded once. `runner` computes the vectors
+    the cache lacks (default `local_batches`; `ray_extraction.RayRunner` on a cluster).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -174,25 +199,15 @@ def extract_features(
             pending.append(key)
 
     todo = [sources[rows_by_key[key][0]] for key in pending]
-    workers = _auto_workers(len(todo), batch_size) if workers is None else workers
-    loader = torch.utils.data.DataLoader(
-        _DecodeDataset(todo, extractor.preprocessing),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        prefetch_factor=2 if workers else None,
-        worker_init_fn=ignore_interrupts,
-    )
+    runner = runner or local_batches
     with progress_bar(len(todo), description, enabled=show_progress) as advance:
-        for indices, batch, failed in loader:
-            if batch is not None:
-                embedded = extractor(batch, chunk=batch_size)
-                for j, vector in zip(indices, embedded):
-                    key = pending[j]
-                    features[rows_by_key[key]] = vector
-                    result.n_computed += len(rows_by_key[key])
-                    if cache is not None:
-                        cache.put(key, vector)
+        for indices, embedded, failed in runner(todo, extractor, batch_size, workers):
+            for j, vector in zip(indices, embedded):
+                key = pending[j]
+                features[rows_by_key[key]] = vector
+                result.n_computed += len(rows_by_key[key])
+                if cache is not None:
+                    cache.put(key, vector)
             for j, reason in failed:
                 for row in rows_by_key[pending[j]]:
                     result.errors[row] = reason

@@ -100,6 +100,8 @@ class StyleClassifier:
     `device` ("auto": the GPU when there is one); None keeps the ImageNet weights frozen.
     `thumbnails` keeps a small WebP of each training painting in the similarity index
     (`similar()` always works; thumbnails let the page and report show the paintings).
+    `ray` extracts features on a Ray cluster ("local": one started here; else its address,
+    "auto" for the one this machine joined); needs the `ray` extra.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class StyleClassifier:
         finetune: FineTuning | None = None,
         device: str = "auto",
         thumbnails: bool = False,
+        ray: str | None = None,
         show_progress: bool = True,
     ):
         self.backbone = backbone
@@ -135,6 +138,7 @@ class StyleClassifier:
         self.workers = workers
         self.engine = engine
         self.thumbnails = thumbnails
+        self.ray = ray
         self.finetune = finetune
         self.device = device
         self.show_progress = show_progress
@@ -176,6 +180,12 @@ class StyleClassifier:
         extractors = self.feature_extractors
         for extractor in extractors:
             label = description if len(extractors) == 1 else f"{description} ({extractor.backbone.name})"
+            runner = None
+            if self.ray is not None:
+                from ..features.ray_extraction import ray_runner
+
+                weights = getattr(self, "backbone_weights_", None) or self.weights
+                runner = ray_runner(extractor, weights, self.engine, self.ray)
             parts.append(extract_features(
                 sources,
                 extractor,
@@ -185,6 +195,7 @@ class StyleClassifier:
                 workers=self.workers,
                 show_progress=self.show_progress,
                 description=label,
+                runner=runner,
             ))
         if len(parts) == 1:
             return parts[0]
