@@ -120,3 +120,13 @@ def test_cli_predict_on_ray(trained_model, scans, tmp_path):
     assert len(_rows(tmp_path / "out")) == 11
     twice = subprocess.run([*command[:7], str(scans), *command[7:]], capture_output=True, text=True)  # two SOURCEs
     assert twice.returncode == 1 and "one SOURCE" in twice.stderr
+
+
+def test_without_the_flag_nothing_imports_ray(trained_model, scans):
+    _, folder = trained_model
+    code = ("import sys; from artstyle import StyleClassifier; "
+            f"clf = StyleClassifier.load({str(folder)!r}, cache_dir=False, show_progress=False); "
+            f"clf.predict_top_k([{str(scans / 'scan 00.jpg')!r}]); clf.extract([{str(scans / 'scan 01.jpg')!r}]); "
+            "import artstyle.apps.cli; print('ray' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -149,8 +149,8 @@ def predict_on_ray(source: str, model: str | os.PathLike, out: str | os.PathLike
         dataset = dataset.filter(lambda row: str(row[column]).strip() not in done, num_cpus=LIGHT)
     answered = dataset.map_batches(
         predictor, fn_constructor_kwargs={"model": str(model), "k": k, "column": column}, batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=actors or cpus()), num_cpus=1, batch_format="pyarrow",
-        max_restarts=-1, max_task_retries=-1)
+        compute=ray.data.ActorPoolStrategy(size=actors or cpus()), num_cpus=1, batch_format="pyarrow")
+    # Ray Data restarts a dead actor and retries its batch by default (max_restarts=-1)
     out.mkdir(parents=True, exist_ok=True)
     answered.write_parquet(str(out), ray_remote_args={"num_cpus": LIGHT})
     return RayJob(len(done), out)
