@@ -305,14 +305,12 @@ def create_app(
     index = getattr(classifier, "similar_", None)
 
     def similar_files(paths: list[Path], names: list[str], k: int) -> list[dict]:
-        out = []
-        for name, result in zip(names, classifier.similar(paths, k=k)):
-            row = {**result.to_dict(), "path": name}
-            for neighbour in row["neighbours"]:
-                has = bool(index.thumbnails and index.thumbnails[neighbour["index"]])
-                neighbour["thumbnail"] = f"api/thumbnails/{neighbour['index']}" if has else None
-            out.append(row)
-        return out
+        return [
+            {**result.to_dict(), "path": name, "neighbours": [
+                {**n.to_dict(), "thumbnail": f"api/thumbnails/{n.index}" if n.has_thumbnail else None}
+                for n in result.neighbours]}
+            for name, result in zip(names, classifier.similar(paths, k=k))
+        ]
 
     @app.post("/api/similar", response_model=list[SimilarOut], responses=UPLOAD_PROBLEMS)
     async def similar(

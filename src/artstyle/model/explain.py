@@ -103,7 +103,7 @@ def place_on_image(square: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
-    resized = np.asarray(Image.fromarray(square.astype(np.float32), mode="F").resize((side, side), Image.Resampling.BILINEAR))
+    resized = np.asarray(Image.fromarray(square.astype(np.float32)).resize((side, side), Image.Resampling.BILINEAR))
     peak = float(resized.max())
     heat = np.zeros((height, width), np.float32)
     heat[top : top + side, left : left + side] = np.clip(resized / peak if peak > 0 else resized, 0, 1)
