@@ -130,3 +130,16 @@ def test_without_the_flag_nothing_imports_ray(trained_model, scans):
             "import artstyle.apps.cli; print('ray' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_paths_given_as_uris_are_fetched_and_bad_ones_are_error_rows(local_ray, trained_model, scans, tmp_path):
+    """pyarrow filesystem URIs (file:// here; s3:// and friends the same way)."""
+    _, folder = trained_model
+    good = [(scans / f"scan {i:02d}.jpg").as_uri() for i in range(3)]
+    listing = tmp_path / "uris.txt"
+    listing.write_text("\n".join([*good, (scans / "gone.jpg").as_uri(), "nosuchscheme://x/y.jpg"]) + "\n")
+    predict_on_ray(str(listing), folder, tmp_path / "out")
+    rows = {r["path"]: r for r in _rows(tmp_path / "out")}
+    assert all(rows[uri]["error"] is None and rows[uri]["predictions"] for uri in good)
+    assert rows[(scans / "gone.jpg").as_uri()]["error"].startswith("cannot read")
+    assert rows["nosuchscheme://x/y.jpg"]["error"].startswith("cannot read")

@@ -42,14 +42,15 @@ def result_schema():
     ])
 
 
-def _fetch(path: str, folder: str) -> str:
-    """A local path for `path`: itself, or a copy of a remote (pyarrow filesystem) file."""
+def _fetch(path: str, local: str) -> str:
+    """A local path for `path`: itself, or `local` + its extension holding a copy of a
+    remote (pyarrow filesystem) file."""
     if "://" not in path:
         return path
     from pyarrow import fs
 
     filesystem, inner = fs.FileSystem.from_uri(path)
-    local = os.path.join(folder, str(abs(hash(path))) + os.path.splitext(inner)[1])
+    local += os.path.splitext(inner)[1]
     with filesystem.open_input_stream(inner) as source, open(local, "wb") as target:
         target.write(source.read())
     return local
@@ -77,8 +78,8 @@ class Predictor:
             local, rows = [], {}
             for i, path in enumerate(paths):
                 try:
-                    local.append(_fetch(path, tmp))
-                except OSError as exc:
+                    local.append(_fetch(path, os.path.join(tmp, str(i))))
+                except (OSError, ValueError) as exc:  # pyarrow: missing file, unknown scheme
                     rows[i] = {"path": path, "predictions": [], "error": f"cannot read: {exc}"}
                     local.append(None)
             todo = [i for i, p in enumerate(local) if p is not None]
