@@ -361,8 +361,6 @@ def explain(
     max_side: int = typer.Option(1024, min=64, help="Longer side of the written overlays, in pixels."),
 ) -> None:
     """Write each painting with a heat-map (Grad-CAM) of what drove the movement's score."""
-    import io
-
     from ..files import atomic_write_bytes
     from ..model.classifier import StyleClassifier
     from .output import collect_inputs, display_path, unique_names
@@ -380,9 +378,7 @@ def explain(
             err.print(f"error: {display_path(source)}: {result.error}", soft_wrap=True, markup=False, highlight=False)
             failed += 1
             continue
-        buffer = io.BytesIO()
-        result.overlay(max_side).save(buffer, "PNG")
-        atomic_write_bytes(out_dir / name, buffer.getvalue())
+        atomic_write_bytes(out_dir / name, result.png(max_side))
         out.print(f"{display_path(source)}: {result.movement} {result.probability:.0%} -> {out_dir / name}", soft_wrap=True)
     if failed == len(inputs):
         raise typer.Exit(1)

@@ -11,7 +11,6 @@ loop keeps serving the page, health checks and uploads meanwhile.
 
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
 from contextlib import asynccontextmanager
@@ -338,9 +337,7 @@ def create_app(
         (result,) = classifier.explain(paths, movement=movement)
         if result.error:
             return [{"path": names[0], "error": result.error}]
-        buffer = io.BytesIO()
-        result.overlay(EXPLAIN_SIDE).save(buffer, "PNG")
-        return [{"path": names[0], "error": None, "png": buffer.getvalue(), "movement": result.movement,
+        return [{"path": names[0], "error": None, "png": result.png(EXPLAIN_SIDE), "movement": result.movement,
                  "probability": result.probability}]
 
     @app.post("/api/explain", response_class=Response,

@@ -46,6 +46,14 @@ class Explanation:
             raise ArtstyleError(f"{self.path}: no heat-map ({self.error})")
         return overlay(self.image, self.heat, max_side)
 
+    def png(self, max_side: int | None = 1024) -> bytes:
+        """`overlay()` as PNG bytes: what `artstyle explain` writes and /api/explain answers."""
+        import io
+
+        buffer = io.BytesIO()
+        self.overlay(max_side).save(buffer, "PNG")
+        return buffer.getvalue()
+
 
 def overlay(image: Image.Image, heat: np.ndarray, max_side: int | None = 1024) -> Image.Image:
     """Blend a [0, 1] heat-map (the image's size) over the image with the 'inferno' colours."""
