@@ -29,7 +29,8 @@ from artstyle import StyleClassifier
 from artstyle.data.dataset import scan_dataset
 from artstyle.data.splits import make_folds
 from artstyle.model.calibration import fit_temperature
-from artstyle.model.head import HEAD_KINDS, HeadFitter, softmax
+from artstyle.model.head import HEAD_KINDS, softmax
+from artstyle.model.head_fitting import HeadFitter
 from artstyle.model.metrics import expected_calibration_error
 from artstyle.model.training import calibration_folds, train_head
 

@@ -12,7 +12,7 @@ out="$(cd "$(dirname "$0")/.." && pwd)/src/artstyle/assets/default_model"
 
 # All paintings train; the scores in the card come from artist-disjoint cross-validation.
 # The recipe is the one docs/accuracy.md chose (benchmarks/accuracy.py).
-"$python" -m artstyle train "$data" --out "$out" --split artist --test-fraction 0 --features "${FEATURES:-multicrop}"
+"$python" -m artstyle train "$data" --out "$out" --split artist --test-fraction 0 --features "${FEATURES:-multicrop}" --graph
 "$python" -m artstyle info "$out" --format markdown > "$out/MODEL_CARD.md.tmp"
 mv "$out/MODEL_CARD.md.tmp" "$out/MODEL_CARD.md"
 echo "default model and model card written to $out"

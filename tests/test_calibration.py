@@ -10,7 +10,8 @@ from artstyle import StyleClassifier
 from artstyle.data.dataset import ImageRecord
 from artstyle.data.splits import make_folds
 from artstyle.model.calibration import Abstention, fit_temperature
-from artstyle.model.head import HEAD_KINDS, HeadFitter, head_from_tensors, softmax
+from artstyle.model.head import HEAD_KINDS, head_from_tensors, softmax
+from artstyle.model.head_fitting import HeadFitter
 from synth import STYLES, non_paintings_for_tests, paint
 
 

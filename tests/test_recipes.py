@@ -43,12 +43,12 @@ def test_old_preprocessing_records_still_load_as_one_view():
 def test_multicrop_pools_tile_embeddings_next_to_the_global_one(lite0):
     img = _picture(seed=1)
     multi = FeatureExtractor(lite0, get_recipe("multicrop"))
-    views = torch.from_numpy(multi.preprocessing(img))[None]
+    views = multi.preprocessing(img)[None]
     vector = multi(views)[0]
     assert vector.shape == (multi.dim,) == (3 * 1280,)
-    tiles = lite0.embed(views[0, 1:])[0].numpy()
+    tiles = lite0.embed(views[0, 1:])[0]
     glob = FeatureExtractor(lite0, get_recipe("global"))
-    global_vector = glob(torch.from_numpy(glob.preprocessing(img))[None])[0]
+    global_vector = glob(glob.preprocessing(img)[None])[0]
     np.testing.assert_allclose(vector[:1280], global_vector, atol=1e-4)
     np.testing.assert_allclose(vector[1280:2560], tiles.mean(axis=0), atol=1e-4)
     np.testing.assert_allclose(vector[2560:], tiles.max(axis=0), atol=1e-4)
@@ -58,7 +58,7 @@ def test_texture_statistics_are_channel_mean_and_std_of_intermediate_maps(lite0)
     extractor = FeatureExtractor(lite0, get_recipe("multicrop+stats"))
     assert extractor.dim == 3 * 1280 + 2 * (40 + 112)
     views = torch.from_numpy(extractor.preprocessing(_picture(seed=2)))[None]
-    stats = extractor(views)[0, 3 * 1280 :]
+    stats = extractor(views.numpy())[0, 3 * 1280 :]
     captured = {}
     handle = lite0.model.blocks[2].register_forward_hook(lambda m, i, o: captured.setdefault("maps", o))
     with torch.inference_mode():

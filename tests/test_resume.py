@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -76,20 +77,12 @@ def _processes_mentioning(text):
     return found
 
 
-def _children():
-    """PIDs whose parent is this process (decode workers are)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended while we looked
-        if int(fields[1]) == os.getpid():
-            found.append(int(stat.parent.name))
-    return found
+def _decode_threads():
+    """Threads decoding images ahead of the network."""
+    return [t for t in threading.enumerate() if t.name.startswith("artstyle-decode")]
 
 
-def test_an_error_mid_extraction_leaves_no_decode_workers(tmp_path):
+def test_an_error_mid_extraction_leaves_no_decode_threads(tmp_path):
     paths = []
     for i in range(40):
         paths.append(tmp_path / f"{i}.png")
@@ -99,7 +92,7 @@ def test_an_error_mid_extraction_leaves_no_decode_workers(tmp_path):
     calls = []
 
     def failing_embed(batch, stats=False):
-        calls.append(len(batch))
+        calls.append(len(_decode_threads()))
         if len(calls) == 3:
             raise RuntimeError("out of memory")
         return type(backbone).embed(backbone, batch, stats)
@@ -108,7 +101,8 @@ def test_an_error_mid_extraction_leaves_no_decode_workers(tmp_path):
     with pytest.raises(RuntimeError, match="out of memory") as error:
         clf.extract(paths)
     assert error.traceback  # the traceback, frames and all, is still alive here
+    assert calls[-1] == 1  # the decode thread was there when the network failed
     deadline = time.monotonic() + 10
-    while _children() and time.monotonic() < deadline:
+    while _decode_threads() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _children() == []
+    assert _decode_threads() == []

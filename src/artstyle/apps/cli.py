@@ -168,6 +168,9 @@ def train(
         False, help="Keep a small WebP (<= 128 px) of each training painting, shown beside `similar` answers on the page and in reports."
     ),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Extract features on Ray. " + RAY_HELP),
+    graph: bool = typer.Option(
+        True, help="Keep the network as an ONNX graph in the model folder (about 14 MB): predicting then needs "
+        "no torch, on any machine, from the first call."),
 ) -> None:
     """Train a movement classifier on a painting folder and write a model folder.
 
@@ -189,7 +192,7 @@ def train(
         err.print("interrupted: finished images and fine-tuning checkpoints are cached; "
                   "run the same command again to resume")
         raise typer.Exit(130) from None
-    clf.save(out_dir)
+    clf.save(out_dir, graphs=graph)
     counts = clf.config_["split"]["counts"]
     head_info = clf.config_["head"]
     err.print(

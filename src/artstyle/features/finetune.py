@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -31,7 +32,6 @@ from ..errors import ArtstyleError, ImageLoadError
 from ..files import atomic_write_bytes
 from ..progress import progress_bar
 from .backbones import Backbone
-from .extraction import ignore_interrupts
 from .preprocess import Preprocessing
 
 log = logging.getLogger("artstyle")
@@ -40,6 +40,12 @@ DEVICES = ("auto", "cpu", "cuda")
 WEIGHTS_FILE = "backbone.safetensors"
 _CHECKPOINT = "checkpoint.safetensors"
 _ALGORITHM = 1  # bump when a change to the training loop changes its results: old checkpoints then go unused
+
+
+def ignore_interrupts(_worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which stops them; otherwise a
+    worker caught mid-transfer prints a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,11 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from ..errors import BundleError
 from ..files import atomic_write_bytes, user_cache_root
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,15 @@ def _version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "-"
+
+
+class GraphSource(Protocol):
+    """Where a backbone finds its exported graphs and what they compute."""
+
+    def description(self) -> dict | None: ...
+    def graph(self, stats: bool) -> bytes | None: ...
+    def put(self, stats: bool, graph: bytes, description: dict) -> None: ...
+    def discard(self, stats: bool) -> None: ...
 
 
 class GraphStore:
@@ -70,3 +82,30 @@ class GraphStore:
             atomic_write_bytes(self.folder / "embedding.json", json.dumps(description, indent=1).encode())
         except OSError as exc:
             log.debug("could not keep the exported graph in %s: %s", self.folder, exc)
+
+    def discard(self, stats: bool) -> None:
+        self._graph_path(stats).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class BundledGraph:
+    """The one graph a model folder carries for a backbone (checked by digest on loading):
+    read-only, and what the model's features were computed with, whatever the installed
+    torch and timm would export today."""
+
+    data: bytes
+    stats: bool
+    info: dict  # feature_dim, stats_dim, weights_id, preprocessing
+    source: str = "the model folder's graph"
+
+    def description(self) -> dict:
+        return self.info
+
+    def graph(self, stats: bool) -> bytes | None:
+        return self.data if stats == self.stats else None
+
+    def put(self, stats: bool, graph: bytes, description: dict) -> None:
+        """Graphs the folder lacks are exported again each time, never written into it."""
+
+    def discard(self, stats: bool) -> None:
+        raise BundleError(f"{self.source}: does not load in ONNX Runtime")

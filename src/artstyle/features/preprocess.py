@@ -52,17 +52,28 @@ class Preprocessing:
         return self.size * self.grid
 
     def _square(self, img: Image.Image, side: int) -> Image.Image:
+        """The centre square of `img` with its shortest side resized to `side`. Only the
+        square is resampled (Pillow's `box`): the same pixels as resizing the whole picture
+        and cropping, for a quarter less work on a 4:3 picture."""
         width, height = img.size
         scale = side / min(width, height)
         new_w, new_h = max(side, round(width * scale)), max(side, round(height * scale))
-        img = img.resize((new_w, new_h), _INTERPOLATION[self.interpolation])
         left, top = (new_w - side) // 2, (new_h - side) // 2
-        return img.crop((left, top, left + side, top + side))
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + side) * sx, (top + side) * sy)
+        return img.resize((side, side), _INTERPOLATION[self.interpolation], box=box)
 
-    def _normalise(self, img: Image.Image) -> np.ndarray:
-        arr = np.asarray(img, dtype=np.float32) * (1.0 / 255.0)
-        arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return arr.transpose(2, 0, 1)
+    def _normalise(self, img: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
+        """(3, h, w) float32 of an RGB image: (pixel / 255 - mean) / std, as one multiply
+        and one add per value, written into `out` when given."""
+        scale = (1.0 / (255.0 * np.asarray(self.std, np.float64))).astype(np.float32)[:, None, None]
+        offset = (-np.asarray(self.mean, np.float64) / np.asarray(self.std, np.float64)).astype(np.float32)[:, None, None]
+        pixels = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+        if out is None:
+            out = np.empty(pixels.shape, np.float32)
+        np.multiply(pixels, scale, out=out)
+        out += offset
+        return out
 
     def global_view(self, img: Image.Image) -> np.ndarray:
         """(3, size, size): the whole picture, view 0 of every recipe."""
@@ -70,16 +81,15 @@ class Preprocessing:
 
     def __call__(self, img: Image.Image) -> np.ndarray:
         """(n_views, 3, size, size) float32 array for an RGB image."""
-        views = [self._square(img, self.size)]
+        s = self.size
+        views = np.empty((self.n_views, 3, s, s), np.float32)
+        self._normalise(self._square(img, s), views[0])
         if self.grid > 1:
-            big = self._square(img, self.size * self.grid)
-            s = self.size
-            views += [
-                big.crop((col * s, row * s, (col + 1) * s, (row + 1) * s))
-                for row in range(self.grid)
-                for col in range(self.grid)
-            ]
-        return np.ascontiguousarray(np.stack([self._normalise(v) for v in views]))
+            big = self._square(img, s * self.grid)
+            for i in range(self.grid * self.grid):
+                row, col = divmod(i, self.grid)
+                self._normalise(big.crop((col * s, row * s, (col + 1) * s, (row + 1) * s)), views[1 + i])
+        return views
 
     def training_view(self, img: Image.Image, rng: np.random.Generator, color_jitter: float = 0.0) -> np.ndarray:
         """One random (3, size, size) view at a scale the recipe looks at (the whole picture,

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.images import ImageInput, load_image
-from ..errors import ArtstyleError, ImageLoadError
-from .extraction import Batches, FeatureExtractor, local_batches
+from ..data.images import ImageInput
+from ..errors import ArtstyleError
+from .extraction import Batches, FeatureExtractor, decode_views, local_batches
 
 log = logging.getLogger("artstyle")
 
@@ -73,27 +73,20 @@ class _Embedder:
     """A Ray Data actor: builds the extractor once, then embeds batches of paths."""
 
     def __init__(self, spec: ExtractorSpec, threads: int = 1):
-        import torch
-
-        torch.set_num_threads(threads)
         self.extractor = spec.build()
+        self.extractor.backbone.threads = threads
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        preprocessing = self.extractor.preprocessing
         views, ok, errors = [], [], []
         for path in batch["path"]:
-            try:
-                views.append(preprocessing(load_image(str(path), min_side=preprocessing.min_side)))
-                ok.append(True)
-                errors.append("")
-            except ImageLoadError as exc:
-                ok.append(False)
-                errors.append(str(exc))
+            image_views, error = decode_views(str(path), self.extractor.preprocessing)
+            if image_views is not None:
+                views.append(image_views)
+            ok.append(image_views is not None)
+            errors.append(error)
         vectors = np.zeros((len(ok), self.extractor.dim), np.float32)
         if views:
-            vectors[np.array(ok)] = self.extractor(torch.from_numpy(np.stack(views)), chunk=len(views))
+            vectors[np.array(ok)] = self.extractor(np.stack(views), chunk=len(views))
         return {"row": batch["row"], "vector": vectors, "error": np.array(errors, dtype=object)}
 
 

@@ -10,6 +10,8 @@
     similar.safetensors   the training paintings' vectors, movement, artist, file and
                        thumbnails, for `artstyle similar` (checked by digest)
     similar.faiss      its approximate-search graph, for large indexes (faiss's format)
+    embedding.onnx     the network as ONNX Runtime runs it (embedding-1.onnx, ... for more
+                       backbones; checked by digest): predicting needs no torch
 
 Loading never executes anything from the folder, and any missing, corrupt or
 inconsistent file is reported as one line naming it.
@@ -28,6 +30,7 @@ import numpy as np
 
 from ..data.splits import parse_splits_csv
 from ..errors import BundleError
+from ..features.graph_cache import BundledGraph
 from ..files import atomic_write_bytes, public_mode
 from .calibration import Abstention
 from .head import Head, head_from_tensors
@@ -41,6 +44,11 @@ BACKBONE_FILE = "backbone.safetensors"
 SIMILAR_FILE, ANN_FILE = "similar.safetensors", "similar.faiss"
 
 
+def graph_file(i: int) -> str:
+    """File of backbone `i`'s embedding graph."""
+    return "embedding.onnx" if i == 0 else f"embedding-{i}.onnx"
+
+
 @dataclass
 class Bundle:
     """In-memory model folder."""
@@ -52,6 +60,7 @@ class Bundle:
     detector: PaintingDetector | None = None
     backbone: Path | None = None  # fine-tuned backbone weights (safetensors file)
     similar: SimilarityIndex | None = None  # None: a model from before the index existed
+    graphs: list[BundledGraph] | None = None  # one per backbone; None: built or cached where it runs
 
     @property
     def labels(self) -> list[str]:
@@ -86,6 +95,16 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
             "thumbnails": bundle.similar.thumbnails is not None, "approximate": graph is not None,
             "sha256": _digest(index, graph),
         }
+    graph_files = {}
+    if bundle.graphs is not None:
+        config["features"] = {**config["features"], "backbones": [
+            {**entry, "graph": _graph_entry(graph_file(i), graph)}
+            for i, (entry, graph) in enumerate(zip(config["features"]["backbones"], bundle.graphs, strict=True))
+        ]}
+        graph_files = {graph_file(i): graph.data for i, graph in enumerate(bundle.graphs)}
+    else:
+        config["features"] = {**config["features"], "backbones": [
+            {k: v for k, v in entry.items() if k != "graph"} for entry in config["features"]["backbones"]]}
     tensors = {**bundle.head.tensors(), **(bundle.detector.tensors() if bundle.detector else {})}
     contents = {
         "model.safetensors": save_safetensors(
@@ -97,6 +116,7 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
         "splits.csv": bundle.splits_csv.encode(),
         "metrics.json": _json_bytes(bundle.metrics),
         **{name: data for name, data in optional.items() if data is not None},
+        **graph_files,
     }
     if target.exists() and not target.is_dir():
         raise BundleError(f"{target}: exists and is not a folder")
@@ -105,9 +125,10 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
             raise BundleError(f"{target}: folder is not empty and holds no artstyle model; refusing to overwrite")
         for name, data in contents.items():
             atomic_write_bytes(target / name, data)
-        for name, data in optional.items():
-            if data is None:
-                (target / name).unlink(missing_ok=True)  # a previous model's, now stale
+        stale = [name for name, data in optional.items() if data is None]
+        stale += [p.name for p in target.glob("embedding*.onnx") if p.name not in contents]
+        for name in stale:
+            (target / name).unlink(missing_ok=True)  # a previous model's
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
@@ -116,6 +137,30 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
         (staging / name).write_bytes(data)
     os.replace(staging, target)
     return target
+
+
+def _graph_entry(name: str, graph: BundledGraph) -> dict:
+    """What config.json records of a backbone's graph: enough to run it without the network."""
+    return {"file": name, "sha256": hashlib.sha256(graph.data).hexdigest(), "stats": graph.stats,
+            "feature_dim": graph.info["feature_dim"], "stats_dim": graph.info["stats_dim"]}
+
+
+def _load_graphs(folder: Path, backbones: list[dict]) -> list[BundledGraph] | None:
+    """Each backbone's graph, when the folder carries them; refused when altered."""
+    if not all(entry.get("graph") for entry in backbones):
+        return None
+    graphs = []
+    for entry in backbones:
+        info = entry["graph"]
+        data = _read(folder, info["file"])
+        if hashlib.sha256(data).hexdigest() != info.get("sha256"):
+            raise BundleError(f"{folder / info['file']}: altered or from another model "
+                              "(its digest does not match config.json)")
+        description = {"feature_dim": info["feature_dim"], "stats_dim": info["stats_dim"],
+                       "weights_id": entry.get("weights_id"),
+                       "preprocessing": {**entry["preprocessing"], "grid": 1}}
+        graphs.append(BundledGraph(data, bool(info["stats"]), description, str(folder / info["file"])))
+    return graphs
 
 
 def _digest(*parts: bytes | None) -> str:
@@ -211,8 +256,12 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except Exception as exc:
         raise BundleError(f"{folder / 'splits.csv'}: {exc}") from None
     metrics = _read_json(folder, "metrics.json")
+    try:
+        graphs = _load_graphs(folder, backbones)
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"{folder / 'config.json'}: invalid graph entry ({exc})") from None
     return Bundle(config, head, splits_text, metrics, detector, _check_backbone(folder, backbones),
-                  _load_similar(folder, config.get("similar"), head.dim))
+                  _load_similar(folder, config.get("similar"), head.dim), graphs)
 
 
 def _load_similar(folder: Path, info: dict | None, dim: int) -> SimilarityIndex | None:

@@ -30,8 +30,8 @@ from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, spli
 from ..errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
 from ..features.backbones import load_backbone
 from ..features.cache import FeatureCache, default_cache_dir
+from ..features.graph_cache import BundledGraph
 from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, extract_features
-from ..features.finetune import FineTuning, finetune_backbone, run_key
 from ..features.preprocess import Preprocessing
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
 from ..progress import progress_bar
@@ -43,10 +43,11 @@ from .negatives import GENERATED_KIND, non_paintings, shipped_negatives
 from .painting import NonPaintings
 from .prediction import Prediction
 from .similar import THUMBNAIL_SIDE, SimilarityIndex, SimilarPaintings, thumbnail_webp
-from .training import TrainedHead, TrainingTable, calibration_folds, train_head, training_table
 
 if TYPE_CHECKING:
+    from ..features.finetune import FineTuning
     from .explain import Explanation
+    from .training import TrainedHead, TrainingTable
 
 log = logging.getLogger("artstyle")
 
@@ -158,8 +159,9 @@ class StyleClassifier:
             recorded = getattr(self, "config_", None)
             weights = getattr(self, "backbone_weights_", None) or self.weights
             extractors = []
+            graphs = getattr(self, "graphs_", None)
             for i, name in enumerate(names):
-                backbone = load_backbone(name, weights, engine=self.engine)
+                backbone = load_backbone(name, weights, engine=self.engine, graphs=graphs[i] if graphs else None)
                 preprocessing = None
                 if recorded is not None:
                     entry = recorded["features"]["backbones"][i]
@@ -231,11 +233,13 @@ class StyleClassifier:
         calibrated and the "uncertain"/"mixed"/"not a painting" thresholds set by
         cross-validation with artist-disjoint folds; the head is then refitted on it all.
         """
+        from .training import calibration_folds, train_head, training_table  # torch: fitting only
+
         self._check_params()
         images = labelled_images(data, y, show_progress=self.show_progress)
         test_fraction = 0.0 if test_dir else self.test_fraction
         split = make_split(images.records, self.split, seed=self.seed, val_fraction=0.0, test_fraction=test_fraction)
-        self._extractors, self.backbone_weights_, self.finetuned_ = None, None, None
+        self._extractors, self.backbone_weights_, self.finetuned_, self.graphs_ = None, None, None, None
         if self.finetune is not None:
             self._fine_tune(images, split)
         extraction = self.extract(images.sources, images.keys, "Extracting features")
@@ -296,6 +300,8 @@ class StyleClassifier:
     def _fine_tune(self, images: LabelledImages, split: Split) -> None:
         """Train the backbone on the training split less some artists (marked "val" in `split`),
         who stop it early and, never learnt by the network, later calibrate the head."""
+        from ..features.finetune import finetune_backbone, run_key
+
         training = split.select(images.records, "train")
         inner = make_split([images.records[i] for i in training], split.mode, seed=self.seed,
                            val_fraction=FINETUNE_VAL_FRACTION, test_fraction=0.0)
@@ -540,12 +546,24 @@ class StyleClassifier:
         return Evaluation(metrics, labels, paths, y_true, proba)
 
     # -------------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the model folder (safetensors + JSON)."""
+    def save(self, path: str | os.PathLike, *, graphs: bool = True) -> Path:
+        """Write the model folder (safetensors + JSON). With `graphs`, it also carries each
+        network as an ONNX graph (about 14 MB for EfficientNet-Lite0): predicting from it
+        then needs neither torch nor a warm cache, and always runs the very network the
+        head was trained on."""
         self._check_fitted()
         bundle = Bundle(self.config_, self.head_, self.splits_csv_, self.metrics_, self.painting_detector_,
-                        getattr(self, "backbone_weights_", None), getattr(self, "similar_", None))
+                        getattr(self, "backbone_weights_", None), getattr(self, "similar_", None),
+                        self._graphs() if graphs else None)
         return save_bundle(path, bundle)
+
+    def _graphs(self) -> list[BundledGraph]:
+        """Each backbone's embedding graph: the loaded folder's, else exported (or cached)."""
+        loaded = getattr(self, "graphs_", None)
+        if loaded is not None:
+            return loaded
+        return [BundledGraph(e.backbone.graph(e.recipe.stats), e.recipe.stats, e.backbone.description())
+                for e in self.feature_extractors]
 
     @classmethod
     def load(cls, path: str | os.PathLike, **params) -> "StyleClassifier":
@@ -565,6 +583,7 @@ class StyleClassifier:
         clf.abstention_ = Abstention.from_dict(bundle.config["abstention"])
         clf.painting_detector_ = bundle.detector
         clf.similar_ = bundle.similar
+        clf.graphs_ = bundle.graphs
         clf.classes_ = np.array(bundle.labels)
         clf.splits_csv_ = bundle.splits_csv
         clf.metrics_ = bundle.metrics

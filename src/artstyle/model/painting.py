@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .head import HeadFitter
 from .negatives import NOT_PAINTING_KINDS
 
 DEFAULT_FLAG_RATE = 0.03
@@ -92,6 +91,8 @@ class PaintingDetector:
 
 def _fit(paintings: np.ndarray, negatives: np.ndarray) -> PaintingDetector:
     """Detector with threshold 0 (even odds); the caller sets the calibrated threshold."""
+    from .head_fitting import HeadFitter  # torch: fitting only, never when predicting
+
     x = np.concatenate([paintings, negatives])
     y = np.r_[np.zeros(len(paintings), np.int64), np.ones(len(negatives), np.int64)]
     head = HeadFitter("logreg", x, y, 2).fit(DETECTOR_ALPHA)
@@ -102,6 +103,8 @@ def _fit(paintings: np.ndarray, negatives: np.ndarray) -> PaintingDetector:
 def _fit_kinds(negatives: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(weight, bias) of a logistic regression naming the kind of a non-painting, with the
     standardisation folded in; None unless every kind has examples."""
+    from .head_fitting import HeadFitter
+
     named = kinds >= 0
     if len(np.unique(kinds[named])) < len(NOT_PAINTING_KINDS):
         return None

@@ -19,7 +19,8 @@ from ..data.dataset import ImageRecord
 from ..data.splits import Split, make_folds
 from ..errors import DatasetError
 from .calibration import Abstention, fit_temperature, nll
-from .head import ALPHAS, HEAD_KINDS, Head, HeadFitter, softmax
+from .head import HEAD_KINDS, Head, softmax
+from .head_fitting import ALPHAS, HeadFitter
 from .metrics import classification_metrics, macro_f1
 from .painting import NonPaintings, PaintingDetector, fit_painting_detector
 

@@ -1,0 +1,122 @@
+"""How each head kind is fitted (torch): imported by training, never by predicting.
+
+  logreg  multinomial logistic regression (full-batch L-BFGS)
+  svm     one-vs-rest linear SVM, squared hinge (L-BFGS)
+  mlp     one hidden layer with dropout (AdamW)
+Classes are weighted against imbalance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ArtstyleError
+from .head import HEAD_KINDS, Head, LinearHead, MLPHead
+
+ALPHAS = {  # L2 strength (weight decay for the MLP), strong -> weak for warm starts
+    "logreg": (1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3),
+    "svm": (1.0, 1e-1, 1e-2, 1e-3),
+    "mlp": (1e-1, 1e-2),
+}
+MLP_HIDDEN = 256
+MLP_STEPS = 150
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """'Balanced' weights n / (k * n_c): every class counts as much in the loss."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.astype(np.float32)
+
+
+def standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training mean and scale (constant features keep scale 1)."""
+    mean = x.mean(axis=0).astype(np.float32)
+    scale = x.std(axis=0).astype(np.float32)
+    scale[scale < 1e-6] = 1.0
+    return mean, scale
+
+
+def _lbfgs(params: list[torch.Tensor], loss_fn) -> None:
+    optimizer = torch.optim.LBFGS(
+        params, lr=1.0, max_iter=150, tolerance_grad=1e-6, tolerance_change=1e-10,
+        history_size=20, line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+
+
+class HeadFitter:
+    """Fits one head kind on standardised data, warm-starting along the alpha path.
+
+    Call `fit(alpha)` with alphas from strong to weak regularisation; each returns a
+    head (temperature 1) built on the given mean/scale.
+    """
+
+    def __init__(self, kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0):
+        if kind not in HEAD_KINDS:
+            raise ArtstyleError(f"unknown head {kind!r}; choose one of {', '.join(HEAD_KINDS)}")
+        y = np.asarray(y, dtype=np.int64)
+        missing = sorted(set(range(n_classes)) - set(y.tolist()))
+        if missing:
+            raise ArtstyleError(f"classes {missing} have no training images")
+        self.kind, self.n_classes, self.seed = kind, n_classes, seed
+        self.mean, self.scale = standardizer(x)
+        self.x = torch.from_numpy(((x - self.mean) / self.scale).astype(np.float32))
+        self.y = torch.from_numpy(y)
+        self.class_weights = torch.from_numpy(class_weights(y, n_classes))
+        self._state: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def fit(self, alpha: float) -> Head:
+        if self.kind == "mlp":
+            return self._fit_mlp(alpha)
+        w, b = self._state or (torch.zeros(self.n_classes, self.x.shape[1]), torch.zeros(self.n_classes))
+        w, b = w.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        if self.kind == "logreg":
+            def loss() -> torch.Tensor:
+                return F.cross_entropy(self.x @ w.T + b, self.y, weight=self.class_weights) + 0.5 * alpha * (w * w).sum()
+        else:
+            targets = F.one_hot(self.y, self.n_classes).float() * 2 - 1
+            sample_weight = self.class_weights[self.y][:, None]
+
+            def loss() -> torch.Tensor:
+                margins = torch.clamp(1 - targets * (self.x @ w.T + b), min=0)
+                return (sample_weight * margins**2).sum(dim=1).mean() + 0.5 * alpha * (w * w).sum()
+        _lbfgs([w, b], loss)
+        self._state = (w.detach(), b.detach())
+        return LinearHead(self.mean, self.scale, 1.0, weight=w.detach().numpy().copy(), bias=b.detach().numpy().copy())
+
+    def _fit_mlp(self, weight_decay: float) -> Head:
+        generator = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        net = torch.nn.Sequential(
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(self.x.shape[1], MLP_HIDDEN),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(0.5),
+            torch.nn.Linear(MLP_HIDDEN, self.n_classes),
+        )
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=weight_decay)
+        batch = min(len(self.y), 128)
+        net.train()
+        for _ in range(MLP_STEPS):
+            idx = torch.randperm(len(self.y), generator=generator)[:batch]
+            optimizer.zero_grad()
+            F.cross_entropy(net(self.x[idx]), self.y[idx], weight=self.class_weights).backward()
+            optimizer.step()
+        first, second = net[1], net[4]
+        return MLPHead(
+            self.mean, self.scale, 1.0,
+            weight1=first.weight.detach().numpy().copy(), bias1=first.bias.detach().numpy().copy(),
+            weight2=second.weight.detach().numpy().copy(), bias2=second.bias.detach().numpy().copy(),
+        )
