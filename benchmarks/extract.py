@@ -11,6 +11,8 @@ Measured, with the same backbone and images:
                   view and multicrop
   ceiling         the machine's fp32 matmul GFLOP/s and the network's FLOPs per view
   peak RSS        of the artstyle path on --rss-images images vs a tenth of them
+  cold start      `artstyle predict` on one image in a fresh process, median of 3
+                  (benchmarks/predict_latency.py)
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from predict_latency import cold_start_s
 
 from artstyle import StyleClassifier
 from artstyle.data.dataset import find_images
@@ -74,7 +78,7 @@ def inference_only_ips(backbone_name: str, paths: list[Path]) -> tuple[float, in
     backbone = load_backbone(backbone_name)
     backbone.use_engine("auto")
     prep = backbone.preprocessing
-    views = torch.from_numpy(np.concatenate([prep(Image.open(p).convert("RGB")) for p in paths[:64]]))
+    views = np.concatenate([prep(Image.open(p).convert("RGB")) for p in paths[:64]])
     best = (0.0, 0)
     for batch in (1, 4, INFERENCE_CHUNK, 16, 32):
         backbone.embed(views[:batch])
@@ -166,6 +170,8 @@ def main() -> None:
               f"{result['gflops_per_view']:.2f} GFLOP/view, ceiling {result['matmul_gflops']:.0f} GFLOP/s -> "
               f"{result['ceiling_fraction']:.2f} of it; Pandora18k single view in {result['pandora18k_minutes']:.1f} min",
               flush=True)
+        result["cold_start_s"] = cold_start_s()
+        print(f"cold start of `artstyle predict` on one image: {result['cold_start_s']:.2f} s", flush=True)
         if args.rss_images:
             big = tmp / "rss"
             big.mkdir()

@@ -21,7 +21,8 @@ def model_copy(trained_model, tmp_path):
 def test_files_and_round_trip(trained_model, cache_dir):
     clf, folder = trained_model
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["model.safetensors", "config.json", "labels.txt", "splits.csv", "metrics.json", "similar.safetensors"]
+        ["model.safetensors", "config.json", "labels.txt", "splits.csv", "metrics.json", "similar.safetensors",
+         "embedding.onnx"]
     )
     config = json.loads((folder / "config.json").read_text())
     backbone = config["features"]["backbones"][0]

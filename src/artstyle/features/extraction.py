@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
+from itertools import islice
 
 import numpy as np
 
@@ -121,20 +122,15 @@ def decoded_ahead(sources: Sequence[ImageInput], preprocessing: Preprocessing, t
     try:
         pending: deque = deque()
         upcoming = iter(sources)
-        for source in _take(upcoming, window):
+        for source in islice(upcoming, window):
             pending.append(pool.submit(decode, source))
         while pending:
             result = pending.popleft().result()
-            for source in _take(upcoming, 1):
+            for source in islice(upcoming, 1):
                 pending.append(pool.submit(decode, source))
             yield result
     finally:  # an interrupted run does not wait for the images queued ahead
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _take(iterator: Iterator, n: int) -> Iterable:
-    for _, item in zip(range(n), iterator):
-        yield item
 
 
 # (sources, extractor, batch size, decode threads) -> batches of (row indices into
@@ -151,7 +147,7 @@ def local_batches(todo: Sequence[ImageInput], extractor: FeatureExtractor, batch
     with closing(decoded_ahead(todo, extractor.preprocessing, threads, window=batch_size + threads)) as decoded:
         start = 0
         while start < len(todo):
-            items = list(_take(decoded, batch_size))
+            items = list(islice(decoded, batch_size))
             good = [(start + j, views) for j, (views, _) in enumerate(items) if views is not None]
             failed = [(start + j, reason) for j, (views, reason) in enumerate(items) if views is None]
             embedded = (extractor(np.stack([views for _, views in good]), chunk=batch_size) if good

@@ -16,7 +16,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -93,7 +93,7 @@ class BundledGraph:
     read-only, and what the model's features were computed with, whatever the installed
     torch and timm would export today."""
 
-    data: bytes
+    data: bytes = field(repr=False)
     stats: bool
     info: dict  # feature_dim, stats_dim, weights_id, preprocessing
     source: str = "the model folder's graph"

@@ -97,7 +97,7 @@ class SimilarityIndex:
         if components.shape != (vectors.shape[1], mean.shape[0]):
             raise ValueError("projection does not match the vectors")
         self.mean, self.components = mean.astype(np.float32), components.astype(np.float32)
-        self.vectors = _normalise(vectors)
+        self._keep(vectors)
         self.rows, self.thumbnails, self.ann = rows, thumbnails, ann
 
     def __len__(self) -> int:
@@ -128,7 +128,7 @@ class SimilarityIndex:
         # later queries go through the very same projection
         components = np.ascontiguousarray(directions[:, :k].T, np.float16).astype(np.float32)
         index = cls(mean, components, np.zeros((len(x), k), np.float32), [dict(r) for r in rows], thumbnails)
-        index.vectors = _normalise(index.project(features).astype(np.float16).astype(np.float32))  # as stored
+        index._keep(index.project(features))
         if ann is None and len(x) >= ANN_MIN:
             ann = _faiss() is not None
             if not ann:
@@ -137,6 +137,12 @@ class SimilarityIndex:
         if ann:
             index.ann = index._build_ann()
         return index
+
+    def _keep(self, vectors: np.ndarray) -> None:
+        """Index `vectors` as they are stored (float16): an index in memory searches exactly
+        like the same index loaded from its file."""
+        self.stored = np.asarray(vectors, np.float16)
+        self.vectors = _normalise(self.stored.astype(np.float32))
 
     def _build_ann(self):
         faiss = _faiss()
@@ -185,7 +191,7 @@ class SimilarityIndex:
         from safetensors.numpy import save
 
         tensors = {"mean": self.mean, "components": self.components.astype(np.float16),
-                   "vectors": self.vectors.astype(np.float16)}
+                   "vectors": self.stored}
         if self.thumbnails is not None:
             sizes = np.array([len(t) for t in self.thumbnails], np.int64)
             tensors["thumbnail_offsets"] = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
