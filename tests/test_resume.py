@@ -77,32 +77,32 @@ def _processes_mentioning(text):
     return found
 
 
-def _decode_threads():
-    """Threads decoding images ahead of the network."""
-    return [t for t in threading.enumerate() if t.name.startswith("artstyle-decode")]
+def _lanes():
+    """Threads decoding and embedding groups of images."""
+    return [t for t in threading.enumerate() if t.name.startswith("artstyle-lane")]
 
 
-def test_an_error_mid_extraction_leaves_no_decode_threads(tmp_path):
+def test_an_error_mid_extraction_leaves_no_lanes_running(tmp_path):
     paths = []
     for i in range(40):
         paths.append(tmp_path / f"{i}.png")
         paint(list(STYLES)[i % 4], 0, seed=i).save(paths[-1])
-    clf = StyleClassifier(features="global", cache_dir=False, workers=1, batch_size=4, show_progress=False)
+    clf = StyleClassifier(features="global", cache_dir=False, workers=2, batch_size=4, show_progress=False)
     backbone = clf.feature_extractors[0].backbone
     calls = []
 
-    def failing_embed(batch, stats=False):
-        calls.append(len(_decode_threads()))
+    def failing_embed(batch, stats=False, threads=None):
+        calls.append(len(_lanes()))
         if len(calls) == 3:
             raise RuntimeError("out of memory")
-        return type(backbone).embed(backbone, batch, stats)
+        return type(backbone).embed(backbone, batch, stats, threads)
 
     backbone.embed = failing_embed
     with pytest.raises(RuntimeError, match="out of memory") as error:
         clf.extract(paths)
     assert error.traceback  # the traceback, frames and all, is still alive here
-    assert calls[-1] == 1  # the decode thread was there when the network failed
+    assert calls[-1] == 2  # both lanes were there when the network failed
     deadline = time.monotonic() + 10
-    while _decode_threads() and time.monotonic() < deadline:
+    while _lanes() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _decode_threads() == []
+    assert _lanes() == []

@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,8 @@ class Backbone:
         self.engine = "torch"
         self.threads: int | None = None
         self.graphs: GraphSource | None = None
-        self._sessions: dict[bool, object] = {}
+        self._sessions: dict[tuple[bool, int], object] = {}
+        self._lock = threading.RLock()
         self._model: nn.Module | None = None
         self._taps: dict[str, int] = {}
         if model is not None:
@@ -104,8 +106,9 @@ class Backbone:
     @property
     def model(self) -> nn.Module:
         """The network, built on first use (this imports torch)."""
-        if self._model is None:
-            self._adopt(self._build())
+        with self._lock:
+            if self._model is None:
+                self._adopt(self._build())
         return self._model
 
     @property
@@ -127,13 +130,17 @@ class Backbone:
         """Run on `torch` or `onnx`; `auto` picks onnx when ONNX Runtime is installed."""
         self.engine = resolve_engine(engine)
 
-    def embed(self, batch: np.ndarray, stats: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def embed(self, batch: np.ndarray, stats: bool = False,
+              threads: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Pooled pre-logit features (N, feature_dim) for a (N, 3, H, W) float32 batch, and
-        with `stats` the per-channel mean and std of the tapped maps, (N, stats_dim)."""
+        with `stats` the per-channel mean and std of the tapped maps, (N, stats_dim).
+        `threads`: ONNX Runtime's threads for this call (None: `self.threads`, else every
+        CPU); calls from several threads at once run in parallel."""
         if stats and not self.stats_dim:
             raise ArtstyleError(f"{self.name}: the model reports no intermediate layers for texture statistics")
         if self.engine == "onnx":
-            outputs = self._session(stats).run(None, {"images": np.ascontiguousarray(batch, np.float32)})
+            threads = min(threads or cpu_count(), self.threads or cpu_count())
+            outputs = self._session(stats, threads).run(None, {"images": np.ascontiguousarray(batch, np.float32)})
         else:
             from .networks import run_embedding
 
@@ -153,24 +160,31 @@ class Backbone:
             self.graphs.put(stats, graph, self.description())
         return graph
 
-    def _session(self, stats: bool):
-        """ONNX Runtime session of the embedding; a damaged stored graph is exported anew."""
-        if stats not in self._sessions:
-            import onnxruntime
+    def _session(self, stats: bool, threads: int):
+        """ONNX Runtime session of the embedding on `threads` threads (one per thread count
+        asked for); a damaged stored graph is exported anew."""
+        key = (stats, threads)
+        with self._lock:  # lanes ask for the same session at once
+            if key not in self._sessions:
+                import onnxruntime
 
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = self.threads or cpu_count()
-            options.log_severity_level = 3
-            try:
-                self._sessions[stats] = onnxruntime.InferenceSession(
-                    self.graph(stats), options, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # ONNX Runtime raises its own types for a damaged file
-                if self.graphs is None or self.graphs.graph(stats) is None:
-                    raise
-                log.warning("%s: rebuilding a damaged stored graph (%s)", self.name, str(exc).splitlines()[0])
-                self.graphs.discard(stats)
-                return self._session(stats)
-        return self._sessions[stats]
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.log_severity_level = 3
+
+                def create():
+                    return onnxruntime.InferenceSession(self.graph(stats), options, providers=["CPUExecutionProvider"])
+
+                try:
+                    session = create()
+                except Exception as exc:  # ONNX Runtime raises its own types for a damaged file
+                    if self.graphs is None or self.graphs.graph(stats) is None:
+                        raise
+                    log.warning("%s: rebuilding a damaged stored graph (%s)", self.name, str(exc).splitlines()[0])
+                    self.graphs.discard(stats)
+                    session = create()
+                self._sessions[key] = session
+        return self._sessions[key]
 
 
 def resolve_engine(engine: str) -> str:

@@ -1,18 +1,17 @@
 """Feature extraction: images -> one vector per image (backbone + recipe), batched and cached.
 
-Decoding and cutting views run in a pool of threads a batch or two ahead of the network
-(Pillow and numpy release the GIL, and threads share the views without copying them
-between processes); every finished batch is cached at once, so an interrupted run loses
-at most one batch of work. Nothing here imports torch.
+Images go in small groups to parallel lanes (threads: Pillow, numpy and ONNX Runtime
+release the GIL, and nothing is copied between processes), each of which decodes its
+group, cuts the views and runs the network on them; every finished group is cached at
+once, so an interrupted run loses at most a few groups of work. Nothing here imports
+torch.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass, field, replace
 from itertools import islice
 
@@ -49,13 +48,14 @@ class FeatureExtractor:
         b = self.backbone
         return f"{b.name}|{b.weights_id}|{self.preprocessing.fingerprint()}|{self.recipe.name}"
 
-    def __call__(self, batch: np.ndarray, chunk: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    def __call__(self, batch: np.ndarray, chunk: int = DEFAULT_BATCH_SIZE, threads: int | None = None) -> np.ndarray:
+        """`threads`: the engine's threads for this call (None: the backbone's default)."""
         n_images, n_views = batch.shape[:2]
         flat = batch.reshape(n_images * n_views, *batch.shape[2:])
         pooled, stats = [], []
         chunk = min(chunk, INFERENCE_CHUNK)
         for start in range(0, len(flat), chunk):  # bounded activation memory
-            p, st = self.backbone.embed(flat[start : start + chunk], stats=self.recipe.stats)
+            p, st = self.backbone.embed(flat[start : start + chunk], stats=self.recipe.stats, threads=threads)
             pooled.append(p)
             if st is not None:
                 stats.append(st)
@@ -104,56 +104,53 @@ def decode_views(source: ImageInput, preprocessing: Preprocessing) -> Decoded:
         return None, str(exc)
 
 
-def default_decoders(n_images: int) -> int:
-    """Decode threads: one per CPU (two cores measured fastest with two beside ONNX
-    Runtime's own), none for a single image."""
-    return 0 if n_images <= 1 else min(cpu_count(), 8)
+def default_lanes(n_images: int) -> int:
+    """Parallel lanes: one per CPU (at most 8), none beyond the images there are."""
+    return max(1, min(cpu_count(), 8, n_images))
 
 
-def decoded_ahead(sources: Sequence[ImageInput], preprocessing: Preprocessing, threads: int,
-                  window: int) -> Iterator[Decoded]:
-    """`decode_views` of each source, in order, with up to `window` images decoding or
-    waiting ahead of the consumer on `threads` threads (0: here, one at a time)."""
-    decode = functools.partial(decode_views, preprocessing=preprocessing)
-    if threads == 0:
-        yield from map(decode, sources)
-        return
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="artstyle-decode")
-    try:
-        pending: deque = deque()
-        upcoming = iter(sources)
-        for source in islice(upcoming, window):
-            pending.append(pool.submit(decode, source))
-        while pending:
-            result = pending.popleft().result()
-            for source in islice(upcoming, 1):
-                pending.append(pool.submit(decode, source))
-            yield result
-    finally:  # an interrupted run does not wait for the images queued ahead
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-# (sources, extractor, batch size, decode threads) -> batches of (row indices into
-# sources, their vectors, [(row, reason)] for rows that failed)
+# (sources, extractor, batch size, lanes) -> batches of (row indices into sources,
+# their vectors, [(row, reason)] for rows that failed)
 Batches = Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]
 Runner = Callable[[Sequence[ImageInput], "FeatureExtractor", int, "int | None"], Batches]
 
 
 def local_batches(todo: Sequence[ImageInput], extractor: FeatureExtractor, batch_size: int,
                   workers: int | None) -> Batches:
-    """Decode on `workers` threads (None: `default_decoders`) about a batch ahead of the
-    network, which runs here."""
-    threads = default_decoders(len(todo)) if workers is None else workers
-    with closing(decoded_ahead(todo, extractor.preprocessing, threads, window=batch_size + threads)) as decoded:
-        start = 0
-        while start < len(todo):
-            items = list(islice(decoded, batch_size))
-            good = [(start + j, views) for j, (views, _) in enumerate(items) if views is not None]
-            failed = [(start + j, reason) for j, (views, reason) in enumerate(items) if views is None]
-            embedded = (extractor(np.stack([views for _, views in good]), chunk=batch_size) if good
-                        else np.zeros((0, extractor.dim), np.float32))
-            yield [i for i, _ in good], embedded, failed
-            start += len(items)
+    """`workers` lanes (None: `default_lanes`; 0 or 1: here, one group at a time), each
+    decoding a group of images and running the network on them with its share of the
+    cores; groups come back in order. On CPU, lanes that share nothing beat one network
+    spread over every core beside decode threads: no thread waits at the network's sync
+    points while decoding holds a core (measured in benchmarks/extract.py)."""
+    lanes = default_lanes(len(todo)) if workers is None else max(1, workers)
+    threads = max(1, cpu_count() // lanes)
+    size = max(1, min(batch_size, INFERENCE_CHUNK // extractor.preprocessing.n_views))  # a forward pass or so
+    groups = [range(start, min(start + size, len(todo))) for start in range(0, len(todo), size)]
+
+    def run(rows: range) -> tuple[list[int], np.ndarray, list[tuple[int, str]]]:
+        decoded = [decode_views(todo[i], extractor.preprocessing) for i in rows]
+        good = [(i, views) for i, (views, _) in zip(rows, decoded) if views is not None]
+        failed = [(i, reason) for i, (views, reason) in zip(rows, decoded) if views is None]
+        vectors = (extractor(np.stack([views for _, views in good]), threads=threads) if good
+                   else np.zeros((0, extractor.dim), np.float32))
+        return [i for i, _ in good], vectors, failed
+
+    if lanes == 1:
+        yield from map(run, groups)
+        return
+    pool = ThreadPoolExecutor(lanes, thread_name_prefix="artstyle-lane")
+    try:
+        pending: deque = deque()
+        upcoming = iter(groups)
+        for rows in islice(upcoming, 2 * lanes):
+            pending.append(pool.submit(run, rows))
+        while pending:
+            batch = pending.popleft().result()
+            for rows in islice(upcoming, 1):
+                pending.append(pool.submit(run, rows))
+            yield batch
+    finally:  # an interrupted or failed run does not wait for the groups queued behind it
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def extract_features(

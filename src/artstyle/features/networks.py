@@ -8,6 +8,7 @@ that predicting from a cached graph never pays for importing torch and timm.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from pathlib import Path
 
@@ -70,12 +71,17 @@ def _keep_output(store: dict[str, torch.Tensor], name: str):
 
 
 def run_embedding(backbone: Backbone, batch: np.ndarray, stats: bool) -> list[np.ndarray]:
-    """The torch engine: pooled features (and statistics) of a (N, 3, H, W) batch."""
-    if backbone.threads:
-        torch.set_num_threads(backbone.threads)
+    """The torch engine: pooled features (and statistics) of a (N, 3, H, W) batch. One
+    call at a time: the statistics' hooks sit on shared modules, and torch spreads one
+    call over every core anyway (lanes still decode in parallel)."""
     tensor = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
+    with _ONE_CALL, torch.inference_mode():
+        if backbone.threads:
+            torch.set_num_threads(backbone.threads)
         return [o.float().numpy() for o in Embedding(backbone, stats)(tensor)]
+
+
+_ONE_CALL = threading.Lock()
 
 
 def export_embedding(backbone: Backbone, stats: bool) -> bytes:

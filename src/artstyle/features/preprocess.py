@@ -53,8 +53,9 @@ class Preprocessing:
 
     def _square(self, img: Image.Image, side: int) -> Image.Image:
         """The centre square of `img` with its shortest side resized to `side`. Only the
-        square is resampled (Pillow's `box`): the same pixels as resizing the whole picture
-        and cropping, for a quarter less work on a 4:3 picture."""
+        square is resampled (Pillow's `box`): the pixels of resizing the whole picture and
+        cropping, but for rounding (about 1 value in 1,000 moves by one level; tested), for
+        a quarter less work on a 4:3 picture."""
         width, height = img.size
         scale = side / min(width, height)
         new_w, new_h = max(side, round(width * scale)), max(side, round(height * scale))
