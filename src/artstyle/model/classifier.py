@@ -97,6 +97,8 @@ class StyleClassifier:
     ship for the backbone (0: no detector).
     `cache_dir=None` uses the user cache folder; `cache_dir=False` caches nothing.
     `engine` runs the network on "torch", "onnx" (ONNX Runtime) or "auto" (onnx when installed).
+    `workers`: lanes that decode and embed in parallel (None: one per CPU; 0 or 1: one
+    image group at a time), and with `finetune` its DataLoader processes (None: 1).
     `finetune` (a `FineTuning` recipe) trains the backbone itself on the paintings first, on
     `device` ("auto": the GPU when there is one); None keeps the ImageNet weights frozen.
     `thumbnails` keeps a small WebP of each training painting in the similarity index
