@@ -30,8 +30,8 @@ from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, spli
 from ..errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
 from ..features.backbones import load_backbone
 from ..features.cache import FeatureCache, default_cache_dir
-from ..features.graph_cache import BundledGraph
 from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, extract_features
+from ..features.graph_cache import BundledGraph
 from ..features.preprocess import Preprocessing
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
 from ..progress import progress_bar
