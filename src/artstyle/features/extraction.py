@@ -104,14 +104,28 @@ def decode_views(source: ImageInput, preprocessing: Preprocessing) -> Decoded:
         return None, str(exc)
 
 
+Group = tuple[list[int], np.ndarray, list[tuple[int, str]]]  # rows embedded, their vectors, [(row, reason)]
+
+
+def embed_group(sources: Sequence[ImageInput], rows: Sequence[int], extractor: FeatureExtractor,
+                threads: int | None = None) -> Group:
+    """Decode `sources[rows]`, cut their views and embed them in one go; an image that
+    cannot be read is reported with its reason instead."""
+    decoded = [decode_views(sources[i], extractor.preprocessing) for i in rows]
+    good = [(i, views) for i, (views, _) in zip(rows, decoded) if views is not None]
+    failed = [(i, reason) for i, (views, reason) in zip(rows, decoded) if views is None]
+    vectors = (extractor(np.stack([views for _, views in good]), threads=threads) if good
+               else np.zeros((0, extractor.dim), np.float32))
+    return [i for i, _ in good], vectors, failed
+
+
 def default_lanes(n_images: int) -> int:
     """Parallel lanes: one per CPU (at most 8), none beyond the images there are."""
     return max(1, min(cpu_count(), 8, n_images))
 
 
-# (sources, extractor, batch size, lanes) -> batches of (row indices into sources,
-# their vectors, [(row, reason)] for rows that failed)
-Batches = Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]
+# (sources, extractor, batch size, lanes) -> groups of rows into sources (see `Group`)
+Batches = Iterator[Group]
 Runner = Callable[[Sequence[ImageInput], "FeatureExtractor", int, "int | None"], Batches]
 
 
@@ -127,13 +141,8 @@ def local_batches(todo: Sequence[ImageInput], extractor: FeatureExtractor, batch
     size = max(1, min(batch_size, INFERENCE_CHUNK // extractor.preprocessing.n_views))  # a forward pass or so
     groups = [range(start, min(start + size, len(todo))) for start in range(0, len(todo), size)]
 
-    def run(rows: range) -> tuple[list[int], np.ndarray, list[tuple[int, str]]]:
-        decoded = [decode_views(todo[i], extractor.preprocessing) for i in rows]
-        good = [(i, views) for i, (views, _) in zip(rows, decoded) if views is not None]
-        failed = [(i, reason) for i, (views, reason) in zip(rows, decoded) if views is None]
-        vectors = (extractor(np.stack([views for _, views in good]), threads=threads) if good
-                   else np.zeros((0, extractor.dim), np.float32))
-        return [i for i, _ in good], vectors, failed
+    def run(rows: range) -> Group:
+        return embed_group(todo, rows, extractor, threads)
 
     if lanes == 1:
         yield from map(run, groups)

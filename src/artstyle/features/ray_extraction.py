@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data.images import ImageInput
 from ..errors import ArtstyleError
-from .extraction import Batches, FeatureExtractor, decode_views, local_batches
+from .extraction import Batches, FeatureExtractor, embed_group, local_batches
 
 log = logging.getLogger("artstyle")
 
@@ -77,17 +77,14 @@ class _Embedder:
         self.extractor.backbone.threads = threads
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        views, ok, errors = [], [], []
-        for path in batch["path"]:
-            image_views, error = decode_views(str(path), self.extractor.preprocessing)
-            if image_views is not None:
-                views.append(image_views)
-            ok.append(image_views is not None)
-            errors.append(error)
-        vectors = np.zeros((len(ok), self.extractor.dim), np.float32)
-        if views:
-            vectors[np.array(ok)] = self.extractor(np.stack(views), chunk=len(views))
-        return {"row": batch["row"], "vector": vectors, "error": np.array(errors, dtype=object)}
+        paths = [str(path) for path in batch["path"]]
+        rows, embedded, failed = embed_group(paths, range(len(paths)), self.extractor)
+        vectors = np.zeros((len(paths), self.extractor.dim), np.float32)
+        vectors[rows] = embedded
+        errors = np.full(len(paths), "", dtype=object)
+        for row, reason in failed:
+            errors[row] = reason
+        return {"row": batch["row"], "vector": vectors, "error": errors}
 
 
 @dataclass
