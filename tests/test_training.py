@@ -102,7 +102,7 @@ def test_training_survives_bad_files_and_reports_exactly_them(tmp_path, cache_di
     for path in expected_bad:
         assert any(line.startswith(f"{path}: ") for line in caplog.messages), path
     assert "4 unreadable file(s) skipped" in caplog.text
-    assert "identical files in different classes" in caplog.text and "0-copy.jpg" in caplog.text
+    assert "filed under several movements" in caplog.text and "0-copy.jpg" in caplog.text
     total = 3 * 3 * 5 + 4 + 4 + 1  # generated + bad + readable oddities + duplicate
     assert clf.config_["dataset"]["n_images"] == total
     assert clf.config_["dataset"]["skipped"] == 4

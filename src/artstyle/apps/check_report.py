@@ -121,9 +121,30 @@ def _thumbs(check: DatasetCheck, groups: list[tuple[list[str], str]]) -> str:
     """Side-by-side thumbnails of each group of related files, with a caption line per group."""
     out = []
     for paths, caption in groups[:MAX_THUMBNAILS]:
-        figures = "".join(thumbnail_figure(check.root / p, html.escape(p)) for p in paths)
+        figures = "".join(thumbnail_figure(check.abspath(p), html.escape(p)) for p in paths)
         out.append(f"<div class=group><p>{html.escape(caption)}</p><div class=grid>{figures}</div></div>")
     return "".join(out)
+
+
+def _size_section(sizes: dict) -> str:
+    """Median short side per movement and per source folder; red: more than `ratio` times
+    away from the rest of the collection (a model may learn size instead of style)."""
+    if not sizes.get("per_movement"):
+        return ""
+    flagged = {**sizes["flagged_movements"], **{f"source {k}": v for k, v in sizes["flagged_sources"].items()}}
+    groups = {**sizes["per_movement"], **{f"source {k}": v for k, v in sizes["per_source"].items()}}
+    names = list(groups)
+    verdict = (f"Red: median more than {sizes['ratio']:g}x away from the rest of the collection: "
+               + html.escape(", ".join(f"{n} ({f:g}x)" for n, f in flagged.items()))
+               + ". A model trained on it may learn image size along with the movement; "
+               "shrink the large images or add full-size ones.") if flagged else "No movement or source stands out."
+    return (
+        f"<h2>Sizes per movement and source ({len(flagged)} flagged)</h2><p>{verdict}</p>"
+        + _img(_bars(names, [groups[n]["median"] for n in names], "Median shortest side", "pixels", set(flagged)),
+               "median shortest side per movement and source")
+        + _table(["group", "min", "p10", "median", "p90", "max"],
+                 [[n, *(groups[n][k] for k in ("min", "p10", "median", "p90", "max"))] for n in names])
+    )
 
 
 def render_check_report(check: DatasetCheck, title: str) -> str:
@@ -166,6 +187,7 @@ def render_check_report(check: DatasetCheck, title: str) -> str:
                            f"{check.min_side} px", log=True), "image sizes") if sides else "")
         + _table(["image", "width", "height"], [[i.path, i.width, i.height] for i in tiny])
     )
+    sections.append(_size_section(check.sizes))
     reasons = Counter(reason for _, reason in check.unreadable)
     sections.append(
         f"<h2>Unreadable files ({len(check.unreadable)})</h2>"
@@ -176,6 +198,9 @@ def render_check_report(check: DatasetCheck, title: str) -> str:
     exact = check.exact_duplicates
     sections.append(
         f"<h2>Exact duplicates ({len(exact)} groups)</h2>"
+        + ("<p>The same file under several movements is a mixed painting: artstyle keeps its copies on one side "
+           "of every split, trains on it as each of its movements and scores it once, right if either is named.</p>"
+           if any(len({label_of[p] for p in g}) > 1 for g in exact) else "")
         + (_img(_duplicate_bars(exact, label_of), "exact duplicates per movement")
            + _thumbs(check, [(g, "under " + ", ".join(sorted({label_of[p] for p in g}))) for g in exact])
            if exact else "<p>None: no two files have the same bytes.</p>")
@@ -210,7 +235,7 @@ def render_check_report(check: DatasetCheck, title: str) -> str:
         ("unreadable", len(check.unreadable)), ("exact duplicate groups", len(exact)),
         ("near-duplicate pairs", len(near)), ("tiny images", len(tiny)), ("imbalance", f"{d['imbalance_ratio']:.1f}x"),
     ])
-    intro = (f"<p>{html.escape(str(check.root))}: nothing in it was changed. "
+    intro = (f"<p>{html.escape(d['root'])}: nothing in it was changed. "
              "<code>artstyle check --fix-plan plan.csv</code> lists suggested actions.</p>")
     return page(title, intro + headline + "".join(sections))
 

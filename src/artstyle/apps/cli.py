@@ -126,9 +126,17 @@ def _metrics_tables(metrics: dict) -> list[Table]:
     return [summary, per_class]
 
 
+DATA_HELP = ("Painting folder(s): DATA/<movement>/<artist>/<image>; several folders merge by movement and "
+             "artist as one collection.")
+
+
+def _names(folders: list[Path]) -> str:
+    return " + ".join(folder.resolve().name for folder in folders)
+
+
 @app.command()
 def train(
-    data: Path = typer.Argument(..., help="Painting folder: DATA/<movement>/<artist>/<image>."),
+    data: list[Path] = typer.Argument(..., help=DATA_HELP),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
     backbone: str = typer.Option(
         DEFAULT_BACKBONE, help="Feature network (see `artstyle backbones`); join two with '+' to fuse them."
@@ -208,7 +216,7 @@ def train(
 @app.command()
 def evaluate(
     model: Path = typer.Argument(..., help="Model folder written by `artstyle train`."),
-    data: Path = typer.Argument(..., help="Labelled painting folder to score."),
+    data: list[Path] = typer.Argument(..., help="Labelled painting folder(s) to score; several merge as one."),
     fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", help="text: tables; json: one JSON object on stdout."),
     report: Optional[Path] = typer.Option(None, help="Also write a self-contained HTML report here."),
     all_images: bool = typer.Option(False, "--all", help="Score every image, including those used in training."),
@@ -230,7 +238,7 @@ def evaluate(
     if report is not None:
         from .report import write_report
 
-        write_report(evaluation, report, title=f"artstyle evaluation of {model.name} on {data.name}", clf=clf)
+        write_report(evaluation, report, title=f"artstyle evaluation of {model.name} on {_names(data)}", clf=clf)
         err.print(f"report written to [bold]{report}[/bold]")
 
 
@@ -414,7 +422,7 @@ def serve(
 
 @app.command()
 def check(
-    data: Path = typer.Argument(..., help="Painting folder: DATA/<movement>/<artist>/<image>."),
+    data: list[Path] = typer.Argument(..., help=DATA_HELP),
     fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", help="text or json (every finding, on stdout)."),
     report: Optional[Path] = typer.Option(None, help="Also write a self-contained HTML report with a plot per finding."),
     fix_plan: Optional[Path] = typer.Option(None, help="Write suggested actions as CSV (nothing is changed)."),
@@ -435,7 +443,7 @@ def check(
     if report:
         from .check_report import write_check_report
 
-        write_check_report(result, report, title=f"artstyle check of {data.resolve().name}")
+        write_check_report(result, report, title=f"artstyle check of {_names(data)}")
         err.print(f"report written to [bold]{report}[/bold]")
     if fix_plan:
         rows = write_fix_plan(result, fix_plan)
@@ -459,8 +467,17 @@ def _print_check(result) -> None:
     sides = d["shortest_side"]
     out.print(f"shortest side: min {sides.get('min')} px, median {sides.get('median')} px, max {sides.get('max')} px; "
               f"imbalance {d['imbalance_ratio']:.1f}x (largest / smallest class)", highlight=False)
+    if len(d["sizes"].get("per_source", {})) > 1:
+        out.print("median shortest side per source: " + ", ".join(
+            f"{name} {q['median']} px" for name, q in d["sizes"]["per_source"].items()), highlight=False)
+    sizes = d["sizes"]
+    far = [f"{name}: median {sizes['per_movement'][name]['median']} px, {factor:g}x the rest"
+           for name, factor in sizes.get("flagged_movements", {}).items()]
+    far += [f"source {name}: median {sizes['per_source'][name]['median']} px, {factor:g}x the rest"
+            for name, factor in sizes.get("flagged_sources", {}).items()]
     findings = [
         ("unreadable", [f"{u['path']}: {u['reason']}" for u in d["unreadable"]]),
+        (f"sizes over {sizes.get('ratio', 2):g}x from the rest (the model may learn size)", far),
         ("exact duplicates", [" = ".join(g["paths"]) + ("  [different movements]" if g["across_classes"] else "")
                               for g in d["exact_duplicates"]]),
         ("near duplicates", [f"{n['a']} ~ {n['b']} (distance {n['distance']})"

@@ -1,7 +1,10 @@
-"""Scan a painting tree `DATA/<movement>/<artist>/.../<image>` into labelled records.
+"""Scan painting trees `DATA/<movement>/<artist>/.../<image>` into labelled records.
 
-An image's identity is its path relative to DATA, so two artists may both own a
+An image's identity is its path relative to its tree, so two artists may both own a
 `1.jpg`. Its content hash ties it to cached features and exposes exact duplicates.
+A collection kept in several folders scans as one tree: records merge by movement and
+artist, each keeps the name of the folder it came from (`source`), and a tree of
+symbolic links to the same files scans to the same records.
 """
 
 from __future__ import annotations
@@ -10,14 +13,17 @@ import hashlib
 import logging
 import os
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Union
 
 from PIL import Image
 
 from ..errors import DatasetError
 from ..progress import progress_bar
-from .images import ImageInput, is_image_name, os_error_reason, source_name
+from ..errors import ImageLoadError
+from .images import ImageInput, is_image_name, os_error_reason, probe_image, source_name
 from .labels import normalize_label
 
 log = logging.getLogger("artstyle")
@@ -33,21 +39,43 @@ class ImageRecord:
     label: str  # normalised movement name
     artist: str  # artist folder name as written, or "unknown"
     sha256: str
+    source: str = ""  # name of the folder (root) it was scanned from
+    size: tuple[int, int] | None = None  # (width, height) from the file's header
+
+    @property
+    def short_side(self) -> int | None:
+        return min(self.size) if self.size else None
 
 
 @dataclass
 class Dataset:
-    """The images of one tree plus what was left out of it and why."""
+    """The images of one or more trees plus what was left out of them and why."""
 
-    root: Path
+    roots: list[Path]
     records: list[ImageRecord]
     labels: list[str]
     folders: dict[str, list[str]] = field(default_factory=dict)  # label -> folder names
     ignored: Counter = field(default_factory=Counter)  # reason -> count (hidden, not an image)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    files: dict[str, Path] = field(default_factory=dict)  # record path -> file, where not root / path
+
+    @property
+    def root(self) -> Path:
+        """The first tree: what messages name when there is one."""
+        return self.roots[0]
+
+    @property
+    def name(self) -> str:
+        return " + ".join(root.resolve().name for root in self.roots)
 
     def abspath(self, record: ImageRecord) -> Path:
-        return self.root / record.path
+        return self.files.get(record.path) or self.roots[0] / record.path
+
+    def subset(self, keep: Sequence[bool]) -> "Dataset":
+        """The same dataset with only the records where `keep` is true."""
+        records = [r for r, k in zip(self.records, keep) if k]
+        files = {r.path: self.files[r.path] for r in records if r.path in self.files}
+        return Dataset(self.roots, records, self.labels, self.folders, self.ignored, self.unreadable, files)
 
     def class_counts(self) -> dict[str, int]:
         counts = Counter(r.label for r in self.records)
@@ -68,13 +96,14 @@ class Dataset:
         """JSON-ready description recorded in model bundles: the folder's name and counts,
         never its local path (a model folder travels)."""
         return {
-            "name": self.root.resolve().name,
+            "name": self.name,
             "n_images": len(self.records),
             "n_artists": len({(r.label, r.artist) for r in self.records}),
             "class_counts": self.class_counts(),
             "ignored": dict(self.ignored),
             "unreadable": len(self.unreadable),
             "duplicate_groups": len(self.duplicate_groups()),
+            **({"sources": dict(Counter(r.source for r in self.records))} if len(self.roots) > 1 else {}),
         }
 
 
@@ -103,7 +132,13 @@ def find_images(folder: str | os.PathLike, ignored: Counter | None = None) -> li
     """Image files under `folder`, sorted; hidden and non-image files are counted in `ignored`."""
     ignored = ignored if ignored is not None else Counter()
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    visited: set[tuple[int, int]] = set()  # (device, inode) of folders walked: links may loop
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        stat = os.stat(dirpath)
+        if (stat.st_dev, stat.st_ino) in visited:
+            dirnames[:] = []
+            continue
+        visited.add((stat.st_dev, stat.st_ino))
         hidden_dirs = [d for d in dirnames if _is_hidden(d)]
         ignored["hidden"] += len(hidden_dirs)
         dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
@@ -117,17 +152,22 @@ def find_images(folder: str | os.PathLike, ignored: Counter | None = None) -> li
     return sorted(found)
 
 
-def scan_dataset(root: str | os.PathLike, *, show_progress: bool = True) -> Dataset:
-    """Read the class folders of `root`, hash every image and report what was left out.
+Roots = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
-    Class folders whose names normalise to the same label (`pop_art`, `Pop Art`) merge.
-    """
-    root = Path(root).expanduser()
+
+def as_roots(roots: Roots) -> list[Path]:
+    """One folder or several, as a list of paths (the CLI's and fit's DATA...)."""
+    items = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+    if not items:
+        raise DatasetError("no painting folder given")
+    return [Path(r).expanduser() for r in items]
+
+
+def _class_files(root: Path, ignored: Counter, folders: dict[str, list[str]]) -> list[tuple[Path, str, str, str]]:
+    """(file, path relative to root, label, artist) of every image in the class folders of `root`."""
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder")
-    ignored: Counter = Counter()
-    folders: dict[str, list[str]] = defaultdict(list)
-    files: list[tuple[Path, str, str]] = []  # (absolute path, label, artist)
+    files = []
     for entry in sorted(root.iterdir()):
         if _is_hidden(entry.name):
             ignored["hidden"] += 1
@@ -138,33 +178,73 @@ def scan_dataset(root: str | os.PathLike, *, show_progress: bool = True) -> Data
         label = normalize_label(entry.name)
         if not label:
             raise DatasetError(f"{entry}: folder name gives an empty class name")
-        folders[label].append(entry.name)
+        if entry.name not in folders[label]:
+            folders[label].append(entry.name)
         for path in find_images(entry, ignored):
             parts = path.relative_to(entry).parts
             artist = parts[0] if len(parts) > 1 else UNKNOWN_ARTIST
-            files.append((path, label, artist))
+            files.append((path, path.relative_to(root).as_posix(), label, artist))
+    return files
+
+
+def _source_names(roots: list[Path]) -> list[str]:
+    """Each root's folder name; the same name twice gets the parent folder's too."""
+    names = [root.resolve().name or str(root) for root in roots]
+    for i, name in enumerate(names):
+        if names.count(name) > 1:
+            names[i] = f"{roots[i].resolve().parent.name}/{name}"
+    return names
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    try:
+        return probe_image(path)
+    except ImageLoadError:  # extraction reports the precise reason
+        return None
+
+
+def scan_dataset(roots: Roots, *, show_progress: bool = True) -> Dataset:
+    """Read the class folders of one or more trees, hash every image, read its size and
+    report what was left out.
+
+    Class folders whose names normalise to the same label (`pop_art`, `Pop Art`) merge,
+    across trees too. A path found in two trees keeps the first tree's name; the later
+    copy's path is prefixed with its tree's name.
+    """
+    paths = as_roots(roots)
+    ignored: Counter = Counter()
+    folders: dict[str, list[str]] = defaultdict(list)
+    files: list[tuple[Path, str, str, str, str]] = []  # (file, record path, label, artist, source)
+    taken: set[str] = set()
+    for root, source in zip(paths, _source_names(paths)):
+        for path, rel, label, artist in _class_files(root, ignored, folders):
+            if rel in taken:
+                rel = f"{source}/{rel}"
+            taken.add(rel)
+            files.append((path, rel, label, artist, source))
     if not files:
-        raise DatasetError(
-            f"{root}: no images found; expected {root}/<movement>/<artist>/<image>"
-        )
+        where = paths[0] if len(paths) == 1 else "these folders"
+        raise DatasetError(f"{where}: no images found; expected {paths[0]}/<movement>/<artist>/<image>")
     for label, names in folders.items():
         if len(names) > 1:
             log.warning("folders %s all name the class %r: merged", ", ".join(names), label)
 
     records: list[ImageRecord] = []
     unreadable: list[tuple[str, str]] = []
+    located: dict[str, Path] = {}
     with progress_bar(len(files), "Hashing images", enabled=show_progress) as advance:
-        for path, label, artist in files:
-            rel = path.relative_to(root).as_posix()
+        for path, rel, label, artist, source in files:
             try:
                 digest = file_sha256(path)
             except OSError as exc:
                 unreadable.append((rel, os_error_reason(exc)))
             else:
-                records.append(ImageRecord(rel, label, artist, digest))
+                records.append(ImageRecord(rel, label, artist, digest, source, _header_size(path)))
+                if path != paths[0] / rel:
+                    located[rel] = path
             advance(1)
     labels = sorted({r.label for r in records})
-    return Dataset(root, records, labels, dict(folders), ignored, unreadable)
+    return Dataset(paths, records, labels, dict(folders), ignored, unreadable, located)
 
 
 @dataclass
@@ -183,14 +263,17 @@ class LabelledImages:
 
 
 def labelled_images(data, y=None, *, show_progress: bool = True) -> LabelledImages:
-    """A painting tree (path or scanned `Dataset`), or images `data` with labels `y`, as
+    """Painting trees (paths or a scanned `Dataset`), or images `data` with labels `y`, as
     `LabelledImages`. Ignored files and identical files under two movements are logged."""
     if y is None:
         dataset = data if isinstance(data, Dataset) else scan_dataset(data, show_progress=show_progress)
         if sum(dataset.ignored.values()):
             log.info("ignored %s", ", ".join(f"{n} {why}" for why, n in sorted(dataset.ignored.items())))
-        for group in dataset.conflicting_duplicates():
-            log.warning("identical files in different classes: %s", ", ".join(r.path for r in group))
+        mixed = dataset.conflicting_duplicates()
+        if mixed:
+            log.warning("%d image(s) filed under several movements (e.g. %s): each stays on one side of every split, "
+                        "trains as each of its movements and is scored once, right if any is named",
+                        len(mixed), " = ".join(r.path for r in mixed[0]))
         sources: list[ImageInput] = [dataset.abspath(r) for r in dataset.records]
         return LabelledImages(list(dataset.records), sources, dataset.summary(), dataset.unreadable)
     if isinstance(data, (str, os.PathLike)) or len(data) != len(y):

@@ -3,8 +3,10 @@
 Reads a painting tree (never writes to it) and reports counts per class and artist,
 image sizes, files that do not decode, exact duplicates (same bytes), near duplicates
 (same picture re-encoded or resized: a difference hash of the decoded thumbnail), tiny
-images, artists filed under several movements and class imbalance. Duplicates across
-the train/test boundary inflate scores; duplicates across classes contradict labels.
+images, sizes per movement and per source folder (and those far smaller or larger than
+the rest), artists filed under several movements and class imbalance. Duplicates across
+the train/test boundary inflate scores; the same image under two movements is a mixed
+painting (kept on one side of every split, scored once: right if either is named).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from PIL import Image
 from ..errors import ImageLoadError
 from ..files import atomic_write_bytes
 from ..progress import progress_bar
-from .dataset import Dataset, ImageRecord, scan_dataset
+from .dataset import Dataset, ImageRecord, Roots, scan_dataset
 from .images import load_image
+from .sizes import quantiles, size_profile
 
 HASH_SIDE = 8  # difference hash: 8x8 horizontal + 8x8 vertical gradient signs = 128 bits
 HASH_DECODE_SIDE = 128  # hash a decode this large: tinier JPEG drafts make copies differ by chance
@@ -47,6 +50,7 @@ class ImageFacts:
     sha256: str
     width: int
     height: int
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class NearDuplicate:
 class DatasetCheck:
     """Every finding of `check_dataset`, JSON-ready through `to_dict()`."""
 
-    root: Path
+    roots: list[Path]
     labels: list[str]
     images: list[ImageFacts]
     unreadable: list[tuple[str, str]]  # (path, reason)
@@ -71,6 +75,11 @@ class DatasetCheck:
     min_side: int
     near_distance: int
     ignored: dict[str, int] = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)  # `sizes.size_profile` of the readable images
+    files: dict[str, Path] = field(default_factory=dict)  # image path -> file, where not roots[0] / path
+
+    def abspath(self, path: str) -> Path:
+        return self.files.get(path) or self.roots[0] / path
 
     def class_counts(self) -> dict[str, int]:
         counts = Counter(i.label for i in self.images)
@@ -135,7 +144,8 @@ class DatasetCheck:
         label_of = self.label_of()
         sides = [min(i.width, i.height) for i in self.images]
         return {
-            "root": str(self.root),
+            "root": " + ".join(str(r) for r in self.roots),
+            "roots": [str(r) for r in self.roots],
             "n_images": len(self.images),
             "n_classes": len(self.labels),
             "n_artists": len({(i.label, i.artist) for i in self.images}),
@@ -145,7 +155,8 @@ class DatasetCheck:
             "dominated_by_one_artist": self.dominated(),
             "imbalance_ratio": round(self.imbalance_ratio(), 2),
             "under_represented": self.under_represented(),
-            "shortest_side": _quantiles(sides),
+            "shortest_side": quantiles(sides),
+            "sizes": self.sizes,
             "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
             "exact_duplicates": [
                 {"paths": g, "across_classes": len({label_of[p] for p in g}) > 1} for g in self.exact_duplicates
@@ -202,13 +213,6 @@ def _artist_key(name: str) -> str:
     return " ".join(re.sub(r"[_\-.]+", " ", name).casefold().split())
 
 
-def _quantiles(values: list[int]) -> dict[str, int]:
-    if not values:
-        return {}
-    q = np.percentile(values, [0, 10, 50, 90, 100])
-    return dict(zip(("min", "p10", "median", "p90", "max"), (int(v) for v in q)))
-
-
 def difference_hash(img: Image.Image) -> np.ndarray:
     """128-bit difference hash (16 bytes): signs of horizontal and vertical brightness steps.
 
@@ -262,15 +266,16 @@ def _inspect(path: Path) -> tuple[int, int, np.ndarray]:
 
 
 def check_dataset(
-    root: str | os.PathLike,
+    roots: Roots,
     *,
     min_side: int = MIN_SIDE,
     near_distance: int = NEAR_DISTANCE,
     show_progress: bool = True,
     workers: int | None = None,
 ) -> DatasetCheck:
-    """Examine every image under `root` (DATA/<movement>/<artist>/<image>) without changing anything."""
-    dataset: Dataset = scan_dataset(root, show_progress=show_progress)
+    """Examine every image under `roots` (DATA/<movement>/<artist>/<image>; several merge as
+    one collection) without changing anything."""
+    dataset: Dataset = scan_dataset(roots, show_progress=show_progress)
     records = dataset.records
     unreadable = list(dataset.unreadable)
     facts: list[ImageFacts] = []
@@ -291,7 +296,8 @@ def check_dataset(
                     unreadable.append((record.path, outcome))
                     continue
                 width, height, digest = outcome
-                facts.append(ImageFacts(record.path, record.label, record.artist, record.sha256, width, height))
+                facts.append(ImageFacts(record.path, record.label, record.artist, record.sha256, width, height,
+                                        record.source))
                 hashes.append(digest)
     finally:  # on Ctrl-C, drop the queued images instead of decoding them all first
         pool.shutdown(wait=False, cancel_futures=True)
@@ -312,9 +318,10 @@ def check_dataset(
     near.sort(key=lambda p: (p.distance, p.a, p.b))
     labels = sorted({f.label for f in facts}) or dataset.labels
     return DatasetCheck(
-        root=dataset.root, labels=labels, images=facts, unreadable=sorted(unreadable), exact_duplicates=exact,
+        roots=dataset.roots, labels=labels, images=facts, unreadable=sorted(unreadable), exact_duplicates=exact,
         near_duplicates=near, nearest_distance=nearest.tolist(), min_side=min_side, near_distance=near_distance,
-        ignored=dict(dataset.ignored),
+        ignored=dict(dataset.ignored), sizes=size_profile([r for r in records if r.path in readable]),
+        files={f.path: dataset.files[f.path] for f in facts if f.path in dataset.files},
     )
 
 

@@ -2,10 +2,16 @@
 whole artists, always land on the same side.
 
 Both modes split the same way: records are grouped into indivisible units (a group of
-identical files; in artist mode everything by one artist), each unit belongs to its
-majority class, and each class's units are dealt to test and validation until each
-holds its fraction of the class's images. A class with too few units keeps them for
-training and is reported as untested.
+identical files; in artist mode everything by one artist, in every movement he painted
+in), each unit belongs to its majority class, and each class's units are dealt to test
+and validation until each holds its fraction of the class's images. A class with too few
+units keeps them for training and is reported as untested.
+
+Units span movements (Dali paints surrealism and expressionism; WikiArt files some images
+under two styles), so dealing one movement's units can hold out all of another's: such a
+movement then takes its smallest held-out unit back into training (splits) or keeps it in
+training in every fold (cross-validation), and a log line says so. Every movement always
+has training images.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ log = logging.getLogger("artstyle")
 SplitMode = Literal["auto", "stratified", "artist"]
 SPLIT_MODES: tuple[str, ...] = ("auto", "stratified", "artist")
 SPLIT_NAMES = ("train", "val", "test")
-SPLITS_CSV_FIELDS = ("path", "label", "artist", "sha256", "split")
+SPLITS_CSV_FIELDS = ("path", "label", "artist", "sha256", "split")  # what a splits.csv must have
+SPLITS_CSV_EXTRA = ("source", "also_in")  # the tree it came from; other movements of the same bytes
 
 # Folder names that stand for "we do not know who painted it": they are not one person.
 _PLACEHOLDER_ARTIST = re.compile(r"^(unknown|unidentified|anonymous|various|unattributed)")
@@ -84,6 +91,29 @@ def _units(records: Sequence[ImageRecord], mode: str) -> list[list[int]]:
     for i in range(len(records)):
         groups[find(i)].append(i)
     return sorted(groups.values(), key=lambda g: records[g[0]].path)
+
+
+def _unit_names(records: Sequence[ImageRecord], unit: list[int]) -> str:
+    return ", ".join(sorted({records[i].artist for i in unit}))
+
+
+def _other_labels(records: Sequence[ImageRecord], unit: list[int], label: str) -> str:
+    return ", ".join(sorted({records[i].label for i in unit} - {label})) or "no other movement"
+
+
+def _rescue(records: Sequence[ImageRecord], units: list[list[int]], held_out: list[bool]) -> list[tuple[str, int]]:
+    """Flip `held_out` for the smallest held-out unit of each movement that has no image in
+    training; return (movement, unit index) of each rescue."""
+    rescued = []
+    labels_of = [{records[i].label for i in unit} for unit in units]
+    for label in sorted({r.label for r in records}):
+        holding = [u for u, labels in enumerate(labels_of) if label in labels]
+        if any(not held_out[u] for u in holding):
+            continue
+        u = min(holding, key=lambda u: (len(units[u]), records[units[u][0]].path))
+        held_out[u] = False
+        rescued.append((label, u))
+    return rescued
 
 
 def _deal(sizes: list[int], targets: dict[str, float], rng: np.random.Generator) -> list[str]:
@@ -149,14 +179,20 @@ def make_split(
     for unit in _units(records, mode):
         majority = Counter(records[i].label for i in unit).most_common(1)[0][0]
         by_class[majority].append(unit)
-    assignment: dict[str, str] = {}
+    dealt: list[tuple[list[int], str]] = []
     for label in sorted(by_class):
         units = by_class[label]
         n_images = sum(len(u) for u in units)
         targets = {"test": test_fraction * n_images, "val": val_fraction * n_images}
-        for unit, name in zip(units, _deal([len(u) for u in units], targets, rng)):
-            for i in unit:
-                assignment[records[i].path] = name
+        dealt += zip(units, _deal([len(u) for u in units], targets, rng))
+    units = [unit for unit, _ in dealt]
+    held_out = [name != "train" for _, name in dealt]
+    rescued = _rescue(records, units, held_out)
+    for label, u in rescued:
+        log.warning("%s: every artist of it was held out (%s, also in %s): kept in training", label,
+                    _unit_names(records, units[u]), _other_labels(records, units[u], label))
+    assignment = {records[i].path: name if held_out[u] else "train"
+                  for u, (unit, name) in enumerate(dealt) for i in unit}
     tested = {r.label for r in records if assignment[r.path] == "test"}
     untested = sorted({r.label for r in records} - tested) if test_fraction > 0 else []
     if untested:
@@ -197,16 +233,29 @@ def make_folds(records: Sequence[ImageRecord], k: int, mode: str = "artist", *, 
             fold = int(offset[np.argmin(filled[offset])])
             folds[units[u]] = fold
             filled[fold] += len(units[u])
+    # A movement all of whose images sit in one fold has none to train on there: its
+    # smallest unit in that fold trains in every fold instead (never scored).
+    units = [u for label in sorted(by_class) for u in by_class[label]]
+    for fold in range(k):
+        for label, u in _rescue(records, units, [folds[unit[0]] == fold for unit in units]):
+            folds[units[u]] = -1
+            log.info("cross-validation: %s trains in every fold (%s, also in %s), never scored", label,
+                     _unit_names(records, units[u]), _other_labels(records, units[u], label))
     return folds
 
 
 def splits_csv(records: Sequence[ImageRecord], split: Split) -> str:
-    """The split as CSV text: one row per image, the file people open to audit a model."""
+    """The split as CSV text: one row per image, the file people open to audit a model.
+    `also_in` names the other movements the same bytes are filed under (';'-separated)."""
+    movements: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        movements[r.sha256].add(r.label)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SPLITS_CSV_FIELDS)
+    writer.writerow(SPLITS_CSV_FIELDS + SPLITS_CSV_EXTRA)
     for r in records:
-        writer.writerow([r.path, r.label, r.artist, r.sha256, split.assignment.get(r.path, "")])
+        also = ";".join(sorted(movements[r.sha256] - {r.label}))
+        writer.writerow([r.path, r.label, r.artist, r.sha256, split.assignment.get(r.path, ""), r.source, also])
     return buffer.getvalue()
 
 

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .. import __version__
-from ..data.dataset import Dataset, ImageRecord, LabelledImages, labelled_images, scan_dataset
+from ..data.dataset import Dataset, ImageRecord, LabelledImages, Roots, labelled_images, scan_dataset
 from ..data.images import ImageInput, load_image, source_name
+from ..data.sizes import size_profile, size_shift, size_warning
 from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
 from ..errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
 from ..features.backbones import load_backbone
@@ -38,7 +39,7 @@ from ..progress import progress_bar
 from .bundle import BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle, tensor_layout
 from .calibration import Abstention
 from .head import HEAD_KINDS
-from .metrics import classification_metrics
+from .metrics import classification_metrics, score_once
 from .negatives import GENERATED_KIND, non_paintings, shipped_negatives
 from .painting import NonPaintings
 from .prediction import Prediction
@@ -221,13 +222,14 @@ class StyleClassifier:
     # ---------------------------------------------------------------------- fit
     def fit(
         self,
-        data: str | os.PathLike | Dataset | Sequence[ImageInput],
+        data: Roots | Dataset | Sequence[ImageInput],
         y: Sequence[str] | None = None,
         *,
         test_dir: str | os.PathLike | None = None,
         strict: bool = False,
     ) -> "StyleClassifier":
-        """Train on a painting tree (path or scanned Dataset), or on images `data` with labels `y`.
+        """Train on painting trees (one path, several merged as one tree, or a scanned Dataset),
+        or on images `data` with labels `y`.
 
         A test split is held out (by artist or stratified, see `split`) unless `test_dir`
         is given; `strict` refuses a `test_dir` with movements absent from training.
@@ -239,6 +241,9 @@ class StyleClassifier:
 
         self._check_params()
         images = labelled_images(data, y, show_progress=self.show_progress)
+        size_note = size_warning(size_profile(images.records))
+        if size_note:
+            log.warning(size_note)
         test_fraction = 0.0 if test_dir else self.test_fraction
         split = make_split(images.records, self.split, seed=self.seed, val_fraction=0.0, test_fraction=test_fraction)
         self._extractors, self.backbone_weights_, self.finetuned_, self.graphs_ = None, None, None, None
@@ -264,8 +269,9 @@ class StyleClassifier:
         self._adopt(trained, table.labels)
         self.similar_ = self._similarity_index(images, table.train, x[table.train])
         self.config_ = self._config(trained, split, fold_mode, images.summary, len(skipped), x.shape[1])
+        self.config_["sizes"] = size_profile([images.records[i] for i in table.train])
         self.splits_csv_ = splits_csv(images.records, split)
-        self.metrics_ = self._fit_metrics(trained, table, x, folds, fold_mode, skipped, test_dir, strict)
+        self.metrics_ = self._fit_metrics(trained, table, x, images.keys, fold_mode, skipped, test_dir, strict)
         return self
 
     def _similarity_index(self, images: LabelledImages, rows: np.ndarray, features: np.ndarray) -> SimilarityIndex:
@@ -285,17 +291,20 @@ class StyleClassifier:
                 for r in (images.records[i] for i in rows)]
         return SimilarityIndex.build(features, meta, thumbnails, seed=self.seed)
 
-    def _fit_metrics(self, trained: TrainedHead, table: TrainingTable, x: np.ndarray, folds: np.ndarray,
+    def _fit_metrics(self, trained: TrainedHead, table: TrainingTable, x: np.ndarray, keys: list[str],
                      fold_mode: str, skipped: list[dict], test_dir, strict: bool) -> dict:
-        """metrics.json: on `test_dir`, else on the test split, else cross-validated on train."""
+        """metrics.json: on `test_dir`, else on the test split, else cross-validated on train;
+        an image filed under several movements counts once, right if either is named."""
         if test_dir is not None:
             return {"evaluated_on": str(test_dir), **self.evaluate(test_dir, strict=strict).metrics}  # training copies left out
         if len(table.test):
-            metrics = classification_metrics(table.y[table.test], self.head_.predict_proba(x[table.test]), table.labels)
+            metrics = classification_metrics(table.y[table.test], self.head_.predict_proba(x[table.test]), table.labels,
+                                             keys=[keys[i] for i in table.test])
             return {"evaluated_on": "test split", **metrics, "skipped": skipped}
         proba = trained.held_out_proba
-        held_y = table.y[table.train][folds >= 0]
-        metrics = classification_metrics(held_y, proba, table.labels) if proba is not None else {}
+        held_y = table.y[table.train][trained.held_out]
+        held_keys = [keys[i] for i in table.train[trained.held_out]]
+        metrics = classification_metrics(held_y, proba, table.labels, keys=held_keys) if proba is not None else {}
         return {"evaluated_on": f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})", **metrics,
                 "skipped": skipped}
 
@@ -499,9 +508,9 @@ class StyleClassifier:
         self._check_fitted()
         return {row["sha256"] for row in parse_splits_csv(self.splits_csv_) if row["split"] in ("train", "val")}
 
-    def evaluate(self, data: str | os.PathLike | Dataset, *, include_training: bool = False,
+    def evaluate(self, data: Roots | Dataset, *, include_training: bool = False,
                  strict: bool = False) -> Evaluation:
-        """Score a labelled painting tree.
+        """Score a labelled painting tree (or several, merged as one).
 
         Images this model was trained or tuned on are left out (so the training tree
         yields its held-out test split) unless `include_training` is set. Images of
@@ -527,6 +536,7 @@ class StyleClassifier:
                     "(--all scores every image)", excluded, len(kept),
                 )
             records = kept
+        shift = self._warn_size_shift(records)
         extraction = self.extract([dataset.abspath(r) for r in records], [r.sha256 for r in records], "Evaluating")
         skipped = _skipped(dataset.unreadable, records, extraction.errors)
         ok = np.flatnonzero(extraction.ok)
@@ -542,10 +552,23 @@ class StyleClassifier:
                 "movements unknown to the model, scored as misses: %s (--strict refuses such a folder)",
                 ", ".join(f"{label} ({n} image{'s' if n != 1 else ''})" for label, n in unknown_counts.items()),
             )
+        kept, y_true, merged = score_once([records[i].sha256 for i in ok], y_true, proba)
+        proba, ok = proba[kept], ok[kept]
         metrics = classification_metrics(y_true, proba, labels)
-        metrics.update(skipped=skipped, excluded_training_images=excluded, unknown_to_model=unknown_counts)
+        metrics.update(skipped=skipped, excluded_training_images=excluded, unknown_to_model=unknown_counts,
+                       in_several_movements=merged, size_shift=shift)
         paths = [str(dataset.abspath(records[i])) for i in ok]
         return Evaluation(metrics, labels, paths, y_true, proba)
+
+    def _warn_size_shift(self, records: Sequence[ImageRecord]) -> float | None:
+        """Warn when the images are, in median, far smaller or larger than the training images."""
+        trained = (self.config_.get("sizes") or {}).get("short_side", {}).get("median")
+        shift = size_shift([r.short_side for r in records], trained)
+        if shift:
+            median = int(np.median([r.short_side for r in records if r.short_side]))
+            log.warning("these images are %gx the size of the training images (median short side %d px against %d): "
+                        "the scores may not hold at the training size", shift, median, trained)
+        return shift
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike, *, graphs: bool = True) -> Path:

@@ -3,7 +3,8 @@
   logreg  multinomial logistic regression (full-batch L-BFGS)
   svm     one-vs-rest linear SVM, squared hinge (L-BFGS)
   mlp     one hidden layer with dropout (AdamW)
-Classes are weighted against imbalance.
+Classes are weighted against imbalance. A class with no training rows (a cross-validation
+fold that holds out all of a movement) gets no probability: its score is `ABSENT_SCORE`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ ALPHAS = {  # L2 strength (weight decay for the MLP), strong -> weak for warm st
 }
 MLP_HIDDEN = 256
 MLP_STEPS = 150
+ABSENT_SCORE = -1e4  # score of a class the fit never saw: softmax gives it 0 at any temperature
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -67,26 +69,35 @@ class HeadFitter:
         if kind not in HEAD_KINDS:
             raise ArtstyleError(f"unknown head {kind!r}; choose one of {', '.join(HEAD_KINDS)}")
         y = np.asarray(y, dtype=np.int64)
-        missing = sorted(set(range(n_classes)) - set(y.tolist()))
-        if missing:
-            raise ArtstyleError(f"classes {missing} have no training images")
+        self.present = np.unique(y)  # classes with training rows, in order
+        if len(self.present) < 2 or self.present[0] < 0 or self.present[-1] >= n_classes:
+            raise ArtstyleError(f"a head needs training images of at least two of its {n_classes} classes")
         self.kind, self.n_classes, self.seed = kind, n_classes, seed
         self.mean, self.scale = standardizer(x)
         self.x = torch.from_numpy(((x - self.mean) / self.scale).astype(np.float32))
-        self.y = torch.from_numpy(y)
-        self.class_weights = torch.from_numpy(class_weights(y, n_classes))
+        fitted = np.searchsorted(self.present, y)  # labels among the present classes
+        self.y = torch.from_numpy(fitted)
+        self.class_weights = torch.from_numpy(class_weights(fitted, len(self.present)))
         self._state: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _scatter(self, weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The last layer over all `n_classes`: absent classes score `ABSENT_SCORE`."""
+        full_weight = np.zeros((self.n_classes, weight.shape[1]), np.float32)
+        full_bias = np.full(self.n_classes, ABSENT_SCORE, np.float32)
+        full_weight[self.present], full_bias[self.present] = weight, bias
+        return full_weight, full_bias
 
     def fit(self, alpha: float) -> Head:
         if self.kind == "mlp":
             return self._fit_mlp(alpha)
-        w, b = self._state or (torch.zeros(self.n_classes, self.x.shape[1]), torch.zeros(self.n_classes))
+        n = len(self.present)
+        w, b = self._state or (torch.zeros(n, self.x.shape[1]), torch.zeros(n))
         w, b = w.clone().requires_grad_(True), b.clone().requires_grad_(True)
         if self.kind == "logreg":
             def loss() -> torch.Tensor:
                 return F.cross_entropy(self.x @ w.T + b, self.y, weight=self.class_weights) + 0.5 * alpha * (w * w).sum()
         else:
-            targets = F.one_hot(self.y, self.n_classes).float() * 2 - 1
+            targets = F.one_hot(self.y, n).float() * 2 - 1
             sample_weight = self.class_weights[self.y][:, None]
 
             def loss() -> torch.Tensor:
@@ -94,7 +105,8 @@ class HeadFitter:
                 return (sample_weight * margins**2).sum(dim=1).mean() + 0.5 * alpha * (w * w).sum()
         _lbfgs([w, b], loss)
         self._state = (w.detach(), b.detach())
-        return LinearHead(self.mean, self.scale, 1.0, weight=w.detach().numpy().copy(), bias=b.detach().numpy().copy())
+        weight, bias = self._scatter(w.detach().numpy(), b.detach().numpy())
+        return LinearHead(self.mean, self.scale, 1.0, weight=weight, bias=bias)
 
     def _fit_mlp(self, weight_decay: float) -> Head:
         generator = torch.Generator().manual_seed(self.seed)
@@ -104,7 +116,7 @@ class HeadFitter:
             torch.nn.Linear(self.x.shape[1], MLP_HIDDEN),
             torch.nn.ReLU(),
             torch.nn.Dropout(0.5),
-            torch.nn.Linear(MLP_HIDDEN, self.n_classes),
+            torch.nn.Linear(MLP_HIDDEN, len(self.present)),
         )
         optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=weight_decay)
         batch = min(len(self.y), 128)
@@ -115,8 +127,9 @@ class HeadFitter:
             F.cross_entropy(net(self.x[idx]), self.y[idx], weight=self.class_weights).backward()
             optimizer.step()
         first, second = net[1], net[4]
+        weight2, bias2 = self._scatter(second.weight.detach().numpy(), second.bias.detach().numpy())
         return MLPHead(
             self.mean, self.scale, 1.0,
             weight1=first.weight.detach().numpy().copy(), bias1=first.bias.detach().numpy().copy(),
-            weight2=second.weight.detach().numpy().copy(), bias2=second.bias.detach().numpy().copy(),
+            weight2=weight2, bias2=bias2,
         )

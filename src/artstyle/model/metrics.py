@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -53,8 +56,14 @@ def top_k_accuracy(proba: np.ndarray, y_true: np.ndarray, k: int) -> float:
     return float((top == np.asarray(y_true)[:, None]).any(axis=1).mean())
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, labels: list[str]) -> dict:
-    """The JSON-ready metrics block of `artstyle evaluate` and metrics.json."""
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, labels: list[str],
+                           keys: Sequence[str] | None = None) -> dict:
+    """The JSON-ready metrics block of `artstyle evaluate` and metrics.json. With `keys`
+    (content hashes per row), identical images are scored once (`score_once`)."""
+    merged = None
+    if keys is not None:
+        kept, y_true, merged = score_once(keys, y_true, proba)
+        proba = proba[kept]
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = proba.argmax(axis=1) if len(y_true) else np.zeros(0, np.int64)
     matrix = confusion_matrix(y_true, y_pred, len(labels))
@@ -77,4 +86,24 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, labels: list[s
         },
         "untested": [label for i, label in enumerate(labels) if not tested[i]],
         "confusion": {"labels": list(labels), "matrix": matrix.tolist()},
+        **({"in_several_movements": merged} if merged is not None else {}),
     }
+
+
+def score_once(keys: Sequence[str], y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(rows to score, their true class, images merged) with an image filed under several
+    movements (the same bytes in two folders, e.g. WikiArt's romanticism and symbolism) scored
+    once: a genuinely mixed painting, right when the model names any of its movements. Its
+    true class is the one of its movements the model ranks highest."""
+    rows: dict[str, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        rows[key].append(i)
+    kept = np.array(sorted(group[0] for group in rows.values()), dtype=np.int64)
+    y = np.asarray(y_true, dtype=np.int64).copy()
+    merged = 0
+    for group in rows.values():
+        movements = np.unique(y[group])
+        if len(movements) > 1:
+            y[group[0]] = movements[np.argmax(proba[group[0], movements])]
+            merged += 1
+    return kept, y[kept], merged

@@ -71,6 +71,15 @@ def training_table(records: Sequence[ImageRecord], split: Split, ok: np.ndarray)
     return TrainingTable(labels, y, rows(training), rows(split.select(records, "test")))
 
 
+def scorable_rows(y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Held-out rows (fold >= 0) whose class also has training rows outside their fold."""
+    held = folds >= 0
+    for fold in np.unique(folds[held]):
+        absent = np.setdiff1d(np.unique(y[folds == fold]), y[folds != fold])
+        held[(folds == fold) & np.isin(y, absent)] = False
+    return held
+
+
 @dataclass
 class TrainedHead:
     head: Head
@@ -78,7 +87,8 @@ class TrainedHead:
     abstention: Abstention
     detector: PaintingDetector | None
     info: dict = field(default_factory=dict)
-    held_out_proba: np.ndarray | None = None  # calibrated out-of-fold probabilities (rows with fold >= 0)
+    held_out_proba: np.ndarray | None = None  # calibrated out-of-fold probabilities (rows of `held_out`)
+    held_out: np.ndarray | None = None  # which rows were scored out of fold (`scorable_rows`)
 
 
 def train_head(
@@ -95,12 +105,13 @@ def train_head(
     """Select, refit and calibrate a head on features `x` with labels `y`.
 
     `folds[i]` is the cross-validation fold of row i, or -1 for rows that always train
-    (classes too small to hold out). `negatives` (non-paintings' features) enable the
-    painting detector.
+    (classes too small to hold out). A row whose class has no training rows outside its
+    fold is not scored (its fold's head gives that class no probability). `negatives`
+    (non-paintings' features) enable the painting detector.
     """
     y = np.asarray(y, dtype=np.int64)
     fold_ids = [f for f in range(folds.max() + 1) if (folds == f).any()] if len(folds) else []
-    held = folds >= 0
+    held = scorable_rows(y, folds)
     scores: dict[str, dict[str, float]] = {}
     best = None
     oof_by_candidate: dict[tuple[str, float], np.ndarray] = {}
@@ -147,4 +158,4 @@ def train_head(
         detector, info["painting_detector"] = fit_painting_detector(
             x, folds, negatives.features, columns=negatives.columns, negative_kinds=negatives.kinds, seed=seed)
         info["painting_detector"].update(negatives.info)
-    return TrainedHead(head, kind, abstention, detector, info, held_out_proba)
+    return TrainedHead(head, kind, abstention, detector, info, held_out_proba, held)
