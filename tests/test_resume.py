@@ -49,19 +49,41 @@ def test_killed_run_resumes_without_recomputing(paintings, tmp_path):
     assert resumed.metrics["accuracy"] == clean.metrics_["accuracy"]
 
 
+# Runs the CLI with the feature cache pausing in the main thread after its 4th entry, so
+# Ctrl-C lands mid-extraction however busy the machine is (no race against progress).
+PAUSE_AFTER_FOUR = """
+import pathlib, sys, time
+from artstyle.features import cache
+marker = pathlib.Path(sys.argv.pop(1))
+put, stored = cache.FeatureCache.put, []
+def paused_put(self, key, vector):
+    put(self, key, vector)
+    stored.append(key)
+    if len(stored) == 4:
+        marker.touch()
+        time.sleep(300)
+cache.FeatureCache.put = paused_put
+from artstyle.apps.cli import main
+sys.argv[0] = "artstyle"
+main()
+"""
+
+
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(paintings, tmp_path):
-    cache = tmp_path / "cache"
-    command = [sys.executable, "-m", "artstyle", "train", str(paintings), "--out", str(tmp_path / "model"),
-               "--cache-dir", str(cache), "--batch-size", "2", *FAST_CLI]
+    cache, marker = tmp_path / "cache", tmp_path / "paused"
+    command = [sys.executable, "-c", PAUSE_AFTER_FOUR, str(marker), "train", str(paintings),
+               "--out", str(tmp_path / "model"), "--cache-dir", str(cache), "--batch-size", "2", *FAST_CLI]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(_cached(cache)) < 4 and proc.poll() is None and time.monotonic() < deadline:
+    deadline = time.monotonic() + 240
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert marker.exists(), "the run never reached its fourth cached image"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "resume" in err and "Traceback" not in err
     assert not (tmp_path / "model").exists()
+    assert len(_cached(cache)) == 4, "the images finished before Ctrl-C stay cached"
     time.sleep(0.5)
     assert _processes_mentioning(str(cache)) == [], "decode workers outlived the interrupted run"
 

@@ -222,6 +222,7 @@ def scan_dataset(roots: Roots, *, show_progress: bool = True) -> Dataset:
                 rel = f"{source}/{rel}"
             taken.add(rel)
             files.append((path, rel, label, artist, source))
+    files.sort(key=lambda f: f[1].split("/"))  # the order of one tree holding them all
     if not files:
         where = paths[0] if len(paths) == 1 else "these folders"
         raise DatasetError(f"{where}: no images found; expected {paths[0]}/<movement>/<artist>/<image>")
