@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -155,3 +156,23 @@ def test_the_cli_defaults_are_the_library_defaults_and_a_missing_folder_is_one_l
         doctor.MIN_SIDE, doctor.NEAR_DISTANCE)
     result = CliRunner().invoke(app, ["check", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and "not a folder" in str(result.exception)
+
+
+def test_near_duplicate_search_finds_what_all_pairs_finds():
+    """Multi-index hashing against the all-pairs comparison it replaces, on planted copies."""
+    from artstyle.data.doctor import _pairs_within, near_duplicate_pairs, nearest_distances
+
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 256, size=(1500, 16), dtype=np.uint8)
+    for _ in range(150):  # copies with 0-13 flipped bits
+        i, j = rng.integers(0, len(hashes), 2)
+        bits = np.unpackbits(hashes[i])
+        bits[rng.choice(128, rng.integers(0, 14), replace=False)] ^= 1
+        hashes[j] = np.packbits(bits)
+    for distance in (0, 6, 12, 40):  # 40: chunks too narrow, all pairs
+        found = near_duplicate_pairs(hashes, distance)
+        assert found == sorted(_pairs_within(hashes, np.arange(len(hashes)), distance, 256))
+    assert len(near_duplicate_pairs(hashes, 12)) >= 100
+    nearest = nearest_distances(hashes, sample=len(hashes))
+    pairs = {i for i, j, d in near_duplicate_pairs(hashes, 12)} | {j for i, j, d in near_duplicate_pairs(hashes, 12)}
+    assert {int(i) for i in np.flatnonzero(nearest <= 12)} == pairs

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.doctor import DatasetCheck
+from ..data.doctor import NEAREST_SAMPLE, DatasetCheck
 from ..files import atomic_write_bytes
 from .html_parts import cards, figure_uri, page, thumbnail_figure
 
@@ -210,7 +210,8 @@ def render_check_report(check: DatasetCheck, title: str) -> str:
         f"<h2>Near duplicates ({len(near)} pair{'s' * (len(near) != 1)})</h2>"
         "<p>Pictures whose difference hash differs in at most "
         f"{check.near_distance} of 128 bits (re-encoded, resized or lightly edited copies). The histogram shows "
-        "each image's distance to its closest other image: copies sit left of the line.</p>"
+        "each image's distance to its closest other image (of a random sample of "
+        f"{NEAREST_SAMPLE:,} images when there are more): copies sit left of the line.</p>"
         + (_img(_histogram(check.nearest_distance, "Distance to the most similar other image", "differing bits",
                            check.near_distance + 0.5, "near-duplicate threshold"), "nearest-image distances")
            if len(check.nearest_distance) > 1 else "")

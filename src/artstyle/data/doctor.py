@@ -27,6 +27,7 @@ from PIL import Image
 from ..errors import ImageLoadError
 from ..files import atomic_write_bytes
 from ..progress import progress_bar
+from ..timing import stage
 from .dataset import Dataset, ImageRecord, Roots, scan_dataset
 from .images import load_image
 from .sizes import quantiles, size_profile
@@ -34,6 +35,8 @@ from .sizes import quantiles, size_profile
 HASH_SIDE = 8  # difference hash: 8x8 horizontal + 8x8 vertical gradient signs = 128 bits
 HASH_DECODE_SIDE = 128  # hash a decode this large: tinier JPEG drafts make copies differ by chance
 NEAR_DISTANCE = 12  # of 128 bits; see docs/dataset-check.md for how this was chosen
+MIN_CHUNK_BITS = 6  # multi-index hashing needs chunks at least this wide to bucket anything
+NEAREST_SAMPLE = 2000  # images whose nearest-neighbour distance the report plots
 MIN_SIDE = 224  # the network's input: smaller images are upscaled and lose their brushwork
 UNDER_REPRESENTED = 0.5  # a class with fewer images than this share of the median class
 DOMINANT = 0.5  # a movement where one artist painted more than this share of the images
@@ -71,7 +74,7 @@ class DatasetCheck:
     unreadable: list[tuple[str, str]]  # (path, reason)
     exact_duplicates: list[list[str]]  # groups of paths with identical bytes
     near_duplicates: list[NearDuplicate]
-    nearest_distance: list[int]  # per image, bits to its closest other image (for the report)
+    nearest_distance: list[int]  # bits from each image (a sample beyond NEAREST_SAMPLE) to its closest other
     min_side: int
     near_distance: int
     ignored: dict[str, int] = field(default_factory=dict)
@@ -237,21 +240,60 @@ def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _POPCOUNT[a[:, None, :] ^ b[None, :, :]].sum(axis=-1, dtype=np.int32)
 
 
-def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, block: int = 256) -> tuple[list[tuple[int, int, int]], np.ndarray]:
-    """(i, j, distance) for i < j within `max_distance`, and each row's distance to its nearest other row."""
-    n = len(hashes)
-    nearest = np.full(n, 8 * hashes.shape[1] if n else 0, dtype=np.int32)
-    pairs: list[tuple[int, int, int]] = []
-    for start in range(0, n, block):
-        distances = _hamming(hashes[start : start + block], hashes)
-        rows = np.arange(start, min(start + block, n))
-        distances[rows - start, rows] = np.iinfo(np.int32).max  # not its own neighbour
-        nearest[rows] = distances.min(axis=1)
-        for r, j in zip(*np.nonzero(distances <= max_distance)):
-            i = start + int(r)
+def _pairs_within(hashes: np.ndarray, rows: np.ndarray, max_distance: int, block: int) -> list[tuple[int, int, int]]:
+    """(i, j, distance), i < j, among `rows` of `hashes` within `max_distance` (all against all)."""
+    pairs = []
+    for start in range(0, len(rows), block):
+        head = rows[start : start + block]
+        distances = _hamming(hashes[head], hashes[rows])
+        for r, c in zip(*np.nonzero(distances <= max_distance)):
+            i, j = int(head[r]), int(rows[c])
             if i < j:
-                pairs.append((i, int(j), int(distances[r, j])))
-    return pairs, nearest
+                pairs.append((i, j, int(distances[r, c])))
+    return pairs
+
+
+def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, block: int = 256) -> list[tuple[int, int, int]]:
+    """(i, j, distance) for every i < j within `max_distance` bits, sorted.
+
+    Multi-index hashing keeps this far below all-pairs: the bits are cut into
+    max_distance + 1 chunks, and by pigeonhole two hashes within max_distance agree exactly
+    on at least one chunk, so only rows sharing a chunk value are compared (random hashes:
+    about n^2 / 2^chunk_bits comparisons per chunk). Chunks narrower than MIN_CHUNK_BITS
+    would bucket little, and all pairs are compared instead.
+    """
+    n, n_bits = len(hashes), 8 * hashes.shape[1]
+    if n < 2:
+        return []
+    if n_bits // (max_distance + 1) < MIN_CHUNK_BITS:
+        return sorted(_pairs_within(hashes, np.arange(n), max_distance, block))
+    bits = np.unpackbits(hashes, axis=1)
+    edges = np.linspace(0, n_bits, max_distance + 2).astype(int)
+    found: set[tuple[int, int, int]] = set()
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        keys = bits[:, lo:hi].astype(np.int64) @ (1 << np.arange(hi - lo, dtype=np.int64))
+        order = np.argsort(keys, kind="stable")
+        starts = np.flatnonzero(np.r_[True, keys[order][1:] != keys[order][:-1], True])
+        for first, end in zip(starts[:-1], starts[1:]):
+            if end - first > 1:
+                found.update(_pairs_within(hashes, np.sort(order[first:end]), max_distance, block))
+    return sorted(found)
+
+
+def nearest_distances(hashes: np.ndarray, sample: int = NEAREST_SAMPLE, block: int = 256) -> np.ndarray:
+    """Bits from each of up to `sample` rows (a fixed random choice; all when fewer) to its
+    closest other row: the report's histogram, linear in the number of rows."""
+    n = len(hashes)
+    if n < 2:
+        return np.zeros(0, np.int32)
+    rows = np.sort(np.random.default_rng(0).permutation(n)[:sample])
+    nearest = np.empty(len(rows), np.int32)
+    for start in range(0, len(rows), block):
+        head = rows[start : start + block]
+        distances = _hamming(hashes[head], hashes)
+        distances[np.arange(len(head)), head] = np.iinfo(np.int32).max  # not its own neighbour
+        nearest[start : start + block] = distances.min(axis=1)
+    return nearest
 
 
 def _inspect(path: Path) -> tuple[int, int, np.ndarray]:
@@ -289,7 +331,7 @@ def check_dataset(
 
     pool = ThreadPoolExecutor(workers or os.cpu_count() or 1)  # decoders release the GIL
     try:
-        with progress_bar(len(records), "Decoding images", enabled=show_progress) as advance:
+        with stage("decode and hash"), progress_bar(len(records), "Decoding images", enabled=show_progress) as advance:
             for record, outcome in zip(records, pool.map(inspect, records)):
                 advance(1)
                 if isinstance(outcome, str):
@@ -309,7 +351,9 @@ def check_dataset(
     ]
     exact = sorted(g for g in exact if len(g) > 1)
     matrix = np.stack(hashes) if hashes else np.zeros((0, 2 * HASH_SIDE * HASH_SIDE // 8), np.uint8)
-    pairs, nearest = near_duplicate_pairs(matrix, near_distance)
+    with stage("near-duplicate search"):
+        pairs = near_duplicate_pairs(matrix, near_distance)
+        nearest = nearest_distances(matrix)
     near = [
         NearDuplicate(facts[i].path, facts[j].path, d, facts[i].label != facts[j].label)
         for i, j, d in pairs

@@ -36,6 +36,7 @@ from ..features.graph_cache import BundledGraph
 from ..features.preprocess import Preprocessing
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
 from ..progress import progress_bar
+from ..timing import stage
 from .bundle import BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle, tensor_layout
 from .calibration import Abstention
 from .head import HEAD_KINDS
@@ -240,7 +241,8 @@ class StyleClassifier:
         from .training import calibration_folds, train_head, training_table  # torch: fitting only
 
         self._check_params()
-        images = labelled_images(data, y, show_progress=self.show_progress)
+        with stage("scan and hashing"):
+            images = labelled_images(data, y, show_progress=self.show_progress)
         size_note = size_warning(size_profile(images.records))
         if size_note:
             log.warning(size_note)
@@ -248,8 +250,10 @@ class StyleClassifier:
         split = make_split(images.records, self.split, seed=self.seed, val_fraction=0.0, test_fraction=test_fraction)
         self._extractors, self.backbone_weights_, self.finetuned_, self.graphs_ = None, None, None, None
         if self.finetune is not None:
-            self._fine_tune(images, split)
-        extraction = self.extract(images.sources, images.keys, "Extracting features")
+            with stage("fine-tuning"):
+                self._fine_tune(images, split)
+        with stage("extraction"):
+            extraction = self.extract(images.sources, images.keys, "Extracting features")
         log.info("features: %d reused from cache, %d computed", extraction.n_cached, extraction.n_computed)
         skipped = _skipped(images.unreadable, images.records, extraction.errors)
         table = training_table(images.records, split, extraction.ok)
@@ -257,21 +261,25 @@ class StyleClassifier:
         if self.finetuned_ is not None:  # the tuned network has learnt these: held-out scores would flatter it
             folds[[split.assignment[images.records[i].path] == "train" for i in table.train]] = -1
         x = extraction.features
+        with stage("non-painting features"):
+            negatives = self.non_painting_features()
         trained = train_head(
             x[table.train], table.y[table.train], len(table.labels), folds,
             kinds=HEAD_KINDS if self.head == "auto" else (self.head,),
-            negatives=self.non_painting_features(), labels=table.labels, seed=self.seed,
+            negatives=negatives, labels=table.labels, seed=self.seed,
         )
         log.info(
             "head: %s (alpha %g) chosen by %d-fold cross-validation by %s; temperature %.2f",
             trained.head_kind, trained.info["alpha"], trained.info["cv_folds"], fold_mode, trained.head.temperature,
         )
         self._adopt(trained, table.labels)
-        self.similar_ = self._similarity_index(images, table.train, x[table.train])
+        with stage("similarity index"):
+            self.similar_ = self._similarity_index(images, table.train, x[table.train])
         self.config_ = self._config(trained, split, fold_mode, images.summary, len(skipped), x.shape[1])
         self.config_["sizes"] = size_profile([images.records[i] for i in table.train])
         self.splits_csv_ = splits_csv(images.records, split)
-        self.metrics_ = self._fit_metrics(trained, table, x, images.keys, fold_mode, skipped, test_dir, strict)
+        with stage("test metrics"):
+            self.metrics_ = self._fit_metrics(trained, table, x, images.keys, fold_mode, skipped, test_dir, strict)
         return self
 
     def _similarity_index(self, images: LabelledImages, rows: np.ndarray, features: np.ndarray) -> SimilarityIndex:
@@ -518,7 +526,8 @@ class StyleClassifier:
         metrics lists them), or, with `strict`, make the whole tree an error.
         """
         self._check_fitted()
-        dataset = data if isinstance(data, Dataset) else scan_dataset(data, show_progress=self.show_progress)
+        with stage("scan and hashing"):
+            dataset = data if isinstance(data, Dataset) else scan_dataset(data, show_progress=self.show_progress)
         known = [str(c) for c in self.classes_]
         unknown = sorted(set(dataset.labels) - set(known))
         if unknown and strict:
@@ -537,7 +546,8 @@ class StyleClassifier:
                 )
             records = kept
         shift = self._warn_size_shift(records)
-        extraction = self.extract([dataset.abspath(r) for r in records], [r.sha256 for r in records], "Evaluating")
+        with stage("extraction"):
+            extraction = self.extract([dataset.abspath(r) for r in records], [r.sha256 for r in records], "Evaluating")
         skipped = _skipped(dataset.unreadable, records, extraction.errors)
         ok = np.flatnonzero(extraction.ok)
         labels = known + unknown  # unknown movements: columns the model never predicts
@@ -580,7 +590,8 @@ class StyleClassifier:
         bundle = Bundle(self.config_, self.head_, self.splits_csv_, self.metrics_, self.painting_detector_,
                         getattr(self, "backbone_weights_", None), getattr(self, "similar_", None),
                         self._graphs() if graphs else None)
-        return save_bundle(path, bundle)
+        with stage("save"):
+            return save_bundle(path, bundle)
 
     def _graphs(self) -> list[BundledGraph]:
         """Each backbone's embedding graph: the loaded folder's, else exported (or cached)."""

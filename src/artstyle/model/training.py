@@ -18,6 +18,7 @@ import numpy as np
 from ..data.dataset import ImageRecord
 from ..data.splits import Split, make_folds
 from ..errors import DatasetError
+from ..timing import stage
 from .calibration import Abstention, fit_temperature, nll
 from .head import HEAD_KINDS, Head, softmax
 from .head_fitting import ALPHAS, HeadFitter
@@ -91,6 +92,16 @@ class TrainedHead:
     held_out: np.ndarray | None = None  # which rows were scored out of fold (`scorable_rows`)
 
 
+def _held_out_summary(proba: np.ndarray, y: np.ndarray, abstention: Abstention, labels: list[str]) -> dict:
+    """config.json's held-out figures: the scores, and how often the model is sure and right then."""
+    metrics = classification_metrics(y, proba, labels)
+    summary = {k: metrics[k] for k in ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")}
+    sure = ~abstention.flags(proba)[0]
+    right = proba.argmax(axis=1) == y
+    summary.update(sure_share=float(sure.mean()), accuracy_when_sure=float(right[sure].mean()) if sure.any() else None)
+    return summary
+
+
 def train_head(
     x: np.ndarray,
     y: np.ndarray,
@@ -118,11 +129,12 @@ def train_head(
     if len(fold_ids) >= 2:
         for kind in kinds:
             oof = {alpha: np.zeros((len(y), n_classes), np.float32) for alpha in ALPHAS[kind]}
-            for fold in fold_ids:
-                train, test = folds != fold, folds == fold
-                fitter = HeadFitter(kind, x[train], y[train], n_classes, seed=seed)
-                for alpha in ALPHAS[kind]:
-                    oof[alpha][test] = fitter.fit(alpha).logits(x[test])
+            with stage(f"head selection: {kind}"):
+                for fold in fold_ids:
+                    train, test = folds != fold, folds == fold
+                    fitter = HeadFitter(kind, x[train], y[train], n_classes, seed=seed)
+                    for alpha in ALPHAS[kind]:
+                        oof[alpha][test] = fitter.fit(alpha).logits(x[test])
             scores[kind] = {}
             for alpha, logits in oof.items():
                 f1 = macro_f1(y[held], logits[held].argmax(axis=1), n_classes)
@@ -137,25 +149,24 @@ def train_head(
         kind, alpha, temperature = FALLBACK[0], FALLBACK[1], 1.0
     else:
         _, _, kind, alpha, temperature = best
-    head = HeadFitter(kind, x, y, n_classes, seed=seed).fit(alpha)
+    with stage("head refit"):
+        head = HeadFitter(kind, x, y, n_classes, seed=seed).fit(alpha)
     head.temperature = temperature
     info: dict = {"type": head.kind, "kind": kind, "alpha": alpha, "temperature": temperature,
                   "held_out_macro_f1": scores, "cv_folds": len(fold_ids)}
     held_out_proba = None
     abstention = Abstention()
     if best is not None:
-        held_out_proba = softmax(oof_by_candidate[(kind, alpha)][held] / temperature)
-        abstention = Abstention.fit(held_out_proba, y[held])
-        metrics = classification_metrics(y[held], held_out_proba, labels or [str(i) for i in range(n_classes)])
-        info["held_out"] = {k: metrics[k] for k in ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")}
-        sure = ~abstention.flags(held_out_proba)[0]
-        right = held_out_proba.argmax(axis=1) == y[held]
-        info["held_out"].update(sure_share=float(sure.mean()),
-                                accuracy_when_sure=float(right[sure].mean()) if sure.any() else None)
+        with stage("calibration and thresholds"):
+            held_out_proba = softmax(oof_by_candidate[(kind, alpha)][held] / temperature)
+            abstention = Abstention.fit(held_out_proba, y[held])
+            info["held_out"] = _held_out_summary(held_out_proba, y[held], abstention, labels or
+                                                 [str(i) for i in range(n_classes)])
     info["abstention"] = abstention.to_dict()
     detector = None
     if negatives is not None and len(negatives.features):
-        detector, info["painting_detector"] = fit_painting_detector(
-            x, folds, negatives.features, columns=negatives.columns, negative_kinds=negatives.kinds, seed=seed)
+        with stage("painting detector"):
+            detector, info["painting_detector"] = fit_painting_detector(
+                x, folds, negatives.features, columns=negatives.columns, negative_kinds=negatives.kinds, seed=seed)
         info["painting_detector"].update(negatives.info)
     return TrainedHead(head, kind, abstention, detector, info, held_out_proba, held)
