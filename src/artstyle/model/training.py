@@ -29,11 +29,16 @@ log = logging.getLogger("artstyle")
 
 FALLBACK = ("logreg", 1e-2)  # used when there are no folds to choose with
 CV_FOLDS = 5
+LARGE_CV_FOLDS, LARGE = 3, 3000  # from this many training paintings, 3 folds hold >= 1,000 each
+PATH_PATIENCE = 2  # held-out macro-F1 falls in a row that end a regularisation path
 
 
-def calibration_folds(records: Sequence[ImageRecord], seed: int = 0, k: int = CV_FOLDS) -> tuple[np.ndarray, str]:
+def calibration_folds(records: Sequence[ImageRecord], seed: int = 0, k: int | None = None) -> tuple[np.ndarray, str]:
     """Folds over training records: by artist, which is what unseen paintings look like,
-    unless too few artists are known (then by image)."""
+    unless too few artists are known (then by image). `k` defaults to 5, or 3 from LARGE
+    records on (each fit then sees 2/3 of the data; selection costs 2.4x less than 5 folds)."""
+    if k is None:
+        k = LARGE_CV_FOLDS if len(records) >= LARGE else CV_FOLDS
     folds = make_folds(records, k, "artist", seed=seed)
     if (folds >= 0).mean() >= 0.5:
         return folds, "artist"
@@ -92,6 +97,31 @@ class TrainedHead:
     held_out: np.ndarray | None = None  # which rows were scored out of fold (`scorable_rows`)
 
 
+def _held_out_path(kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, folds: np.ndarray, fold_ids: list[int],
+                   held: np.ndarray, seed: int) -> dict[float, tuple[np.ndarray, float]]:
+    """Out-of-fold logits and macro-F1 of `kind` along its regularisation path, strong to weak
+    (each fold's fit warm-starts from the previous alpha). The path stops once macro-F1 has
+    fallen PATH_PATIENCE times in a row: weaker alphas only overfit more, and on 20k
+    paintings each step costs minutes."""
+    fitters = {}
+    path: dict[float, tuple[np.ndarray, float]] = {}
+    falls, last = 0, -1.0
+    for alpha in ALPHAS[kind]:
+        logits = np.zeros((len(y), n_classes), np.float32)
+        for fold in fold_ids:
+            train, test = folds != fold, folds == fold
+            if fold not in fitters:
+                fitters[fold] = HeadFitter(kind, x[train], y[train], n_classes, seed=seed)
+            logits[test] = fitters[fold].fit(alpha).logits(x[test])
+        f1 = macro_f1(y[held], logits[held].argmax(axis=1), n_classes)
+        path[alpha] = (logits, f1)
+        falls = falls + 1 if f1 < last else 0
+        last = f1
+        if falls >= PATH_PATIENCE:
+            break
+    return path
+
+
 def _held_out_summary(proba: np.ndarray, y: np.ndarray, abstention: Abstention, labels: list[str]) -> dict:
     """config.json's held-out figures: the scores, and how often the model is sure and right then."""
     metrics = classification_metrics(y, proba, labels)
@@ -128,16 +158,10 @@ def train_head(
     oof_by_candidate: dict[tuple[str, float], np.ndarray] = {}
     if len(fold_ids) >= 2:
         for kind in kinds:
-            oof = {alpha: np.zeros((len(y), n_classes), np.float32) for alpha in ALPHAS[kind]}
             with stage(f"head selection: {kind}"):
-                for fold in fold_ids:
-                    train, test = folds != fold, folds == fold
-                    fitter = HeadFitter(kind, x[train], y[train], n_classes, seed=seed)
-                    for alpha in ALPHAS[kind]:
-                        oof[alpha][test] = fitter.fit(alpha).logits(x[test])
+                path = _held_out_path(kind, x, y, n_classes, folds, fold_ids, held, seed)
             scores[kind] = {}
-            for alpha, logits in oof.items():
-                f1 = macro_f1(y[held], logits[held].argmax(axis=1), n_classes)
+            for alpha, (logits, f1) in path.items():
                 t = fit_temperature(logits[held], y[held])
                 loss = nll(logits[held] / t, y[held])
                 scores[kind][f"{alpha:g}"] = round(f1, 4)
@@ -150,7 +174,7 @@ def train_head(
     else:
         _, _, kind, alpha, temperature = best
     with stage("head refit"):
-        head = HeadFitter(kind, x, y, n_classes, seed=seed).fit(alpha)
+        head = HeadFitter(kind, x, y, n_classes, seed=seed).fit_path(alpha)
     head.temperature = temperature
     info: dict = {"type": head.kind, "kind": kind, "alpha": alpha, "temperature": temperature,
                   "held_out_macro_f1": scores, "cv_folds": len(fold_ids)}
