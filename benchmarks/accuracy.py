@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             if x_photos is not None:
                 flagged["photos"].append(~detector.is_painting(x_photos))
         for head in (*args.heads, "auto"):
-            m = classification_metrics(y[scored], proba[head][scored], labels)
+            m = classification_metrics(y[scored], proba[head][scored], labels,
+                                       keys=[records[i].sha256 for i in np.flatnonzero(scored)])
             row = {
                 "backbone": backbone, "recipe": recipe, "head": head, "images": int(scored.sum()),
                 "top1": m["accuracy"], "top3": m["top3_accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"],

@@ -23,16 +23,12 @@ import numpy as np
 import torch
 
 from artstyle import StyleClassifier
-from artstyle.data.dataset import Dataset, scan_dataset
+from artstyle.data.dataset import scan_dataset
 from artstyle.data.splits import make_folds
 from artstyle.features.finetune import FineTuning, resolve_device
 from artstyle.model.metrics import classification_metrics
 
 PANDORA_IMAGES = 18_038
-
-
-def subset(dataset: Dataset, keep: np.ndarray) -> Dataset:
-    return Dataset(dataset.root, [r for r, k in zip(dataset.records, keep) if k], dataset.labels, dataset.folders)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -53,8 +49,8 @@ def run(args: argparse.Namespace) -> dict:
         proba = np.zeros((len(records), len(labels)))
         seconds, rates = [], []
         for fold in range(args.folds):
-            train = subset(dataset, outer != fold)
-            test = subset(dataset, outer == fold)
+            train = dataset.subset(outer != fold)
+            test = dataset.subset(outer == fold)
             start = time.perf_counter()
             clf = StyleClassifier(args.backbone, features=args.features, head=args.head, test_fraction=0.0,
                                   negatives=0, seed=args.seed, cache_dir=args.cache_dir, finetune=finetune,
@@ -67,11 +63,15 @@ def run(args: argparse.Namespace) -> dict:
                       f"in {record['seconds']:.0f} s", flush=True)
             evaluation = clf.evaluate(test, include_training=True)
             index = [labels.index(label) for label in evaluation.labels[: len(clf.classes_)]]
+            scored_rows = dict(zip(evaluation.paths, evaluation.proba[:, : len(index)]))
+            by_hash = {records[i].sha256: scored_rows[str(dataset.abspath(records[i]))]
+                       for i in np.flatnonzero(outer == fold) if str(dataset.abspath(records[i])) in scored_rows}
             rows = np.flatnonzero(outer == fold)
-            assert len(rows) == len(evaluation.proba), "an image of the test fold could not be read"
-            proba[np.ix_(rows, index)] = evaluation.proba[:, : len(index)]
+            assert all(records[i].sha256 in by_hash for i in rows), "an image of the test fold could not be read"
+            for i in rows:  # evaluate scores an image filed under two movements once: both rows get it
+                proba[i, index] = by_hash[records[i].sha256]
         y = np.array([labels.index(r.label) for r in records])
-        m = classification_metrics(y[scored], proba[scored], labels)
+        m = classification_metrics(y[scored], proba[scored], labels, keys=[records[i].sha256 for i in np.flatnonzero(scored)])
         results[arm] = {
             "top1": m["accuracy"], "top3": m["top3_accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"],
             "train_seconds_per_fold": float(np.mean(seconds)),

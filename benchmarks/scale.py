@@ -262,7 +262,7 @@ def _print(summary: dict, trees: dict[int, tuple[Path, int]]) -> None:
         print("train at 18k per Ray node count: "
               + ", ".join(f"{k} node{'s' * (k > 1)} {s / 60:.1f} min" for k, s in r["ray_nodes_18k_s"].items()))
     c = summary["check"]
-    print(f"\ncheck: " + ", ".join(f"{n}: {s:.0f} s" for n, s in c["seconds"].items())
+    print("\ncheck: " + ", ".join(f"{n}: {s:.0f} s" for n, s in c["seconds"].items())
           + f"; 18k projected {c['projected_18k_s']:.0f} s (target <= 180); near-duplicate search alone: "
           + ", ".join(f"{n}: {s:.1f} s" for n, s in c["near_duplicate_search_alone_s"].items())
           + f" (exponent {c['near_duplicate_search_alone_exponent']:.2f})")

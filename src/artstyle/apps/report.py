@@ -159,6 +159,12 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
             ", ".join(f"{label} ({n})" for label, n in m["unknown_to_model"].items())))
     if m.get("untested"):
         notes.append("Not tested (no images): " + esc(", ".join(m["untested"])))
+    if m.get("in_several_movements"):
+        notes.append(f"{m['in_several_movements']} image(s) are filed under several movements (the same file twice): "
+                     "each is scored once and counts as right when the model names any of its movements.")
+    if m.get("size_shift"):
+        notes.append(f"These images are {m['size_shift']:g}x the size of the training images (median short side): "
+                     "the scores may not hold for images of the training size.")
     if m.get("excluded_training_images"):
         notes.append(f"{m['excluded_training_images']} training images were left out of the scores.")
     if m.get("skipped"):

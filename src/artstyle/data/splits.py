@@ -189,7 +189,7 @@ def make_split(
     held_out = [name != "train" for _, name in dealt]
     rescued = _rescue(records, units, held_out)
     for label, u in rescued:
-        log.warning("%s: every artist of it was held out (%s, also in %s): kept in training", label,
+        log.warning("%s: all its artists were held out (%s, also in %s): kept in training", label,
                     _unit_names(records, units[u]), _other_labels(records, units[u], label))
     assignment = {records[i].path: name if held_out[u] else "train"
                   for u, (unit, name) in enumerate(dealt) for i in unit}
