@@ -1,6 +1,7 @@
 """Real collections: painters in several movements, the same image under two movements,
 mixed image sizes, and a collection kept in several folders."""
 
+import json
 import logging
 import os
 import shutil
@@ -271,3 +272,30 @@ def test_the_same_path_in_two_roots_keeps_both_images(tmp_path):
     paths = sorted(r.path for r in dataset.records)
     assert paths == [f"{STYLE_NAMES[0]}/Painter/0.jpg", f"b/{STYLE_NAMES[0]}/Painter/0.jpg"]
     assert {dataset.abspath(r) for r in dataset.records} == {tmp_path / "a" / paths[0], tmp_path / "b" / paths[0]}
+
+
+def test_cli_trains_and_checks_several_folders(tmp_path):
+    from typer.testing import CliRunner
+
+    from artstyle.apps.cli import app
+    from synth import FAST_CLI
+
+    roots = []
+    for name, size in (("museum", (400, 320)), ("web", (120, 96))):
+        for s, style in enumerate(STYLE_NAMES[:2]):
+            for a in range(3):
+                for n in range(3):
+                    _write(tmp_path / name / style / f"{name} {a}{s}", style, a, n, seed=hash(name) % 999 + 50 * s + 9 * a + n,
+                           size=size)
+        roots.append(str(tmp_path / name))
+    runner = CliRunner()
+    done = runner.invoke(app, ["train", *roots, "--out", str(tmp_path / "model"), "--cache-dir", str(tmp_path / "cache"),
+                               *FAST_CLI])
+    assert done.exit_code == 0, done.output
+    assert done.output.count("median short side differs") == 1 and "source web" in done.output
+    rows = parse_splits_csv((tmp_path / "model" / "splits.csv").read_text())
+    assert {r["source"] for r in rows} == {"museum", "web"} and len(rows) == 36
+    checked = runner.invoke(app, ["check", *roots, "--format", "json"])
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.stdout)
+    assert report["n_images"] == 36 and set(report["sizes"]["flagged_sources"]) == {"museum", "web"}
