@@ -55,6 +55,9 @@ _EXPORTS = {
     "deletion_test": "model.explain",
     "Split": "data.splits",
     "make_split": "data.splits",
+    "make_folds": "data.splits",
+    "size_profile": "data.sizes",
+    "recording": "timing",
     "non_paintings": "model.negatives",
     "RECIPES": "features.recipes",
     "FeatureRecipe": "features.recipes",
@@ -88,7 +91,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.download import get_dataset
     from .data.images import load_image
     from .data.labels import normalize_label
-    from .data.splits import Split, make_split
+    from .data.sizes import size_profile
+    from .data.splits import Split, make_folds, make_split
     from .errors import ArtstyleError, BundleError, DatasetError, DownloadError, ImageLoadError, NotFittedError
     from .features.backbones import BackboneInfo, available_backbones, load_backbone, register_backbone
     from .features.finetune import FineTuning, finetune_backbone
@@ -101,3 +105,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.explain import Explanation, deletion_test
     from .model.prediction import Prediction
     from .model.similar import Neighbour, SimilarityIndex, SimilarPaintings
+    from .timing import recording
