@@ -20,9 +20,8 @@ from typing import Union
 
 from PIL import Image
 
-from ..errors import DatasetError
+from ..errors import DatasetError, ImageLoadError
 from ..progress import progress_bar
-from ..errors import ImageLoadError
 from .images import ImageInput, is_image_name, os_error_reason, probe_image, source_name
 from .labels import normalize_label
 

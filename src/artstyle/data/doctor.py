@@ -53,7 +53,6 @@ class ImageFacts:
     sha256: str
     width: int
     height: int
-    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -296,15 +295,9 @@ def nearest_distances(hashes: np.ndarray, sample: int = NEAREST_SAMPLE, block: i
     return nearest
 
 
-def _inspect(path: Path) -> tuple[int, int, np.ndarray]:
-    """(width, height, hash) of one file; ImageLoadError when it does not fully decode."""
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except (OSError, ValueError):
-        width = height = 0  # load_image below raises with the precise reason
-    img = load_image(path, min_side=HASH_DECODE_SIDE)  # reads every byte: truncation shows here
-    return width, height, difference_hash(img)
+def _inspect(path: Path) -> np.ndarray:
+    """Difference hash of one file; ImageLoadError when it does not fully decode."""
+    return difference_hash(load_image(path, min_side=HASH_DECODE_SIDE))  # reads every byte: truncation shows
 
 
 def check_dataset(
@@ -324,8 +317,8 @@ def check_dataset(
     hashes: list[np.ndarray] = []
 
     def inspect(record: ImageRecord):
-        try:
-            return _inspect(dataset.abspath(record))
+        try:  # the size is the scan's header reading; a file without one does not decode either
+            return (*(record.size or (0, 0)), _inspect(dataset.abspath(record)))
         except ImageLoadError as exc:
             return str(exc)
 
@@ -338,8 +331,7 @@ def check_dataset(
                     unreadable.append((record.path, outcome))
                     continue
                 width, height, digest = outcome
-                facts.append(ImageFacts(record.path, record.label, record.artist, record.sha256, width, height,
-                                        record.source))
+                facts.append(ImageFacts(record.path, record.label, record.artist, record.sha256, width, height))
                 hashes.append(digest)
     finally:  # on Ctrl-C, drop the queued images instead of decoding them all first
         pool.shutdown(wait=False, cancel_futures=True)
