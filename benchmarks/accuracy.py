@@ -1,15 +1,22 @@
-"""Accuracy benchmark: every feature recipe x head, by cross-validation that keeps artists apart.
+"""Accuracy benchmark: recipe x balancing x training data, on folds that keep artists apart.
 
-    python benchmarks/accuracy.py ../shared/data/paintings [--split artist] [--folds 5] [--json]
+    python benchmarks/accuracy.py ../shared/data/paintings ../shared/data/wikiart [--folds 3] [--json]
 
-For each outer fold the model is trained exactly as `artstyle train` does (head chosen,
-calibrated and thresholded by inner artist-disjoint folds), then scored on the held-out
-artists. Rows: recipe x backbone(s) x head ("auto" = the head the inner folds choose).
-Also measured: cold extraction cost (ms/image, no cache) and the painting detector on
-held-out paintings and on non-paintings drawn here with matplotlib, a different
-renderer from the generator the detector trains on (and scikit-image's sample photos
-when installed, reported apart). `benchmarks/painting_detector.py` measures the detector
-on real non-painting sources it never saw.
+The first folder is the full-size collection, the others are extra data (WikiArt's small
+copies). Artist-disjoint folds are drawn once over everything; for each fold and arm the
+head is trained exactly as `artstyle train` trains it (size variants, balancing, head kind
+and regularisation chosen by inner artist-disjoint folds, temperature), then scored:
+
+  (i)   full-size paintings of the first folder's held-out artists,
+  (ii)  the extra folders' held-out paintings, by the same model (all its movements),
+  (iii) (i) with the scored paintings shrunk to a 224-px long side (as WikiArt's copies).
+
+Each arm trains on the first folder alone ("paintings") and with the extra data
+("+extra"), on the same folds, so the gain of adding data is a paired difference. Every
+figure comes with its standard error (binomial; paired for differences) and the spread
+over folds. Also: per-movement recall and precision of (i), ECE, and the painting
+detector's false alarms on held-out paintings and on non-paintings drawn with matplotlib.
+`benchmarks/painting_detector.py` measures the detector on real non-painting sources.
 """
 
 from __future__ import annotations
@@ -25,20 +32,22 @@ import numpy as np
 from PIL import Image
 
 from artstyle import StyleClassifier
-from artstyle.data.dataset import scan_dataset
+from artstyle.data.dataset import resized_key, scan_dataset
+from artstyle.data.images import Resized
 from artstyle.data.splits import make_folds
+from artstyle.features.size_variants import SizeVariants
 from artstyle.model.head import HEAD_KINDS
 from artstyle.model.metrics import classification_metrics
-from artstyle.model.training import calibration_folds, train_head
+from artstyle.model.training import calibration_folds, head_rows, train_head
 
-CONFIGS = (
-    ("efficientnet_lite0", "global"),
-    ("efficientnet_lite0", "multicrop"),
-    ("efficientnet_lite0", "multicrop+stats"),
-    ("efficientnet_lite2", "global"),
-    ("efficientnet_lite2", "multicrop"),
-    ("efficientnet_lite0+efficientnet_lite2", "multicrop"),
+# (name, recipe, balance, size variant copies): the previous default, then the new steps one by one
+ARMS = (
+    ("multicrop (0.1 default)", "multicrop", "class", 0),
+    ("sized", "sized", "class", 0),
+    ("sized + variants + breadth", "sized", "breadth", 2),
+    ("sized+stats + variants + breadth", "sized+stats", "breadth", 2),
 )
+SHRUNK_LONG_SIDE = 224  # (iii): WikiArt's copies have this long side
 
 
 def evaluation_non_paintings(n: int = 60, seed: int = 7) -> list[Image.Image]:
@@ -82,119 +91,157 @@ def evaluation_non_paintings(n: int = 60, seed: int = 7) -> list[Image.Image]:
     return images
 
 
-def sample_photos() -> list[Image.Image]:
-    try:
-        import skimage.data as data
-    except ImportError:
-        return []
-    names = ("astronaut", "cat", "chelsea", "coffee", "rocket", "camera", "horse", "coins", "moon", "page", "text", "clock")
-    return [Image.fromarray(getattr(data, n)()).convert("RGB") for n in names]
-
-
-def extraction_cost(backbone: str, recipe: str, paths: list[Path]) -> float:
+def extraction_cost(clf: StyleClassifier, paths: list[Path]) -> float:
     """Cold ms/image with no cache, after a warm-up batch."""
-    clf = StyleClassifier(backbone, features=recipe, cache_dir=False, show_progress=False)
-    clf.extract(paths[:4])
+    cold = StyleClassifier(clf.backbone, features=clf.features, cache_dir=False, show_progress=False)
+    cold.extract(paths[:4])
     start = time.perf_counter()
-    clf.extract(paths)
+    cold.extract(paths)
     return 1000 * (time.perf_counter() - start) / len(paths)
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def shrunk(path: Path, size: tuple[int, int] | None) -> Resized:
+    """`path` seen with a SHRUNK_LONG_SIDE long side (the short side in proportion)."""
+    width, height = size or (SHRUNK_LONG_SIDE, SHRUNK_LONG_SIDE)
+    return Resized(path, max(1, round(SHRUNK_LONG_SIDE * min(width, height) / max(width, height))))
+
+
+def score(y: np.ndarray, proba: np.ndarray, labels: list[str], keys: list[str], folds: np.ndarray) -> dict:
+    """Metrics of rows (identical images once), with the binomial standard error of top-1
+    and top-3 and the spread of top-1 over the folds."""
+    m = classification_metrics(y, proba, labels, keys=keys)
+    n = max(m["n_images"], 1)
+    per_fold = [float((proba[folds == f].argmax(1) == y[folds == f]).mean()) for f in np.unique(folds)]
+    return {"top1": m["accuracy"], "top1_se": float(np.sqrt(m["accuracy"] * (1 - m["accuracy"]) / n)),
+            "top3": m["top3_accuracy"], "top3_se": float(np.sqrt(m["top3_accuracy"] * (1 - m["top3_accuracy"]) / n)),
+            "macro_f1": m["macro_f1"], "ece": m["ece"], "n": m["n_images"],
+            "fold_spread": [round(v, 3) for v in per_fold], "per_class": m["per_class"]}
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean of b - a over the same rows (1 right, 0 wrong) and its standard error."""
+    d = b.astype(float) - a.astype(float)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+
+
+def run(args: argparse.Namespace) -> dict:
     dataset = scan_dataset(args.data, show_progress=False)
     records = list(dataset.records)
     paths = [dataset.abspath(r) for r in records]
+    keys = [r.sha256 for r in records]
     labels = sorted(dataset.labels)
     y = np.array([labels.index(r.label) for r in records])
-    outer = make_folds(records, args.folds, args.split, seed=args.seed)
-    scored = outer >= 0
-    untested = sorted({r.label for r, f in zip(records, outer) if f < 0})
-    print(f"{len(records)} paintings, {len(labels)} movements, {args.folds} {args.split}-disjoint folds; "
-          f"{scored.sum()} scored (untested, too few artists: {', '.join(untested) or 'none'})", flush=True)
-    eval_negatives, photos = evaluation_non_paintings(), sample_photos()
+    main_source = records[0].source if len(args.data) > 1 else ""
+    full = np.array([r.source == main_source for r in records])
+    outer = make_folds(records, args.folds, "artist", seed=args.seed)
+    held = outer >= 0
+    print(f"{len(records)} paintings ({full.sum()} full-size), {len(labels)} movements, {args.folds} artist-disjoint "
+          f"folds; scored: {(held & full).sum()} full-size, {(held & ~full).sum()} extra", flush=True)
+    small = [shrunk(paths[i], records[i].size) for i in np.flatnonzero(full)]
+    small_keys = [resized_key(keys[i], s.short_side) for i, s in zip(np.flatnonzero(full), small)]
+    eval_negatives = evaluation_non_paintings()
     cost_sample = [paths[i] for i in np.random.default_rng(0).permutation(len(paths))[: args.cost_images]]
-    rows = []
-    for backbone, recipe in args.configs:
-        clf = StyleClassifier(backbone, features=recipe, cache_dir=args.cache_dir, show_progress=False)
-        x = clf.extract(paths, [r.sha256 for r in records]).features
-        negatives = clf.non_painting_features()  # real (shipped) and generated, as `artstyle train` uses
-        x_eval_neg = clf.extract(eval_negatives).features
-        x_photos = clf.extract(photos).features if photos else None
-        ms = extraction_cost(backbone, recipe, cost_sample)
-        proba = {kind: np.zeros((len(y), len(labels))) for kind in (*args.heads, "auto")}
-        flagged = {"paintings": np.zeros(len(y), bool), "non_paintings": [], "photos": []}
-        uncertain = np.zeros(len(y), bool)
-        for fold in range(args.folds):
-            test, train = outer == fold, outer != fold
-            folds, _ = calibration_folds([records[i] for i in np.flatnonzero(train)], seed=args.seed)
-            best = None
-            detector = None
-            for kind in args.heads:
-                trained = train_head(x[train], y[train], len(labels), folds, kinds=(kind,),
-                                     negatives=negatives if detector is None else None, labels=labels, seed=args.seed)
-                detector = detector or trained.detector
-                proba[kind][test] = trained.head.predict_proba(x[test])
-                inner = max(trained.info["held_out_macro_f1"][kind].values())
-                if best is None or inner > best[0]:
-                    best = (inner, kind, trained)
-            _, kind, trained = best
-            proba["auto"][test] = proba[kind][test]
-            uncertain[test] = trained.abstention.flags(proba[kind][test])[0]
-            flagged["paintings"][test] = ~detector.is_painting(x[test])
-            flagged["non_paintings"].append(~detector.is_painting(x_eval_neg))
-            if x_photos is not None:
-                flagged["photos"].append(~detector.is_painting(x_photos))
-        for head in (*args.heads, "auto"):
-            m = classification_metrics(y[scored], proba[head][scored], labels,
-                                       keys=[records[i].sha256 for i in np.flatnonzero(scored)])
-            row = {
-                "backbone": backbone, "recipe": recipe, "head": head, "images": int(scored.sum()),
-                "top1": m["accuracy"], "top3": m["top3_accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"],
-                "ms_per_image": ms,
-            }
-            if head == "auto":
-                row.update(
-                    per_class={k: v["f1"] for k, v in m["per_class"].items()},
-                    uncertain_rate=float(uncertain[scored].mean()),
-                    accuracy_when_certain=float((proba["auto"][scored].argmax(1) == y[scored])[~uncertain[scored]].mean()),
-                    paintings_flagged=float(flagged["paintings"][scored].mean()),
-                    non_paintings_flagged=float(np.mean(flagged["non_paintings"])),
-                    photos_flagged=float(np.mean(flagged["photos"])) if flagged["photos"] else None,
-                )
-            rows.append(row)
-            print(_format_row(row), flush=True)
-    return rows
+    results: dict = {"arms": [], "folds": args.folds, "seed": args.seed, "data": [str(d) for d in args.data]}
+    for name, recipe, balance, copies in args.arms:
+        clf = StyleClassifier(features=recipe, cache_dir=args.cache_dir, show_progress=False, balance=balance)
+        x = clf.extract(paths, keys).features
+        x_small = np.zeros_like(x)
+        x_small[full] = clf.extract(small, small_keys).features
+        variants = SizeVariants(copies) if copies else None
+        plan = variants.plan(paths, keys, [r.short_side for r in records]) if variants else None
+        x_variants = clf.extract(plan.images, plan.keys).features if plan else None
+        negatives = clf.non_painting_features()
+        x_neg = clf.extract(eval_negatives).features
+        ms = extraction_cost(clf, cost_sample)
+        for data in ("paintings", "+extra") if len(args.data) > 1 else ("paintings",):
+            usable = np.ones(len(y), bool) if data == "+extra" else full
+            proba = np.zeros((len(y), len(labels)))
+            proba_small = np.zeros_like(proba)
+            flags = {"full-size paintings": np.zeros(len(y), bool), "extra paintings": np.zeros(len(y), bool)}
+            neg_flags, kinds = [], []
+            for fold in range(args.folds):
+                train, test = usable & (outer != fold), outer == fold
+                rows_train = np.flatnonzero(train)
+                folds, _ = calibration_folds([records[i] for i in rows_train], seed=args.seed)
+                position = np.full(len(y), -1)
+                position[rows_train] = np.arange(len(rows_train))
+                take = plan is not None and train[plan.parents]
+                rows = head_rows(x[train], y[train], folds, [records[i].source for i in rows_train],
+                                 [records[i].artist for i in rows_train], balance,
+                                 x_variants[take] if plan else None, position[plan.parents[take]] if plan else None,
+                                 variants.weight if variants else 1.0)
+                trained = train_head(rows.x, rows.y, len(labels), rows.folds, kinds=args.heads, negatives=negatives,
+                                     labels=labels, seed=args.seed, weighting=rows.weighting, scored=rows.scored)
+                kinds.append(trained.head_kind)
+                proba[test] = trained.head.predict_proba(x[test])
+                proba_small[test & full] = trained.head.predict_proba(x_small[test & full])
+                painting = trained.detector.is_painting(x[test])
+                flags["full-size paintings"][test] = ~painting & full[test]
+                flags["extra paintings"][test] = ~painting & ~full[test]
+                neg_flags.append(~trained.detector.is_painting(x_neg))
+            arm = {"arm": name, "recipe": recipe, "balance": balance, "size_variants": copies, "data": data,
+                   "heads_chosen": kinds, "ms_per_image": ms}
+            for score_name, mask, p in (("i", held & full, proba), ("ii", held & ~full, proba),
+                                        ("iii", held & full, proba_small)):
+                if mask.any():
+                    arm[score_name] = score(y[mask], p[mask], labels, [keys[i] for i in np.flatnonzero(mask)], outer[mask])
+                    arm[score_name + "_right"] = (p[mask].argmax(1) == y[mask]).tolist()
+            arm["flagged"] = {"full-size paintings": float(flags["full-size paintings"][held & full].mean()),
+                              "extra paintings": float(flags["extra paintings"][held & ~full].mean()) if (held & ~full).any() else None,
+                              "matplotlib non-paintings": float(np.mean(neg_flags))}
+            results["arms"].append(arm)
+            print(_format(arm), flush=True)
+    _paired_gains(results)
+    return results
 
 
-def _format_row(row: dict) -> str:
-    text = (f"{row['backbone']:40s} {row['recipe']:16s} {row['head']:7s} top1 {row['top1']:.3f}  top3 {row['top3']:.3f}  "
-            f"F1 {row['macro_f1']:.3f}  ECE {row['ece']:.3f}  {row['ms_per_image']:6.1f} ms/img")
-    if row["head"] == "auto":
-        text += (f"  | unsure {row['uncertain_rate']:.0%} (acc when sure {row['accuracy_when_certain']:.2f})"
-                 f"  flagged: paintings {row['paintings_flagged']:.1%}, non-paintings {row['non_paintings_flagged']:.1%}")
-        if row["photos_flagged"] is not None:
-            text += f", photos {row['photos_flagged']:.1%}"
-    return text
+def _paired_gains(results: dict) -> None:
+    """(i) with the extra data minus (i) without it, per arm, on the same paintings."""
+    by = {(a["arm"], a["data"]): a for a in results["arms"]}
+    gains = {}
+    for (name, data), arm in by.items():
+        if data == "+extra" and (name, "paintings") in by:
+            base = by[(name, "paintings")]
+            for s in ("i", "iii"):
+                mean, se = paired(np.array(base[s + "_right"]), np.array(arm[s + "_right"]))
+                gains[f"{name}: ({s}) +extra - paintings"] = {"gain": mean, "se": se}
+                print(f"{name:36s} ({s}) gain from the extra data {mean:+.3f} +- {se:.3f}", flush=True)
+    results["gains"] = gains
+
+
+def _format(arm: dict) -> str:
+    parts = [f"{arm['arm']:36s} {arm['data']:9s}"]
+    for s in ("i", "ii", "iii"):
+        if s in arm:
+            m = arm[s]
+            parts.append(f"({s}) {m['top1']:.3f}+-{m['top1_se']:.3f} top3 {m['top3']:.3f} ECE {m['ece']:.3f}")
+    flagged = arm["flagged"]
+    parts.append(f"flagged: full {flagged['full-size paintings']:.1%}"
+                 + (f", extra {flagged['extra paintings']:.1%}" if flagged["extra paintings"] is not None else "")
+                 + f", non-paintings {flagged['matplotlib non-paintings']:.1%}  {arm['ms_per_image']:.0f} ms/img")
+    return "  ".join(parts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("data", type=Path)
-    parser.add_argument("--split", choices=("artist", "stratified"), default="artist")
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("data", type=Path, nargs="+", help="the full-size collection, then any extra data")
+    parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--heads", default=",".join(HEAD_KINDS), help="comma-separated head kinds")
-    parser.add_argument("--configs", default=",".join(f"{b}:{r}" for b, r in CONFIGS),
-                        help="comma-separated BACKBONE:RECIPE pairs")
+    parser.add_argument("--heads", default=",".join(HEAD_KINDS), help="head kinds the inner folds choose among")
+    parser.add_argument("--arms", default=",".join(a[0] for a in ARMS), help="comma-separated arm names (see ARMS)")
     parser.add_argument("--cost-images", type=int, default=64, help="images timed for extraction cost")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "artstyle-bench-cache")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON at the end")
+    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     args.heads = tuple(args.heads.split(","))
-    args.configs = [tuple(c.split(":")) for c in args.configs.split(",")]
-    rows = run(args)
+    wanted = args.arms.split(",")
+    args.arms = [a for a in ARMS if a[0] in wanted]
+    results = run(args)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        for arm in results["arms"]:
+            for s in ("i", "ii", "iii"):
+                arm.pop(s + "_right", None)
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,38 @@ def paint_crossed(kind: int, artist: int, seed: int, size: tuple[int, int] = (19
     return img
 
 
+TEXTURES = ("stripes", "dots", "strokes", "scribbles")
+
+
+def paint_texture(marks: str, artist: int, seed: int, size: tuple[int, int] = (480, 400),
+                  purity: float = 1.0) -> Image.Image:
+    """A picture told apart only by its mark-making: a share `purity` of its marks are of
+    kind `marks` (one of TEXTURES), the rest of any kind. Every texture draws from the same
+    palette, and marks scale with the picture, so a shrunk copy is the same painting with
+    less detail. Artists vary density and mark size."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    unit = min(size) / 160  # marks in proportion to the picture
+    img = Image.new("RGB", size, _color(rng, rng.random(), 0.0))
+    draw = ImageDraw.Draw(img)
+    scale = unit * (1.0 + 0.2 * (artist % 3))
+    for _ in range(int(220 + 20 * artist)):
+        kind = marks if rng.random() < purity else TEXTURES[int(rng.integers(len(TEXTURES)))]
+        x, y, colour = rng.uniform(0, w), rng.uniform(0, h), _color(rng, rng.random(), 0.0)
+        if kind == "stripes":
+            draw.line([(x - 20 * scale, y), (x + 20 * scale, y)], fill=colour, width=max(2, int(4 * scale)))
+        elif kind == "dots":
+            r = rng.uniform(2, 5) * scale
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+        elif kind == "strokes":
+            a, length = rng.normal(0.8, 0.25), rng.uniform(6, 12) * scale
+            draw.line([(x, y), (x + length * math.cos(a), y + length * math.sin(a))], fill=colour, width=max(1, int(2 * unit)))
+        else:
+            points = np.cumsum(rng.normal(0, 4 * scale, size=(8, 2)), axis=0) + [x, y]
+            draw.line([tuple(p) for p in points], fill=colour, width=max(1, int(unit)), joint="curve")
+    return img
+
+
 def make_tree(
     root: Path,
     styles: list[str] | None = None,

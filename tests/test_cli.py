@@ -57,6 +57,25 @@ def test_train_cli_artist_split(capsys, monkeypatch, paintings, cache_dir, tmp_p
     assert all(len(s) == 1 for s in by_artist.values())
 
 
+def test_train_records_balancing_size_variants_and_scores_by_size(capsys, monkeypatch, paintings, cache_dir, tmp_path):
+    code, _, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "m", "--cache-dir", cache_dir,
+                       "-q", *FAST_CLI)
+    assert code == 0, err
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["balance"] == "breadth" and config["size_variants"]["copies"] == 2  # the defaults
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert sum(band["n_images"] for band in metrics["by_size"].values()) == metrics["n_images"]
+    code, out, err = run(capsys, monkeypatch, "info", tmp_path / "m", "--format", "markdown")
+    assert code == 0 and "| size band |" in out and "also seen shrunk" in out, err
+    code, _, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "plain", "--cache-dir", cache_dir,
+                       "--balance", "class", "--size-variants", "0", "-q", *FAST_CLI)
+    assert code == 0, err
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert config["balance"] == "class" and config["size_variants"] is None
+    code, _, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "bad", "--balance", "nope", "-q")
+    assert code != 0 and "unknown balancing 'nope'" in err
+
+
 def test_train_with_external_test_dir(capsys, monkeypatch, paintings, cache_dir, tmp_path):
     external = make_tree(tmp_path / "external", artists=1, per_artist=4, seed=9)
     code, _, err = run(capsys, monkeypatch, "train", paintings, "--out", tmp_path / "m", "--test-dir", external,

@@ -21,6 +21,8 @@ from rich.table import Table
 from .. import __version__
 from ..errors import ArtstyleError
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, ENGINES, RECIPES
+from ..features.size_variants import DEFAULT_COPIES
+from ..model.balancing import DEFAULT_BALANCING
 
 app = typer.Typer(
     help="Recognise the art movement of a painting: train on a folder of paintings, evaluate honestly, predict.",
@@ -143,6 +145,13 @@ def train(
     ),
     features: str = typer.Option(DEFAULT_RECIPE, help=f"Feature recipe: {', '.join(RECIPES)}."),
     head: str = typer.Option("auto", help="Classifier head: auto (chosen by cross-validation), logreg, svm or mlp."),
+    balance: str = typer.Option(
+        DEFAULT_BALANCING, help="How training paintings count: breadth (movements, then sources, then artists "
+        "by the square root of their paintings, count alike; keeps broad movements from swallowing narrow "
+        "ones) or class (movements alike, paintings alike inside them)."),
+    size_variants: int = typer.Option(
+        DEFAULT_COPIES, min=0, help="Shrunk copies (96-256 px short side) of each training painting the head also "
+        "learns from, so the answer holds for thumbnails and full-size scans alike; 0: none."),
     weights: Optional[Path] = typer.Option(None, help="Local .safetensors weights for the backbone (offline timm models)."),
     split: SplitMode = typer.Option(
         SplitMode.auto,
@@ -186,13 +195,15 @@ def train(
     an interrupted run resumes when the same command is run again).
     """
     from ..features.finetune import FineTuning
+    from ..features.size_variants import SizeVariants
     from ..model.classifier import StyleClassifier
 
     tuning = FineTuning(stages=stages, epochs=epochs, lr=lr, batch_size=finetune_batch, seed=seed) if finetune else None
     clf = StyleClassifier(
         backbone, features=features, head=head, weights=weights, split=split.value, test_fraction=test_fraction, negatives=negatives, seed=seed, cache_dir=cache_dir,
         batch_size=batch_size, engine=engine.value, finetune=tuning, device=device.value, thumbnails=thumbnails,
-        ray=ray, show_progress=not _QUIET,
+        ray=ray, balance=balance, size_variants=SizeVariants(copies=size_variants) if size_variants else None,
+        show_progress=not _QUIET,
     )
     try:
         clf.fit(data, test_dir=test_dir, strict=strict)

@@ -43,6 +43,19 @@ def _data_section(bundle: Bundle) -> list[str]:
         "| movement | paintings | artists |", "|---|---:|---:|",
         *(f"| {label} | {images[label]} | {len(artists[label])} |" for label in bundle.config["labels"]),
     ]
+    sources = Counter(r.get("source", "") for r in rows)
+    if len(sources) > 1:
+        lines += ["", "From " + ", ".join(f"`{name}` ({n})" for name, n in sources.items()) + "."]
+    sizes = (bundle.config.get("sizes") or {}).get("short_side")
+    if sizes:
+        lines += ["", f"Shortest side of the training paintings: median {sizes['median']} px "
+                  f"(10% under {sizes['p10']} px, 10% over {sizes['p90']} px)."]
+    variants = bundle.config.get("size_variants")
+    if variants:
+        lines += ["", f"Each training painting larger than that was also seen shrunk, {variants['copies']} times, to a "
+                  f"shortest side of {variants['low']}-{variants['high']} px, so that thumbnails get the answer the "
+                  f"full-size painting gets; movements, sources and artists were weighted by "
+                  f"`{bundle.config.get('balance', 'class')}` balancing."]
     held_out = sum(r["split"] == "test" for r in rows)
     if held_out:
         lines += ["", f"{held_out} of them were held out for testing; the head never saw them."]
@@ -130,6 +143,11 @@ def _scores_section(metrics: dict) -> list[str]:
             lines.append(f"| {label} | {m['recall']:.2f} | {m['precision']:.2f} | {m['f1']:.2f} | {m['support']} |")
         else:
             lines.append(f"| {label} | untested | | | 0 |")
+    for title, groups in (("size band", metrics.get("by_size")), ("source", metrics.get("by_source"))):
+        if groups:
+            lines += ["", f"| {title} | paintings | top-1 | top-3 | macro-F1 | ECE |", "|---|---:|---:|---:|---:|---:|"]
+            lines += [f"| {name} | {m['n_images']} | {m['accuracy']:.2f} | {m['top3_accuracy']:.2f} | {m['macro_f1']:.2f} "
+                      f"| {m['ece']:.3f} |" for name, m in groups.items()]
     return lines
 
 

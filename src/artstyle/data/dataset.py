@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..errors import DatasetError, ImageLoadError
 from ..progress import progress_bar
-from .images import ImageInput, is_image_name, os_error_reason, probe_image, source_name
+from .images import ImageInput, Resized, is_image_name, os_error_reason, probe_image, source_name
 from .labels import normalize_label
 
 log = logging.getLogger("artstyle")
@@ -114,8 +114,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def resized_key(file_hash: str, short_side: int) -> str:
+    """Content key of a file seen at `short_side` px (`Resized`), from the file's hash."""
+    return hashlib.sha256(f"{file_hash}|short side {short_side}".encode()).hexdigest()
+
+
 def content_key(source: ImageInput) -> str:
-    """SHA-256 of a file's bytes, or of a PIL image's mode, size and pixels."""
+    """SHA-256 of a file's bytes, or of a PIL image's mode, size and pixels; a `Resized`
+    file's key is derived from its file's."""
+    if isinstance(source, Resized):
+        return resized_key(file_sha256(source.path), source.short_side)
     if isinstance(source, Image.Image):
         digest = hashlib.sha256(f"{source.mode}:{source.size}:".encode())
         digest.update(source.tobytes())

@@ -12,6 +12,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -20,7 +21,21 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageLoadError
 
-ImageInput = Union[str, os.PathLike, Image.Image]
+
+
+@dataclass(frozen=True)
+class Resized:
+    """An image file seen smaller: decoded, then its shortest side brought down to
+    `short_side` (never up). A few bytes until decoded, so a list of thousands costs nothing."""
+
+    path: str | os.PathLike
+    short_side: int
+
+    def __str__(self) -> str:
+        return f"{os.fspath(self.path)} (at {self.short_side} px)"
+
+
+ImageInput = Union[str, os.PathLike, Image.Image, Resized]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -29,7 +44,7 @@ IMAGE_EXTENSIONS = frozenset(
 
 def source_name(source: ImageInput, index: int) -> str:
     """How an input is named in messages: its path, or `<image N>` for an in-memory image."""
-    return f"<image {index}>" if not isinstance(source, (str, os.PathLike)) else str(source)
+    return str(source) if isinstance(source, (str, os.PathLike, Resized)) else f"<image {index}>"
 
 
 def is_image_name(name: str) -> bool:
@@ -88,10 +103,21 @@ def load_image(source: ImageInput, min_side: int | None = None) -> Image.Image:
     """
     if isinstance(source, Image.Image):
         return to_rgb(source)
+    if isinstance(source, Resized):
+        return shrink(load_image(source.path, min_side=source.short_side), source.short_side)
     path = Path(source)
     with _decoding(path), Image.open(path) as opened:
         img = _decode_reduced(opened, min_side)
     return to_rgb(img)
+
+
+def shrink(img: Image.Image, short_side: int) -> Image.Image:
+    """`img` with its shortest side at most `short_side` (aspect kept, antialiased)."""
+    scale = short_side / min(img.size)
+    if scale >= 1:
+        return img
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return img.resize(size, Image.Resampling.BICUBIC)
 
 
 def os_error_reason(exc: OSError) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
@@ -40,7 +40,7 @@ class FeatureExtractor:
     def __init__(self, backbone: Backbone, recipe: FeatureRecipe, preprocessing: Preprocessing | None = None):
         self.backbone = backbone
         self.recipe = recipe
-        self.preprocessing = preprocessing or replace(backbone.preprocessing, grid=recipe.grid)
+        self.preprocessing = preprocessing or recipe.preprocessing(backbone.preprocessing)
         self.dim = recipe.dim(backbone.feature_dim, backbone.stats_dim)
 
     def identity(self) -> str:
@@ -49,9 +49,14 @@ class FeatureExtractor:
         return f"{b.name}|{b.weights_id}|{self.preprocessing.fingerprint()}|{self.recipe.name}"
 
     def __call__(self, batch: np.ndarray, chunk: int = DEFAULT_BATCH_SIZE, threads: int | None = None) -> np.ndarray:
-        """`threads`: the engine's threads for this call (None: the backbone's default)."""
+        """`threads`: the engine's threads for this call (None: the backbone's default).
+        Tile views that are copies of view 0 (a picture too small for tiles) are not run
+        again: the network embeds view 0 once and the copies share its embedding."""
         n_images, n_views = batch.shape[:2]
-        flat = batch.reshape(n_images * n_views, *batch.shape[2:])
+        whole = np.array([n_views > 1 and all(np.array_equal(v, views[0]) for v in views[1:]) for views in batch], bool)
+        run = np.ones((n_images, n_views), bool)
+        run[whole, 1:] = False
+        flat = batch[run]
         pooled, stats = [], []
         chunk = min(chunk, INFERENCE_CHUNK)
         for start in range(0, len(flat), chunk):  # bounded activation memory
@@ -59,9 +64,19 @@ class FeatureExtractor:
             pooled.append(p)
             if st is not None:
                 stats.append(st)
-        emb = np.concatenate(pooled).reshape(n_images, n_views, -1)
-        view_stats = np.concatenate(stats).reshape(n_images, n_views, -1) if stats else None
+        emb = _unflatten(np.concatenate(pooled), run)
+        view_stats = _unflatten(np.concatenate(stats), run) if stats else None
         return pool_views(emb, view_stats)
+
+
+def _unflatten(values: np.ndarray, run: np.ndarray) -> np.ndarray:
+    """(images, views, dim) from the rows of the views that ran; a view that did not run
+    takes view 0's row."""
+    out = np.empty((*run.shape, values.shape[1]), values.dtype)
+    out[run] = values
+    skipped = ~run
+    out[skipped] = np.broadcast_to(out[:, :1], out.shape)[skipped]
+    return out
 
 
 def pool_views(embeddings, stats, xp=np):

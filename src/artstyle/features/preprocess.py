@@ -28,6 +28,9 @@ class Preprocessing:
     View 0 is the whole picture (shortest side resized to `size`, centre square).
     With `grid` > 1 the picture is also resized to `grid * size` and its centre square
     cut into grid x grid tiles: near-native detail where brushwork and texture show.
+    A picture whose shortest side is under `tile_min_side` has no such detail: its tiles
+    would be upscaled blur, which a model learns as "small picture" rather than as style.
+    Its tile views are then copies of view 0 (the whole picture), and the network runs once.
     """
 
     size: int
@@ -35,6 +38,7 @@ class Preprocessing:
     std: tuple[float, float, float]
     interpolation: str = "bicubic"
     grid: int = 1
+    tile_min_side: int = 0  # 0: tiles at any size
 
     def __post_init__(self) -> None:
         if self.interpolation not in _INTERPOLATION:
@@ -50,6 +54,10 @@ class Preprocessing:
     def min_side(self) -> int:
         """Smallest decoded size that loses no detail (JPEG draft decoding may stop there)."""
         return self.size * self.grid
+
+    def has_tiles(self, width: int, height: int) -> bool:
+        """Whether a decoded picture of this size gets real tiles (not copies of view 0)."""
+        return self.grid > 1 and min(width, height) >= self.tile_min_side
 
     def _square(self, img: Image.Image, side: int) -> Image.Image:
         """The centre square of `img` with its shortest side resized to `side`. Only the
@@ -85,7 +93,9 @@ class Preprocessing:
         s = self.size
         views = np.empty((self.n_views, 3, s, s), np.float32)
         self._normalise(self._square(img, s), views[0])
-        if self.grid > 1:
+        if self.grid > 1 and not self.has_tiles(*img.size):
+            views[1:] = views[0]
+        elif self.grid > 1:
             big = self._square(img, s * self.grid)
             for i in range(self.grid * self.grid):
                 row, col = divmod(i, self.grid)
@@ -115,7 +125,10 @@ class Preprocessing:
         return self._normalise(img)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+        data = {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+        if not self.tile_min_side:  # as recorded before the field existed: same fingerprint, same cache
+            del data["tile_min_side"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Preprocessing":
@@ -125,6 +138,7 @@ class Preprocessing:
             std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
             interpolation=str(data.get("interpolation", "bicubic")),
             grid=int(data.get("grid", 1)),
+            tile_min_side=int(data.get("tile_min_side", 0)),
         )
 
     def fingerprint(self) -> str:

@@ -8,11 +8,12 @@ backbones (`--backbone a+b`) each apply the recipe and their vectors are concate
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import ArtstyleError
+from .preprocess import Preprocessing
 
-DEFAULT_RECIPE = "multicrop"
+DEFAULT_RECIPE = "sized+stats"
 # Here, not in backbones, so that the CLI can name them without importing torch.
 DEFAULT_BACKBONE = "efficientnet_lite0"
 ENGINES = ("auto", "torch", "onnx")  # what runs the network; auto: onnx when ONNX Runtime is installed
@@ -25,12 +26,20 @@ class FeatureRecipe:
     grid 1: one resized view. grid 2: that view plus 2 x 2 tiles of the picture at
     twice the size; the tiles' embeddings are mean- and max-pooled next to the global one.
     stats: per-channel mean and std of two intermediate maps, averaged over the views.
+    sized: tiles only for pictures with the pixels for them (shortest side at least
+    `grid * size`); a smaller picture's tiles are its global view (see `Preprocessing`),
+    so a thumbnail and the full-size painting get nearly the same vector.
     """
 
     name: str
     grid: int
     stats: bool
     description: str
+    sized: bool = False
+
+    def preprocessing(self, base: Preprocessing) -> Preprocessing:
+        """The backbone's preprocessing with this recipe's views."""
+        return replace(base, grid=self.grid, tile_min_side=self.grid * base.size if self.sized and self.grid > 1 else 0)
 
     def dim(self, embedding_dim: int, stats_dim: int) -> int:
         """Vector length for a backbone with these embedding and statistics sizes."""
@@ -43,6 +52,9 @@ RECIPES: dict[str, FeatureRecipe] = {
         FeatureRecipe("global", 1, False, "one resized view of the whole picture (the classic thumbnail)"),
         FeatureRecipe("multicrop", 2, False, "global view + 2x2 tiles at twice the size, mean- and max-pooled"),
         FeatureRecipe("multicrop+stats", 2, True, "multicrop + mean/std of two intermediate feature maps (texture)"),
+        FeatureRecipe("sized", 2, False, "multicrop where the picture has the pixels for tiles; "
+                      "a small picture's global view stands in for them", sized=True),
+        FeatureRecipe("sized+stats", 2, True, "sized + mean/std of two intermediate feature maps (texture)", sized=True),
     )
 }
 

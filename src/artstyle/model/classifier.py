@@ -35,12 +35,14 @@ from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtract
 from ..features.graph_cache import BundledGraph
 from ..features.preprocess import Preprocessing
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
+from ..features.size_variants import SizeVariants
 from ..progress import progress_bar
 from ..timing import stage
 from .bundle import BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle, tensor_layout
+from .balancing import DEFAULT_BALANCING, check_balancing
 from .calibration import Abstention
 from .head import HEAD_KINDS
-from .metrics import classification_metrics, score_once
+from .metrics import classification_metrics, metrics_by_group, score_once, size_band
 from .negatives import GENERATED_KIND, non_paintings, shipped_negatives
 from .painting import NonPaintings
 from .prediction import Prediction
@@ -49,7 +51,7 @@ from .similar import THUMBNAIL_SIDE, SimilarityIndex, SimilarPaintings, thumbnai
 if TYPE_CHECKING:
     from ..features.finetune import FineTuning
     from .explain import Explanation
-    from .training import TrainedHead, TrainingTable
+    from .training import HeadRows, TrainedHead, TrainingTable
 
 log = logging.getLogger("artstyle")
 
@@ -73,6 +75,16 @@ def _as_list(images) -> list:
     if isinstance(images, (str, os.PathLike)) or not isinstance(images, Sequence):
         return [images]
     return list(images)
+
+
+def _scores(y: np.ndarray, proba: np.ndarray, labels: list[str], records: Sequence[ImageRecord]) -> dict:
+    """Metrics of scored rows (identical images once), also per size band and per source."""
+    keys = [r.sha256 for r in records]
+    metrics = classification_metrics(y, proba, labels, keys=keys)
+    metrics["by_size"] = metrics_by_group(y, proba, labels, [size_band(r.short_side) for r in records], keys)
+    if len({r.source for r in records}) > 1:
+        metrics["by_source"] = metrics_by_group(y, proba, labels, [r.source for r in records], keys)
+    return metrics
 
 
 def _skipped(unreadable: list[tuple[str, str]], records: Sequence[ImageRecord], errors: dict[int, str]) -> list[dict]:
@@ -107,6 +119,9 @@ class StyleClassifier:
     (`similar()` always works; thumbnails let the page and report show the paintings).
     `ray` extracts features on a Ray cluster ("local": one started here; else its address,
     "auto" for the one this machine joined); needs the `ray` extra.
+    `balance` weighs the training paintings (see `balancing.BALANCINGS`; "breadth": movements,
+    sources and artists count equally). `size_variants` also shows the head each training
+    painting shrunk (see `SizeVariants`; None: only as it is).
     """
 
     def __init__(
@@ -128,6 +143,8 @@ class StyleClassifier:
         device: str = "auto",
         thumbnails: bool = False,
         ray: str | None = None,
+        balance: str = DEFAULT_BALANCING,
+        size_variants: SizeVariants | None = SizeVariants(),
         show_progress: bool = True,
     ):
         self.backbone = backbone
@@ -146,6 +163,8 @@ class StyleClassifier:
         self.ray = ray
         self.finetune = finetune
         self.device = device
+        self.balance = balance
+        self.size_variants = size_variants
         self.show_progress = show_progress
         self._extractors: list[FeatureExtractor] | None = None
 
@@ -261,13 +280,15 @@ class StyleClassifier:
         if self.finetuned_ is not None:  # the tuned network has learnt these: held-out scores would flatter it
             folds[[split.assignment[images.records[i].path] == "train" for i in table.train]] = -1
         x = extraction.features
+        rows = self._head_rows(images, table, x, folds)
         with stage("non-painting features"):
             negatives = self.non_painting_features()
         trained = train_head(
-            x[table.train], table.y[table.train], len(table.labels), folds,
+            rows.x, rows.y, len(table.labels), rows.folds,
             kinds=HEAD_KINDS if self.head == "auto" else (self.head,),
-            negatives=negatives, labels=table.labels, seed=self.seed,
+            negatives=negatives, labels=table.labels, seed=self.seed, weighting=rows.weighting, scored=rows.scored,
         )
+        trained.held_out = trained.held_out[: len(table.train)]  # the paintings' rows come first
         log.info(
             "head: %s (alpha %g) chosen by %d-fold cross-validation by %s; temperature %.2f",
             trained.head_kind, trained.info["alpha"], trained.info["cv_folds"], fold_mode, trained.head.temperature,
@@ -279,8 +300,29 @@ class StyleClassifier:
         self.config_["sizes"] = size_profile([images.records[i] for i in table.train])
         self.splits_csv_ = splits_csv(images.records, split)
         with stage("test metrics"):
-            self.metrics_ = self._fit_metrics(trained, table, x, images.keys, fold_mode, skipped, test_dir, strict)
+            self.metrics_ = self._fit_metrics(trained, table, x, images, fold_mode, skipped, test_dir, strict)
         return self
+
+    def _head_rows(self, images: LabelledImages, table: TrainingTable, x: np.ndarray, folds: np.ndarray) -> HeadRows:
+        """The training paintings and their size variants (extracted here), weighted by `balance`."""
+        from .training import head_rows
+
+        train = table.train
+        records = [images.records[i] for i in train]
+        sources, artists = [r.source for r in records], [r.artist for r in records]
+        if self.size_variants is None or self.size_variants.copies == 0:
+            return head_rows(x[train], table.y[train], folds, sources, artists, self.balance)
+        plan = self.size_variants.plan([images.sources[i] for i in train], [images.keys[i] for i in train],
+                                       [r.short_side for r in records])
+        with stage("size variants"):
+            extraction = self.extract(plan.images, plan.keys, "Size variants")
+        for i, reason in sorted(extraction.errors.items()):  # the painting itself was read: rare, and harmless
+            log.info("%s: no size variant (%s)", plan.images[i], reason)
+        ok = extraction.ok
+        log.info("size variants: %d of %d training paintings also seen at %d-%d px", len(set(plan.parents[ok])),
+                 len(train), self.size_variants.low, self.size_variants.high)
+        return head_rows(x[train], table.y[train], folds, sources, artists, self.balance,
+                         extraction.features[ok], plan.parents[ok], plan.weight)
 
     def _similarity_index(self, images: LabelledImages, rows: np.ndarray, features: np.ndarray) -> SimilarityIndex:
         """The training paintings (train and val rows), for `similar()`."""
@@ -299,21 +341,20 @@ class StyleClassifier:
                 for r in (images.records[i] for i in rows)]
         return SimilarityIndex.build(features, meta, thumbnails, seed=self.seed)
 
-    def _fit_metrics(self, trained: TrainedHead, table: TrainingTable, x: np.ndarray, keys: list[str],
+    def _fit_metrics(self, trained: TrainedHead, table: TrainingTable, x: np.ndarray, images: LabelledImages,
                      fold_mode: str, skipped: list[dict], test_dir, strict: bool) -> dict:
         """metrics.json: on `test_dir`, else on the test split, else cross-validated on train;
         an image filed under several movements counts once, right if either is named."""
         if test_dir is not None:
             return {"evaluated_on": str(test_dir), **self.evaluate(test_dir, strict=strict).metrics}  # training copies left out
         if len(table.test):
-            metrics = classification_metrics(table.y[table.test], self.head_.predict_proba(x[table.test]), table.labels,
-                                             keys=[keys[i] for i in table.test])
-            return {"evaluated_on": "test split", **metrics, "skipped": skipped}
-        proba = trained.held_out_proba
-        held_y = table.y[table.train][trained.held_out]
-        held_keys = [keys[i] for i in table.train[trained.held_out]]
-        metrics = classification_metrics(held_y, proba, table.labels, keys=held_keys) if proba is not None else {}
-        return {"evaluated_on": f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})", **metrics,
+            rows, proba, evaluated_on = table.test, self.head_.predict_proba(x[table.test]), "test split"
+        elif trained.held_out_proba is not None:
+            rows, proba = table.train[trained.held_out], trained.held_out_proba
+            evaluated_on = f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})"
+        else:
+            return {"evaluated_on": f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})", "skipped": skipped}
+        return {"evaluated_on": evaluated_on, **_scores(table.y[rows], proba, table.labels, [images.records[i] for i in rows]),
                 "skipped": skipped}
 
     def _fine_tune(self, images: LabelledImages, split: Split) -> None:
@@ -356,6 +397,9 @@ class StyleClassifier:
     def _check_params(self) -> None:
         if self.split not in SPLIT_MODES:
             raise ArtstyleError(f"unknown split {self.split!r}; choose one of {', '.join(SPLIT_MODES)}")
+        check_balancing(self.balance)
+        if self.size_variants is not None and not isinstance(self.size_variants, SizeVariants):
+            raise ArtstyleError("size_variants must be a SizeVariants or None")
         if self.head != "auto" and self.head not in HEAD_KINDS:
             raise ArtstyleError(f"unknown head {self.head!r}; choose auto or one of {', '.join(HEAD_KINDS)}")
         if self.finetune is not None and len(split_backbones(self.backbone)) > 1:
@@ -417,6 +461,8 @@ class StyleClassifier:
                 "dim": int(dim),
             },
             "labels": [str(c) for c in self.classes_],
+            "balance": self.balance,
+            "size_variants": self.size_variants.to_dict() if self.size_variants else None,
             "temperature": trained.head.temperature,
             "head": trained.info,
             "abstention": trained.abstention.to_dict(),
@@ -562,9 +608,10 @@ class StyleClassifier:
                 "movements unknown to the model, scored as misses: %s (--strict refuses such a folder)",
                 ", ".join(f"{label} ({n} image{'s' if n != 1 else ''})" for label, n in unknown_counts.items()),
             )
-        kept, y_true, merged = score_once([records[i].sha256 for i in ok], y_true, proba)
+        scored = [records[i] for i in ok]
+        metrics = _scores(y_true, proba, labels, scored)
+        kept, y_true, merged = score_once([r.sha256 for r in scored], y_true, proba)
         proba, ok = proba[kept], ok[kept]
-        metrics = classification_metrics(y_true, proba, labels)
         metrics.update(skipped=skipped, excluded_training_images=excluded, unknown_to_model=unknown_counts,
                        in_several_movements=merged, size_shift=shift)
         paths = [str(dataset.abspath(records[i])) for i in ok]

@@ -3,7 +3,9 @@
   logreg  multinomial logistic regression (full-batch L-BFGS)
   svm     one-vs-rest linear SVM, squared hinge (L-BFGS)
   mlp     one hidden layer with dropout (AdamW)
-Classes are weighted against imbalance. A class with no training rows (a cross-validation
+Rows are weighted: by default every class counts as much in the loss ("balanced"); a
+caller may pass its own per-row weights (see `balancing`: movements, sources and artists
+counted equally). A class with no training rows (a cross-validation
 fold that holds out all of a movement) gets no probability: its score is `ABSENT_SCORE`.
 """
 
@@ -68,7 +70,8 @@ class HeadFitter:
     head (temperature 1) built on the given mean/scale.
     """
 
-    def __init__(self, kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0):
+    def __init__(self, kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0,
+                 sample_weight: np.ndarray | None = None):
         if kind not in HEAD_KINDS:
             raise ArtstyleError(f"unknown head {kind!r}; choose one of {', '.join(HEAD_KINDS)}")
         y = np.asarray(y, dtype=np.int64)
@@ -80,7 +83,13 @@ class HeadFitter:
         self.x = torch.from_numpy(((x - self.mean) / self.scale).astype(np.float32))
         fitted = np.searchsorted(self.present, y)  # labels among the present classes
         self.y = torch.from_numpy(fitted)
-        self.class_weights = torch.from_numpy(class_weights(fitted, len(self.present)))
+        if sample_weight is None:
+            sample_weight = class_weights(fitted, len(self.present))[fitted]
+        sample_weight = np.asarray(sample_weight, np.float64)
+        if sample_weight.shape != y.shape or not np.all(sample_weight >= 0) or sample_weight.sum() <= 0:
+            raise ArtstyleError("sample weights need one non-negative value per training row, not all zero")
+        # mean 1: the alphas keep their meaning whatever the weighting
+        self.sample_weight = torch.from_numpy((sample_weight * len(y) / sample_weight.sum()).astype(np.float32))
         self._state: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _scatter(self, weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,14 +118,13 @@ class HeadFitter:
         w, b = w.clone().requires_grad_(True), b.clone().requires_grad_(True)
         if self.kind == "logreg":
             def loss() -> torch.Tensor:
-                return F.cross_entropy(self.x @ w.T + b, self.y, weight=self.class_weights) + 0.5 * alpha * (w * w).sum()
+                ce = F.cross_entropy(self.x @ w.T + b, self.y, reduction="none")
+                return (self.sample_weight * ce).mean() + 0.5 * alpha * (w * w).sum()
         else:
             targets = F.one_hot(self.y, n).float() * 2 - 1
-            sample_weight = self.class_weights[self.y][:, None]
-
             def loss() -> torch.Tensor:
                 margins = torch.clamp(1 - targets * (self.x @ w.T + b), min=0)
-                return (sample_weight * margins**2).sum(dim=1).mean() + 0.5 * alpha * (w * w).sum()
+                return (self.sample_weight[:, None] * margins**2).sum(dim=1).mean() + 0.5 * alpha * (w * w).sum()
         _lbfgs([w, b], loss)
         self._state = (w.detach(), b.detach())
         weight, bias = self._scatter(w.detach().numpy(), b.detach().numpy())
@@ -138,7 +146,8 @@ class HeadFitter:
         for _ in range(MLP_STEPS):
             idx = torch.randperm(len(self.y), generator=generator)[:batch]
             optimizer.zero_grad()
-            F.cross_entropy(net(self.x[idx]), self.y[idx], weight=self.class_weights).backward()
+            ce = F.cross_entropy(net(self.x[idx]), self.y[idx], reduction="none")
+            (self.sample_weight[idx] * ce).mean().backward()
             optimizer.step()
         first, second = net[1], net[4]
         weight2, bias2 = self._scatter(second.weight.detach().numpy(), second.bias.detach().numpy())

@@ -107,3 +107,26 @@ def score_once(keys: Sequence[str], y_true: np.ndarray, proba: np.ndarray) -> tu
             y[group[0]] = movements[np.argmax(proba[group[0], movements])]
             merged += 1
     return kept, y[kept], merged
+
+
+SMALL_SIDE = 256  # short sides up to this are web copies, thumbnails and phone crops ("small")
+
+
+def size_band(short_side: int | None) -> str:
+    """The size band a painting is reported in."""
+    if not short_side:
+        return "size unknown"
+    return f"small (short side <= {SMALL_SIDE} px)" if short_side <= SMALL_SIDE else "full size"
+
+
+def metrics_by_group(y_true: np.ndarray, proba: np.ndarray, labels: list[str], groups: Sequence[str],
+                     keys: Sequence[str] | None = None) -> dict[str, dict]:
+    """The headline scores per group of rows (size band, source), so a model that is good at
+    full size and poor on thumbnails, or on one source only, shows it."""
+    groups = np.asarray(groups, dtype=object)
+    out = {}
+    for group in sorted(set(groups.tolist())):
+        rows = np.flatnonzero(groups == group)
+        m = classification_metrics(y_true[rows], proba[rows], labels, keys=[keys[i] for i in rows] if keys else None)
+        out[group] = {k: m[k] for k in ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")}
+    return out

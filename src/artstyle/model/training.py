@@ -19,6 +19,7 @@ from ..data.dataset import ImageRecord
 from ..data.splits import Split, make_folds
 from ..errors import DatasetError
 from ..timing import stage
+from .balancing import RowWeighting
 from .calibration import Abstention, fit_temperature, nll
 from .head import HEAD_KINDS, Head, softmax
 from .head_fitting import ALPHAS, HeadFitter
@@ -77,6 +78,38 @@ def training_table(records: Sequence[ImageRecord], split: Split, ok: np.ndarray)
     return TrainingTable(labels, y, rows(training), rows(split.select(records, "test")))
 
 
+@dataclass
+class HeadRows:
+    """What the head fits: the training paintings' rows, then their size variants' rows
+    (each with its painting's label and fold, never scored), and how much each counts."""
+
+    x: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray
+    scored: np.ndarray  # True for the paintings themselves
+    weighting: RowWeighting
+
+    @property
+    def n_paintings(self) -> int:
+        return int(self.scored.sum())
+
+
+def head_rows(x: np.ndarray, y: np.ndarray, folds: np.ndarray, sources: Sequence[str], artists: Sequence[str],
+              balance: str, variant_x: np.ndarray | None = None, parents: np.ndarray | None = None,
+              variant_weight: float = 1.0) -> HeadRows:
+    """Rows of paintings `x` (labels `y`, `folds`, each one's source and artist) followed
+    by variants `variant_x` of paintings `parents`, weighted by `balance`."""
+    parents = np.zeros(0, np.int64) if parents is None else np.asarray(parents, np.int64)
+    take = np.concatenate([np.arange(len(y)), parents])
+    if variant_x is not None and len(parents):
+        x = np.concatenate([x, variant_x.astype(x.dtype, copy=False)])
+    scored = np.arange(len(take)) < len(y)
+    multiplicity = np.where(scored, 1.0, variant_weight)
+    weighting = RowWeighting(balance, y[take], np.asarray(sources, dtype=object)[take],
+                             np.asarray(artists, dtype=object)[take], multiplicity)
+    return HeadRows(x, y[take], folds[take], scored, weighting)
+
+
 def scorable_rows(y: np.ndarray, folds: np.ndarray) -> np.ndarray:
     """Held-out rows (fold >= 0) whose class also has training rows outside their fold."""
     held = folds >= 0
@@ -98,7 +131,7 @@ class TrainedHead:
 
 
 def _held_out_path(kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, folds: np.ndarray, fold_ids: list[int],
-                   held: np.ndarray, seed: int) -> dict[float, tuple[np.ndarray, float]]:
+                   held: np.ndarray, seed: int, weighting: RowWeighting | None) -> dict[float, tuple[np.ndarray, float]]:
     """Out-of-fold logits and macro-F1 of `kind` along its regularisation path, strong to weak
     (each fold's fit warm-starts from the previous alpha). The path stops once macro-F1 has
     fallen PATH_PATIENCE times in a row: weaker alphas only overfit more, and on 20k
@@ -111,7 +144,8 @@ def _held_out_path(kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, fold
         for fold in fold_ids:
             train, test = folds != fold, folds == fold
             if fold not in fitters:
-                fitters[fold] = HeadFitter(kind, x[train], y[train], n_classes, seed=seed)
+                fitters[fold] = HeadFitter(kind, x[train], y[train], n_classes, seed=seed,
+                                           sample_weight=weighting(train) if weighting else None)
             logits[test] = fitters[fold].fit(alpha).logits(x[test])
         f1 = macro_f1(y[held], logits[held].argmax(axis=1), n_classes)
         path[alpha] = (logits, f1)
@@ -142,24 +176,30 @@ def train_head(
     negatives: NonPaintings | None = None,
     labels: list[str] | None = None,
     seed: int = 0,
+    weighting: RowWeighting | None = None,
+    scored: np.ndarray | None = None,
 ) -> TrainedHead:
     """Select, refit and calibrate a head on features `x` with labels `y`.
 
     `folds[i]` is the cross-validation fold of row i, or -1 for rows that always train
     (classes too small to hold out). A row whose class has no training rows outside its
-    fold is not scored (its fold's head gives that class no probability). `negatives`
-    (non-paintings' features) enable the painting detector.
+    fold is not scored (its fold's head gives that class no probability), nor is one
+    outside `scored` (a painting's size variant: it trains, the painting is what is
+    scored). `weighting` gives each fit its rows' weights (None: classes balanced).
+    `negatives` (non-paintings' features) enable the painting detector.
     """
     y = np.asarray(y, dtype=np.int64)
     fold_ids = [f for f in range(folds.max() + 1) if (folds == f).any()] if len(folds) else []
     held = scorable_rows(y, folds)
+    if scored is not None:
+        held &= scored
     scores: dict[str, dict[str, float]] = {}
     best = None
     oof_by_candidate: dict[tuple[str, float], np.ndarray] = {}
     if len(fold_ids) >= 2:
         for kind in kinds:
             with stage(f"head selection: {kind}"):
-                path = _held_out_path(kind, x, y, n_classes, folds, fold_ids, held, seed)
+                path = _held_out_path(kind, x, y, n_classes, folds, fold_ids, held, seed, weighting)
             scores[kind] = {}
             for alpha, (logits, f1) in path.items():
                 t = fit_temperature(logits[held], y[held])
@@ -174,7 +214,7 @@ def train_head(
     else:
         _, _, kind, alpha, temperature = best
     with stage("head refit"):
-        head = HeadFitter(kind, x, y, n_classes, seed=seed).fit_path(alpha)
+        head = HeadFitter(kind, x, y, n_classes, seed=seed, sample_weight=weighting() if weighting else None).fit_path(alpha)
     head.temperature = temperature
     info: dict = {"type": head.kind, "kind": kind, "alpha": alpha, "temperature": temperature,
                   "held_out_macro_f1": scores, "cv_folds": len(fold_ids)}
