@@ -169,9 +169,11 @@ def run(args: argparse.Namespace) -> dict:
                 rows = head_rows(x[train], y[train], folds, [records[i].source for i in rows_train],
                                  [records[i].artist for i in rows_train], balance,
                                  x_variants[take] if plan else None, position[plan.parents[take]] if plan else None,
-                                 variants.weight if variants else 1.0)
+                                 variants.weight if variants else 1.0, [records[i].short_side for i in rows_train],
+                                 [img.short_side for img, t in zip(plan.images, take) if t] if plan else None)
                 trained = train_head(rows.x, rows.y, len(labels), rows.folds, kinds=args.heads, negatives=negatives,
-                                     labels=labels, seed=args.seed, weighting=rows.weighting, scored=rows.scored)
+                                     labels=labels, seed=args.seed, weighting=rows.weighting, scored=rows.scored,
+                                     groups=rows.groups)
                 kinds.append(trained.head_kind)
                 proba[test] = trained.head.predict_proba(x[test])
                 proba_small[test & full] = trained.head.predict_proba(x_small[test & full])

@@ -57,6 +57,10 @@ _EXPORTS = {
     "make_split": "data.splits",
     "make_folds": "data.splits",
     "size_profile": "data.sizes",
+    "Resized": "data.images",
+    "SizeVariants": "features.size_variants",
+    "BALANCINGS": "model.balancing",
+    "RowWeighting": "model.balancing",
     "recording": "timing",
     "non_paintings": "model.negatives",
     "RECIPES": "features.recipes",
@@ -92,6 +96,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.images import load_image
     from .data.labels import normalize_label
     from .data.sizes import size_profile
+    from .data.images import Resized
+    from .features.size_variants import SizeVariants
+    from .model.balancing import BALANCINGS, RowWeighting
     from .data.splits import Split, make_folds, make_split
     from .errors import ArtstyleError, BundleError, DatasetError, DownloadError, ImageLoadError, NotFittedError
     from .features.backbones import BackboneInfo, available_backbones, load_backbone, register_backbone

@@ -287,6 +287,7 @@ class StyleClassifier:
             rows.x, rows.y, len(table.labels), rows.folds,
             kinds=HEAD_KINDS if self.head == "auto" else (self.head,),
             negatives=negatives, labels=table.labels, seed=self.seed, weighting=rows.weighting, scored=rows.scored,
+            groups=rows.groups,
         )
         trained.held_out = trained.held_out[: len(table.train)]  # the paintings' rows come first
         log.info(
@@ -310,10 +311,10 @@ class StyleClassifier:
         train = table.train
         records = [images.records[i] for i in train]
         sources, artists = [r.source for r in records], [r.artist for r in records]
+        sides = [r.short_side for r in records]
         if self.size_variants is None or self.size_variants.copies == 0:
-            return head_rows(x[train], table.y[train], folds, sources, artists, self.balance)
-        plan = self.size_variants.plan([images.sources[i] for i in train], [images.keys[i] for i in train],
-                                       [r.short_side for r in records])
+            return head_rows(x[train], table.y[train], folds, sources, artists, self.balance, short_sides=sides)
+        plan = self.size_variants.plan([images.sources[i] for i in train], [images.keys[i] for i in train], sides)
         with stage("size variants"):
             extraction = self.extract(plan.images, plan.keys, "Size variants")
         for i, reason in sorted(extraction.errors.items()):  # the painting itself was read: rare, and harmless
@@ -322,7 +323,8 @@ class StyleClassifier:
         log.info("size variants: %d of %d training paintings also seen at %d-%d px", len(set(plan.parents[ok])),
                  len(train), self.size_variants.low, self.size_variants.high)
         return head_rows(x[train], table.y[train], folds, sources, artists, self.balance,
-                         extraction.features[ok], plan.parents[ok], plan.weight)
+                         extraction.features[ok], plan.parents[ok], plan.weight, sides,
+                         [img.short_side for img, good in zip(plan.images, ok) if good])
 
     def _similarity_index(self, images: LabelledImages, rows: np.ndarray, features: np.ndarray) -> SimilarityIndex:
         """The training paintings (train and val rows), for `similar()`."""

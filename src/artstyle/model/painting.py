@@ -6,7 +6,9 @@ trained on the training paintings against real non-paintings shipped with artsty
 (photos, charts, scanned documents; see `negatives.shipped_negatives`) and generated ones
 (slides, charts, tables, screenshots, pages, flat colour, noise, gradients). Its threshold
 lets through all but `flag_rate` of held-out paintings (scored by detectors that did not
-see them). A second logistic regression on the non-paintings alone names what an image
+see them), in every group of paintings the caller names (size bands, sources): a
+collection of small web copies beside a few full-size scans must not set a threshold
+that flags the scans. A second logistic regression on the non-paintings alone names what an image
 looks like instead (`NOT_PAINTING_KINDS`). Both are stored over the full feature vector,
 zero outside the columns they read, so a model folder keeps one simple format.
 
@@ -26,6 +28,7 @@ from .negatives import NOT_PAINTING_KINDS
 
 DEFAULT_FLAG_RATE = 0.03
 DETECTOR_ALPHA = 0.1
+MIN_GROUP = 100  # held-out paintings a group needs for its own quantile (3 % of fewer is one or two paintings)
 
 
 @dataclass
@@ -131,10 +134,13 @@ def fit_painting_detector(
     *,
     columns: np.ndarray | None = None,
     negative_kinds: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
     flag_rate: float = DEFAULT_FLAG_RATE,
     seed: int = 0,
 ) -> tuple[PaintingDetector, dict]:
     """Fit on painting features (with CV folds, -1 = never held out) and non-painting features.
+    `groups` (one name per painting row): the threshold flags at most `flag_rate` of the
+    held-out paintings, and of those of each group with at least MIN_GROUP of them.
 
     `columns`: the columns of the painting features the detector reads (all by default);
     `negatives` are given in those columns only. `negative_kinds`: index into
@@ -145,17 +151,21 @@ def fit_painting_detector(
     paintings, negatives = np.asarray(paintings, np.float32)[:, columns], np.asarray(negatives, np.float32)
     rng = np.random.default_rng(seed)
     neg_folds = rng.permutation(np.arange(len(negatives)) % max(1, folds.max() + 1))
-    held, held_neg = [], []
+    groups = np.zeros(len(paintings), np.int64) if groups is None else np.asarray(groups)
+    held, held_groups, held_neg = [], [], []
     for fold in range(folds.max() + 1):
         test = folds == fold
         if test.any():
             fold_detector = _fit(paintings[~test], negatives[neg_folds != fold])
             held.append(fold_detector.scores(paintings[test]))
+            held_groups.append(groups[test])
             held_neg.append(fold_detector.scores(negatives[neg_folds == fold]))
     detector = _fit(paintings, negatives)
     if held:
-        scores = np.concatenate(held)
-        detector.threshold = float(np.quantile(scores, 1 - flag_rate))
+        scores, by = np.concatenate(held), np.concatenate(held_groups)
+        names, counts = np.unique(by, return_counts=True)
+        detector.threshold = max(float(np.quantile(scores[mask], 1 - flag_rate))
+                                 for mask in [np.ones(len(by), bool), *(by == g for g in names[counts >= MIN_GROUP])])
         info = {
             "held_out_paintings": int(len(scores)),
             "held_out_paintings_flagged": float(np.mean(scores > detector.threshold)),

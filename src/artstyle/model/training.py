@@ -23,7 +23,7 @@ from .balancing import RowWeighting
 from .calibration import Abstention, fit_temperature, nll
 from .head import HEAD_KINDS, Head, softmax
 from .head_fitting import ALPHAS, HeadFitter
-from .metrics import classification_metrics, macro_f1
+from .metrics import classification_metrics, macro_f1, size_band
 from .painting import NonPaintings, PaintingDetector, fit_painting_detector
 
 log = logging.getLogger("artstyle")
@@ -88,6 +88,7 @@ class HeadRows:
     folds: np.ndarray
     scored: np.ndarray  # True for the paintings themselves
     weighting: RowWeighting
+    groups: np.ndarray  # source and size band per row: the painting detector holds its flag rate in each
 
     @property
     def n_paintings(self) -> int:
@@ -96,18 +97,23 @@ class HeadRows:
 
 def head_rows(x: np.ndarray, y: np.ndarray, folds: np.ndarray, sources: Sequence[str], artists: Sequence[str],
               balance: str, variant_x: np.ndarray | None = None, parents: np.ndarray | None = None,
-              variant_weight: float = 1.0) -> HeadRows:
-    """Rows of paintings `x` (labels `y`, `folds`, each one's source and artist) followed
-    by variants `variant_x` of paintings `parents`, weighted by `balance`."""
+              variant_weight: float = 1.0, short_sides: Sequence[int | None] | None = None,
+              variant_sides: Sequence[int] | None = None) -> HeadRows:
+    """Rows of paintings `x` (labels `y`, `folds`, each one's source, artist and short side)
+    followed by variants `variant_x` of paintings `parents` (at `variant_sides`), weighted
+    by `balance`."""
     parents = np.zeros(0, np.int64) if parents is None else np.asarray(parents, np.int64)
     take = np.concatenate([np.arange(len(y)), parents])
     if variant_x is not None and len(parents):
         x = np.concatenate([x, variant_x.astype(x.dtype, copy=False)])
     scored = np.arange(len(take)) < len(y)
     multiplicity = np.where(scored, 1.0, variant_weight)
-    weighting = RowWeighting(balance, y[take], np.asarray(sources, dtype=object)[take],
-                             np.asarray(artists, dtype=object)[take], multiplicity)
-    return HeadRows(x, y[take], folds[take], scored, weighting)
+    sources = np.asarray(sources, dtype=object)[take]
+    weighting = RowWeighting(balance, y[take], sources, np.asarray(artists, dtype=object)[take], multiplicity)
+    sides = [*(short_sides if short_sides is not None else [None] * len(y)),
+             *(variant_sides if variant_sides is not None else [1] * len(parents))]
+    groups = np.array([f"{source}|{size_band(side)}" for source, side in zip(sources, sides)], dtype=object)
+    return HeadRows(x, y[take], folds[take], scored, weighting, groups)
 
 
 def scorable_rows(y: np.ndarray, folds: np.ndarray) -> np.ndarray:
@@ -178,6 +184,7 @@ def train_head(
     seed: int = 0,
     weighting: RowWeighting | None = None,
     scored: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> TrainedHead:
     """Select, refit and calibrate a head on features `x` with labels `y`.
 
@@ -186,7 +193,8 @@ def train_head(
     fold is not scored (its fold's head gives that class no probability), nor is one
     outside `scored` (a painting's size variant: it trains, the painting is what is
     scored). `weighting` gives each fit its rows' weights (None: classes balanced).
-    `negatives` (non-paintings' features) enable the painting detector.
+    `negatives` (non-paintings' features) enable the painting detector, whose threshold
+    holds in each of `groups` (per row, e.g. size band and source; see `HeadRows.groups`).
     """
     y = np.asarray(y, dtype=np.int64)
     fold_ids = [f for f in range(folds.max() + 1) if (folds == f).any()] if len(folds) else []
@@ -231,6 +239,7 @@ def train_head(
     if negatives is not None and len(negatives.features):
         with stage("painting detector"):
             detector, info["painting_detector"] = fit_painting_detector(
-                x, folds, negatives.features, columns=negatives.columns, negative_kinds=negatives.kinds, seed=seed)
+                x, folds, negatives.features, columns=negatives.columns, negative_kinds=negatives.kinds, groups=groups,
+                seed=seed)
         info["painting_detector"].update(negatives.info)
     return TrainedHead(head, kind, abstention, detector, info, held_out_proba, held)
