@@ -219,3 +219,41 @@ def test_painting_detector_threshold_holds_in_each_group_of_paintings():
         flagged[name] = {kind: float(np.mean(~detector.is_painting(paintings[groups == kind]))) for kind in ("web", "scans")}
     assert flagged["pooled"]["scans"] > 0.08  # the web copies set the threshold
     assert flagged["grouped"]["scans"] <= 0.06 and flagged["grouped"]["web"] <= flagged["pooled"]["web"]
+
+
+def test_explaining_a_picture_too_small_for_tiles_gives_one_whole_view_map(paintings, cache_dir):
+    from artstyle.model.explain import square_map
+    from artstyle.model.export import ProbabilityGraph
+
+    clf = StyleClassifier(features="sized", head="logreg", negatives=0, size_variants=None, test_fraction=0.0,
+                          cache_dir=cache_dir, show_progress=False).fit(paintings)
+    graph = ProbabilityGraph(clf, keep_maps=True).eval()
+    small, large = paint_texture("dots", 0, 5, size=(300, 200)), paint_texture("dots", 0, 5, size=(700, 520))
+    whole, _, proba = square_map(graph, clf.feature_extractors, small)
+    tiled, _, _ = square_map(graph, clf.feature_extractors, large)
+    assert tiled.shape == (2 * whole.shape[0], 2 * whole.shape[1])  # the mosaic of tiles only where they exist
+    assert np.allclose(proba, clf.predict_proba([small])[0], atol=1e-4)
+    (result,) = clf.explain([small])
+    assert result.heat.shape == (200, 300) and result.heat.max() == pytest.approx(1.0)
+
+
+def test_temperature_weighs_sources_alike():
+    """Calibrated on many web copies and few full-size scans, an unweighted temperature fits
+    the copies only; weighting each source alike moves it towards what the scans need."""
+    from artstyle.model.calibration import fit_temperature, source_weights
+
+    rng = np.random.default_rng(0)
+
+    def sample(n: int, sharpness: float) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 4, n)
+        logits = rng.normal(0, 1, (n, 4))
+        logits[np.arange(n), y] += 1.5
+        return logits * sharpness, y  # calibrated at temperature `sharpness`
+
+    web, scans = sample(3000, 1.0), sample(150, 3.0)
+    logits, y = np.concatenate([web[0], scans[0]]), np.concatenate([web[1], scans[1]])
+    sources = np.array(["web"] * 3000 + ["scans"] * 150)
+    plain = fit_temperature(logits, y)
+    weighted = fit_temperature(logits, y, source_weights(sources))
+    assert weighted > 1.3 * plain, (plain, weighted)
+    assert np.isclose(source_weights(sources)[:3000].sum(), source_weights(sources)[3000:].sum())

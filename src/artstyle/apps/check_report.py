@@ -136,8 +136,9 @@ def _size_section(sizes: dict) -> str:
     names = list(groups)
     verdict = (f"Red: median more than {sizes['ratio']:g}x away from the rest of the collection: "
                + html.escape(", ".join(f"{n} ({f:g}x)" for n, f in flagged.items()))
-               + ". A model trained on it may learn image size along with the movement; "
-               "shrink the large images or add full-size ones.") if flagged else "No movement or source stands out."
+               + ". A model trained on it may learn image size along with the movement; `artstyle train` "
+               "counters it by also showing the head every painting shrunk (--size-variants, on by default), "
+               "and scores small and full-size paintings apart.") if flagged else "No movement or source stands out."
     return (
         f"<h2>Sizes per movement and source ({len(flagged)} flagged)</h2><p>{verdict}</p>"
         + _img(_bars(names, [groups[n]["median"] for n in names], "Median shortest side", "pixels", set(flagged)),

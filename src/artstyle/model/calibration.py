@@ -14,22 +14,29 @@ ABSTAIN_COST = 0.5  # "I am not sure" costs half a wrong answer (Chow's rule)
 SECOND_LABEL_COST = 0.25  # showing a second movement is worth it if right >= 1 time in 4
 
 
-def nll(logits: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log-likelihood of labels `y` under softmax(`logits`)."""
+def nll(logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Mean (weighted) negative log-likelihood of labels `y` under softmax(`logits`)."""
     z = np.asarray(logits, np.float64)
     z = z - z.max(axis=1, keepdims=True)
-    return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+    return float(np.average(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y], weights=weights))
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """Temperature minimising the held-out negative log-likelihood."""
+def fit_temperature(logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Temperature minimising the held-out negative log-likelihood (rows weighted by
+    `weights`: a big source of small web copies must not set it for a few full-size scans)."""
     from scipy.optimize import minimize_scalar
 
     logits64 = np.asarray(logits, np.float64)
     # Bounded: a perfectly separable held-out set would otherwise drive T towards 0.
-    found = minimize_scalar(lambda log_t: nll(logits64 / np.exp(log_t), y),
+    found = minimize_scalar(lambda log_t: nll(logits64 / np.exp(log_t), y, weights),
                             bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(found.x))
+
+
+def source_weights(sources: np.ndarray) -> np.ndarray:
+    """Row weights that give every source the same total (calibration across sources)."""
+    _, inverse, counts = np.unique(np.asarray(sources, dtype=object), return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
 
 
 def _best_cut(values: np.ndarray, cost_at) -> float:

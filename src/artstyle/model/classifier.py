@@ -264,7 +264,9 @@ class StyleClassifier:
             images = labelled_images(data, y, show_progress=self.show_progress)
         size_note = size_warning(size_profile(images.records))
         if size_note:
-            log.warning(size_note)
+            variants = self.size_variants
+            log.warning(size_note + (f" (size variants counter it: each painting is also seen at {variants.low}-{variants.high} px)"
+                                     if variants and variants.copies else " (--size-variants counters it)"))
         test_fraction = 0.0 if test_dir else self.test_fraction
         split = make_split(images.records, self.split, seed=self.seed, val_fraction=0.0, test_fraction=test_fraction)
         self._extractors, self.backbone_weights_, self.finetuned_, self.graphs_ = None, None, None, None

@@ -98,7 +98,10 @@ def square_map(graph, extractors, image: Image.Image, target: int | None = None)
     for embedding, extractor in zip(graph.embeddings, extractors):
         maps, grads = embedding.feature_map, embedding.feature_map.grad
         cams = F.relu((grads.mean(dim=(2, 3), keepdim=True) * maps).sum(dim=1)).detach()  # (views, h, w)
-        square = _view_grid(cams, extractor.preprocessing.grid)
+        if extractor.preprocessing.grid > 1 and not extractor.preprocessing.has_tiles(*image.size):
+            square = cams.sum(dim=0)  # a picture too small for tiles: its "tiles" are the whole view again
+        else:
+            square = _view_grid(cams, extractor.preprocessing.grid)
         if total is not None and square.shape != total.shape:  # fused backbones with other grids
             square = F.interpolate(square[None, None], size=total.shape, mode="bilinear", align_corners=False)[0, 0]
         total = square if total is None else total + square

@@ -20,7 +20,7 @@ from ..data.splits import Split, make_folds
 from ..errors import DatasetError
 from ..timing import stage
 from .balancing import RowWeighting
-from .calibration import Abstention, fit_temperature, nll
+from .calibration import Abstention, fit_temperature, nll, source_weights
 from .head import HEAD_KINDS, Head, softmax
 from .head_fitting import ALPHAS, HeadFitter
 from .metrics import classification_metrics, macro_f1, size_band
@@ -204,14 +204,15 @@ def train_head(
     scores: dict[str, dict[str, float]] = {}
     best = None
     oof_by_candidate: dict[tuple[str, float], np.ndarray] = {}
+    calibration_weights = source_weights(weighting.sources[held]) if weighting is not None else None
     if len(fold_ids) >= 2:
         for kind in kinds:
             with stage(f"head selection: {kind}"):
                 path = _held_out_path(kind, x, y, n_classes, folds, fold_ids, held, seed, weighting)
             scores[kind] = {}
             for alpha, (logits, f1) in path.items():
-                t = fit_temperature(logits[held], y[held])
-                loss = nll(logits[held] / t, y[held])
+                t = fit_temperature(logits[held], y[held], calibration_weights)
+                loss = nll(logits[held] / t, y[held], calibration_weights)
                 scores[kind][f"{alpha:g}"] = round(f1, 4)
                 oof_by_candidate[(kind, alpha)] = logits
                 if best is None or (f1, -loss) > (best[0], best[1]):
