@@ -22,7 +22,7 @@ def _cached(cache):
 def test_killed_run_resumes_without_recomputing(paintings, tmp_path):
     cache = tmp_path / "cache"
     command = [sys.executable, "-m", "artstyle", "train", str(paintings), "--out", str(tmp_path / "model"),
-               "--cache-dir", str(cache), "--batch-size", "2", *FAST_CLI]
+               "--cache-dir", str(cache), "--batch-size", "2", "--size-variants", "0", *FAST_CLI]  # paintings only
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120
@@ -43,7 +43,7 @@ def test_killed_run_resumes_without_recomputing(paintings, tmp_path):
     assert len(after) == total
     assert all(after[p] == mtime for p, mtime in before.items()), "finished images were recomputed"
 
-    clean = StyleClassifier(**FAST, cache_dir=tmp_path / "clean-cache", show_progress=False).fit(paintings)
+    clean = StyleClassifier(**FAST, size_variants=None, cache_dir=tmp_path / "clean-cache", show_progress=False).fit(paintings)
     resumed = load_bundle(tmp_path / "model")
     assert np.allclose(resumed.head.weight, clean.head_.weight, atol=1e-5)
     assert resumed.metrics["accuracy"] == clean.metrics_["accuracy"]
