@@ -98,7 +98,10 @@ def test_features_through_ray_equal_the_local_ones_and_fill_the_cache(local_ray,
     from artstyle.data.dataset import content_key
     from artstyle.features.cache import FeatureCache
 
-    paths = sorted(scans.glob("scan*.jpg")) + [scans / "notes.jpg"]
+    from artstyle.data.images import Resized
+
+    files = sorted(scans.glob("scan*.jpg"))
+    paths = files + [Resized(files[0], 64), scans / "notes.jpg"]  # a shrunk view travels too
     on_ray = StyleClassifier(**FAST, cache_dir=tmp_path / "cache", ray="local", show_progress=False)
     extraction = on_ray.extract(paths)
     local = StyleClassifier(**FAST, cache_dir=False, show_progress=False).extract(paths)
@@ -108,6 +111,7 @@ def test_features_through_ray_equal_the_local_ones_and_fill_the_cache(local_ray,
     cache = FeatureCache(tmp_path / "cache", extractor.identity())
     for i, path in enumerate(paths[:-1]):
         np.testing.assert_array_equal(cache.get(content_key(path)), extraction.features[i])
+    assert not np.allclose(extraction.features[-2], extraction.features[0])  # scan0 at 64 px is another view
 
 
 def test_cli_predict_on_ray(trained_model, scans, tmp_path):

@@ -165,6 +165,10 @@ def train(
         0.1, min=0.0, max=0.5,
         help="Share of images held out for the test split; 0 trains on all and reports cross-validated scores.",
     ),
+    non_paintings: Optional[Path] = typer.Option(
+        None, "--non-paintings", help="Folder of real non-painting images (photos, charts, scans; photo/, chart/, "
+        "document/ subfolders name their kind) the 'not a painting' detector learns from, embedded by this "
+        "model's own network, instead of the ones that ship. A --finetune model needs them to know photos."),
     negatives: int = typer.Option(
         120, min=0, help="Generated non-paintings the 'not a painting' detector learns from, beside the real ones "
         "that ship for the backbone; 0 turns the detector off."
@@ -177,8 +181,8 @@ def train(
     stages: Optional[int] = typer.Option(
         None, min=1, help="With --finetune: train only the top N stages of the network (default: all, at rates "
         "that fall towards the input)."),
-    epochs: int = typer.Option(10, min=1, help="With --finetune: most passes over the training images (early stopping may end sooner)."),
-    lr: float = typer.Option(2e-4, min=0.0, help="With --finetune: learning rate of the top stage."),
+    epochs: int = typer.Option(10, min=1, help="With --finetune: passes over the training images."),
+    lr: float = typer.Option(1e-4, min=0.0, help="With --finetune: learning rate of the top stage (FineTuning.lr)."),
     finetune_batch: int = typer.Option(16, min=1, help="With --finetune: images per training step."),
     device: Device = typer.Option(Device.auto, help="With --finetune: auto (the GPU when there is one), cpu or cuda."),
     thumbnails: bool = typer.Option(
@@ -206,7 +210,7 @@ def train(
         show_progress=not _QUIET,
     )
     try:
-        clf.fit(data, test_dir=test_dir, strict=strict)
+        clf.fit(data, test_dir=test_dir, strict=strict, non_paintings=non_paintings)
     except KeyboardInterrupt:
         err.print("interrupted: finished images and fine-tuning checkpoints are cached; "
                   "run the same command again to resume")

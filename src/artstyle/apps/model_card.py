@@ -68,11 +68,11 @@ def finetune_summary(record: dict) -> str:
     """One line on how a backbone was fine-tuned (for `info` and the model card)."""
     recipe = record["recipe"]
     history = {h["epoch"]: h for h in record.get("history", [])}
-    best = history.get(record.get("best_epoch"), {})
-    val = (f", validation accuracy {best['val_accuracy']:.0%} on {record['val_images']} images by other artists"
-           if best.get("val_accuracy") is not None else "")
+    kept = record.get("kept_epoch", record.get("best_epoch"))  # records made before kept_epoch kept the best
+    val = (f", validation accuracy {history[kept]['val_accuracy']:.0%} on {record['val_images']} images by other artists"
+           if history.get(kept, {}).get("val_accuracy") is not None else "")
     return (f"{record['stages_trained']} of {record['stages']} stages of {record['base']} trained on "
-            f"{record['train_images']} paintings for {record['epochs_run']} epochs (kept epoch {record['best_epoch']}"
+            f"{record['train_images']} paintings for {record['epochs_run']} epochs (kept epoch {kept}"
             f"{val}); AdamW, lr {recipe['lr']:g} at the top x{recipe['layer_decay']:g} per stage below, "
             f"label smoothing {recipe['label_smoothing']:g}, {record['device']}, {record['seconds']:.0f} s")
 
@@ -116,9 +116,11 @@ def _model_section(config: dict) -> list[str]:
     if config.get("painting_detector") and detector:
         held = detector.get("held_out_paintings_flagged")
         real = detector.get("real_negatives")
-        taught = (f"{real['n']} real non-paintings shipped with artstyle ("
-                  + ", ".join(f"{n} {kind}s" for kind, n in real["counts"].items())
-                  + f"; sources: {', '.join(real['sources'])}) and {detector.get('generated_negatives', 0)} generated ones"
+        where = (f"from {real['folder']}, embedded by this model's network" if real and "folder" in real
+                 else f"shipped with artstyle; sources: {', '.join(real['sources'])}" if real else "")
+        taught = (f"{real['n']} real non-paintings ("
+                  + ", ".join(f"{n} {kind}s" if kind != "other" else f"{n} others" for kind, n in real["counts"].items())
+                  + f"; {where}) and {detector.get('generated_negatives', 0)} generated ones"
                   if real else f"{detector['negatives']} generated non-paintings only (no real ones ship for this backbone)")
         lines.append(
             f"- `is_painting` from a detector trained against {taught}; "

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.images import ImageInput, load_image
+from ..data.images import ImageInput, load_image, shrink
 from ..errors import ArtstyleError, ImageLoadError
 from ..files import atomic_write_bytes
 from ..progress import progress_bar
@@ -37,9 +37,10 @@ from .preprocess import Preprocessing
 log = logging.getLogger("artstyle")
 
 DEVICES = ("auto", "cpu", "cuda")
+KEEPS = ("last", "best")
 WEIGHTS_FILE = "backbone.safetensors"
 _CHECKPOINT = "checkpoint.safetensors"
-_ALGORITHM = 1  # bump when a change to the training loop changes its results: old checkpoints then go unused
+_ALGORITHM = 2  # bump when a change to the training loop changes its results: old checkpoints then go unused
 
 
 def ignore_interrupts(_worker_id: int) -> None:
@@ -70,9 +71,18 @@ class FineTuning:
     batch_size: int = 16
     patience: int = 3
     color_jitter: float = 0.0
+    keep: str = "last"
+    tile_share: float = 0.5
+    small_share: float = 0.25
+    small_low: int = 96
+    small_high: int = 256
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.keep not in KEEPS:
+            raise ArtstyleError(f"unknown fine-tuning keep {self.keep!r}; choose one of {', '.join(KEEPS)}")
+        if not (0 <= self.tile_share <= 1 and 0 <= self.small_share <= 1 and 16 <= self.small_low <= self.small_high):
+            raise ArtstyleError("fine-tuning view shares must lie in [0, 1] and 16 <= small_low <= small_high")
         if self.stages is not None and self.stages < 1:
             raise ArtstyleError("fine-tuning needs at least one stage to train (or all)")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
@@ -140,8 +150,11 @@ class _Views(torch.utils.data.Dataset):
         except ImageLoadError:
             return index, None, -1
         if self.train:
-            rng = np.random.default_rng([self.config.seed, self.epoch, index])
-            view = p.training_view(img, rng, self.config.color_jitter)
+            config = self.config
+            rng = np.random.default_rng([config.seed, self.epoch, index])
+            if rng.random() < config.small_share:
+                img = shrink(img, int(rng.integers(config.small_low, config.small_high + 1)))
+            view = p.training_view(img, rng, config.color_jitter, config.tile_share)
         else:
             view = p.global_view(img)
         return index, view, int(self.labels[index])
@@ -323,7 +336,8 @@ def finetune_backbone(
     early-stopping on `val`; checkpoints and the result live in `folder`.
 
     `preprocessing` gives the views' size and scales (the recipe's grid). Returns the
-    weights of the best epoch on validation (the last one without validation images).
+    weights of the last epoch, or with `config.keep` "best" of the epoch with the lowest
+    validation loss (the last one without validation images).
     """
     folder.mkdir(parents=True, exist_ok=True)
     weights, checkpoint = folder / WEIGHTS_FILE, folder / _CHECKPOINT
@@ -376,9 +390,10 @@ def finetune_backbone(
             score = -val_loss if val_loss is not None else float(epoch)
             if run.state["best_score"] is None or score > run.state["best_score"]:
                 run.state.update(best_score=score, best_epoch=epoch + 1)
-                run.best = run.backbone_state()
+                if config.keep == "best":
+                    run.best = run.backbone_state()
             run.state.update(epoch=epoch + 1, step_in_epoch=0, seconds=time.monotonic() - started)
-            if run.state["epoch"] - run.state["best_epoch"] >= config.patience:
+            if config.keep == "best" and run.state["epoch"] - run.state["best_epoch"] >= config.patience:
                 log.info("early stop after epoch %d: no lower validation loss since epoch %d",
                          epoch + 1, run.state["best_epoch"])
                 run.state["done"] = True
@@ -399,6 +414,7 @@ def _finish(run: _Run, backbone: Backbone, config: FineTuning, folder: Path, n_t
         "stages": run.n_stages,
         "epochs_run": state["epoch"],
         "best_epoch": state["best_epoch"],
+        "kept_epoch": state["best_epoch"] if config.keep == "best" else state["epoch"],
         "history": state["history"],
         "train_images": n_train,
         "val_images": n_val,

@@ -102,12 +102,14 @@ class Preprocessing:
                 self._normalise(big.crop((col * s, row * s, (col + 1) * s, (row + 1) * s)), views[1 + i])
         return views
 
-    def training_view(self, img: Image.Image, rng: np.random.Generator, color_jitter: float = 0.0) -> np.ndarray:
+    def training_view(self, img: Image.Image, rng: np.random.Generator, color_jitter: float = 0.0,
+                      tile_share: float = 0.5) -> np.ndarray:
         """One random (3, size, size) view at a scale the recipe looks at (the whole picture,
-        or with `grid` > 1 a tile at `grid` times the size), slightly zoomed, anywhere in
-        the picture, maybe mirrored: what fine-tuning learns from. Brushwork keeps its
-        scale; colour changes only with `color_jitter` (colour is part of style)."""
-        scale = self.grid if self.grid > 1 and rng.random() < 0.5 else 1
+        or, `tile_share` of the time, a tile at `grid` times the size where the picture gets
+        tiles), slightly zoomed, anywhere in the picture, maybe mirrored: what fine-tuning
+        learns from. Brushwork keeps its scale; colour changes only with `color_jitter`
+        (colour is part of style)."""
+        scale = self.grid if self.has_tiles(*img.size) and rng.random() < tile_share else 1
         side = round(self.size * scale * rng.uniform(1.0, 1.25))
         width, height = img.size
         factor = side / min(width, height)

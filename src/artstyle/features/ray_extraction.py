@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.images import ImageInput
+from ..data.images import ImageInput, Resized
 from ..errors import ArtstyleError
 from .extraction import Batches, FeatureExtractor, embed_group, local_batches
 
@@ -77,7 +77,8 @@ class _Embedder:
         self.extractor.backbone.threads = threads
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        paths = [str(path) for path in batch["path"]]
+        paths: list[ImageInput] = [Resized(str(path), int(side)) if side else str(path)
+                                   for path, side in zip(batch["path"], batch["side"])]
         rows, embedded, failed = embed_group(paths, range(len(paths)), self.extractor)
         vectors = np.zeros((len(paths), self.extractor.dim), np.float32)
         vectors[rows] = embedded
@@ -100,7 +101,7 @@ class RayRunner:
                  workers: int | None) -> Batches:
         if not todo:
             return
-        if not all(isinstance(s, (str, os.PathLike)) for s in todo):  # in-memory images stay here
+        if not all(isinstance(s, (str, os.PathLike, Resized)) for s in todo):  # in-memory images stay here
             log.info("in-memory images are embedded locally, not on Ray")
             yield from local_batches(todo, extractor, batch_size, workers)
             return
@@ -108,7 +109,9 @@ class RayRunner:
         import ray.data
 
         actors = self.actors or cpus()
-        dataset = ray.data.from_items([{"row": i, "path": os.fspath(s)} for i, s in enumerate(todo)])
+        dataset = ray.data.from_items([  # a shrunk view travels as its file and side (0: as it is)
+            {"row": i, "path": os.fspath(s.path), "side": s.short_side} if isinstance(s, Resized)
+            else {"row": i, "path": os.fspath(s), "side": 0} for i, s in enumerate(todo)])
         embedded = dataset.map_batches(_Embedder, fn_constructor_kwargs={"spec": self.spec}, batch_size=batch_size,
                                        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
                                        batch_format="numpy")

@@ -8,12 +8,16 @@ deterministically from a seed, so training needs no extra data and no download.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from ..data.images import is_image_name
+from ..errors import ArtstyleError
 
 _SIZES = ((640, 480), (800, 600), (1024, 768), (1280, 720), (600, 800), (900, 900))
 _WORDS = (
@@ -245,3 +249,29 @@ def shipped_negatives(backbone: str, weights_id: str) -> ShippedNegatives | None
         kind = np.array([REAL_KIND[kinds[k]] for k in handle.get_tensor("kind")], np.int64)
         return ShippedNegatives(handle.get_tensor("features").astype(np.float32), kind,
                                 handle.get_tensor("source").astype(np.int64), json.loads(meta["sources"]), meta)
+
+
+def folder_non_paintings(folder: str | os.PathLike) -> tuple[list[Path], np.ndarray]:
+    """The images under `folder` (a user's own non-paintings) and their kinds.
+
+    An image's kind is the folder under `folder` it sits in when that is named photo,
+    chart or document (the layout of scripts/build_negatives.py's input), else none (-1).
+    A fine-tuned network embeds differently from the one the shipped features came from,
+    so its detector needs the images themselves.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise ArtstyleError(f"{root}: no such folder of non-painting images")
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
+    if not paths:
+        raise ArtstyleError(f"{root}: no images in this folder of non-paintings")
+    named = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "" for p in paths]
+    return paths, np.array([REAL_KIND.get(name, -1) for name in named], np.int64)
+
+
+def folder_provenance(folder: str | os.PathLike, kinds: np.ndarray) -> dict:
+    """What config.json and the model card say of a folder's non-paintings (`kinds`: those read)."""
+    counts = {kind: int((kinds == i).sum()) for kind, i in REAL_KIND.items() if (kinds == i).any()}
+    if (kinds < 0).any():
+        counts["other"] = int((kinds < 0).sum())
+    return {"folder": str(Path(folder).expanduser()), "n": int(len(kinds)), "counts": counts}
