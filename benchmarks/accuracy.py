@@ -165,12 +165,11 @@ def run(args: argparse.Namespace) -> dict:
                 folds, _ = calibration_folds([records[i] for i in rows_train], seed=args.seed)
                 position = np.full(len(y), -1)
                 position[rows_train] = np.arange(len(rows_train))
-                take = plan is not None and train[plan.parents]
+                take = train[plan.parents] if plan else None
                 rows = head_rows(x[train], y[train], folds, [records[i].source for i in rows_train],
                                  [records[i].artist for i in rows_train], balance,
-                                 x_variants[take] if plan else None, position[plan.parents[take]] if plan else None,
-                                 variants.weight if variants else 1.0, [records[i].short_side for i in rows_train],
-                                 [img.short_side for img, t in zip(plan.images, take) if t] if plan else None)
+                                 [records[i].short_side for i in rows_train],
+                                 plan.select(take, position) if plan else None, x_variants[take] if plan else None)
                 trained = train_head(rows.x, rows.y, len(labels), rows.folds, kinds=args.heads, negatives=negatives,
                                      labels=labels, seed=args.seed, weighting=rows.weighting, scored=rows.scored,
                                      groups=rows.groups)

@@ -86,6 +86,9 @@ def test_size_variants_are_deterministic_smaller_than_the_painting_and_files_onl
     assert all(img.short_side < {0: 1000, 1: 150}[p] for p, img in zip(plan.parents, plan.images))
     assert list(plan.parents).count(0) == 3 and 2 not in plan.parents  # in-memory images: none
     assert plan.keys == [resized_key({0: "ka", 1: "kb"}[p], img.short_side) for p, img in zip(plan.parents, plan.images)]
+    of_b = plan.select(plan.parents == 1, renumber=np.array([-1, 0, -1]))  # painting b alone, now row 0
+    assert list(of_b.parents) == [0] * len(of_b) and of_b.keys == [k for k, p in zip(plan.keys, plan.parents) if p == 1]
+    assert of_b.short_sides == [img.short_side for img, p in zip(plan.images, plan.parents) if p == 1]
     with pytest.raises(ArtstyleError):
         SizeVariants(low=300, high=200)
 

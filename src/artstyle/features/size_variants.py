@@ -75,3 +75,15 @@ class Variants:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def select(self, keep: np.ndarray, renumber: np.ndarray | None = None) -> "Variants":
+        """The variants where `keep` is true (e.g. those extracted, or of training
+        paintings), their parents mapped through `renumber` (old row -> new row) when given."""
+        keep = np.asarray(keep, bool)
+        parents = self.parents[keep] if renumber is None else np.asarray(renumber)[self.parents[keep]]
+        return Variants(parents.astype(np.int64), [img for img, k in zip(self.images, keep) if k],
+                        [key for key, k in zip(self.keys, keep) if k], self.weight)
+
+    @property
+    def short_sides(self) -> list[int]:
+        return [img.short_side for img in self.images]

@@ -321,7 +321,7 @@ class StyleClassifier:
         sources, artists = [r.source for r in records], [r.artist for r in records]
         sides = [r.short_side for r in records]
         if self.size_variants is None or self.size_variants.copies == 0:
-            return head_rows(x[train], table.y[train], folds, sources, artists, self.balance, short_sides=sides)
+            return head_rows(x[train], table.y[train], folds, sources, artists, self.balance, sides)
         plan = self.size_variants.plan([images.sources[i] for i in train], [images.keys[i] for i in train], sides)
         with stage("size variants"):
             extraction = self.extract(plan.images, plan.keys, "Size variants")
@@ -330,9 +330,8 @@ class StyleClassifier:
         ok = extraction.ok
         log.info("size variants: %d of %d training paintings also seen at %d-%d px", len(set(plan.parents[ok])),
                  len(train), self.size_variants.low, self.size_variants.high)
-        return head_rows(x[train], table.y[train], folds, sources, artists, self.balance,
-                         extraction.features[ok], plan.parents[ok], plan.weight, sides,
-                         [img.short_side for img, good in zip(plan.images, ok) if good])
+        return head_rows(x[train], table.y[train], folds, sources, artists, self.balance, sides, plan.select(ok),
+                         extraction.features[ok])
 
     def _similarity_index(self, images: LabelledImages, rows: np.ndarray, features: np.ndarray) -> SimilarityIndex:
         """The training paintings (train and val rows), for `similar()`."""

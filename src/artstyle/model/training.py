@@ -18,6 +18,7 @@ import numpy as np
 from ..data.dataset import ImageRecord
 from ..data.splits import Split, make_folds
 from ..errors import DatasetError
+from ..features.size_variants import Variants
 from ..timing import stage
 from .balancing import RowWeighting
 from .calibration import Abstention, fit_temperature, nll, source_weights
@@ -96,22 +97,21 @@ class HeadRows:
 
 
 def head_rows(x: np.ndarray, y: np.ndarray, folds: np.ndarray, sources: Sequence[str], artists: Sequence[str],
-              balance: str, variant_x: np.ndarray | None = None, parents: np.ndarray | None = None,
-              variant_weight: float = 1.0, short_sides: Sequence[int | None] | None = None,
-              variant_sides: Sequence[int] | None = None) -> HeadRows:
+              balance: str, short_sides: Sequence[int | None] | None = None, variants: Variants | None = None,
+              variant_x: np.ndarray | None = None) -> HeadRows:
     """Rows of paintings `x` (labels `y`, `folds`, each one's source, artist and short side)
-    followed by variants `variant_x` of paintings `parents` (at `variant_sides`), weighted
-    by `balance`."""
-    parents = np.zeros(0, np.int64) if parents is None else np.asarray(parents, np.int64)
+    followed by their size `variants` (features `variant_x`, parents indexing `x`),
+    weighted by `balance`."""
+    parents = np.zeros(0, np.int64) if variants is None else variants.parents
     take = np.concatenate([np.arange(len(y)), parents])
     if variant_x is not None and len(parents):
         x = np.concatenate([x, variant_x.astype(x.dtype, copy=False)])
     scored = np.arange(len(take)) < len(y)
-    multiplicity = np.where(scored, 1.0, variant_weight)
+    multiplicity = np.where(scored, 1.0, variants.weight if variants is not None else 1.0)
     sources = np.asarray(sources, dtype=object)[take]
     weighting = RowWeighting(balance, y[take], sources, np.asarray(artists, dtype=object)[take], multiplicity)
     sides = [*(short_sides if short_sides is not None else [None] * len(y)),
-             *(variant_sides if variant_sides is not None else [1] * len(parents))]
+             *(variants.short_sides if variants is not None else [])]
     groups = np.array([f"{source}|{size_band(side)}" for source, side in zip(sources, sides)], dtype=object)
     return HeadRows(x, y[take], folds[take], scored, weighting, groups)
 
