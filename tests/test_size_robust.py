@@ -260,3 +260,79 @@ def test_temperature_weighs_sources_alike():
     weighted = fit_temperature(logits, y, source_weights(sources))
     assert weighted > 1.3 * plain, (plain, weighted)
     assert np.isclose(source_weights(sources)[:3000].sum(), source_weights(sources)[3000:].sum())
+
+
+def test_small_pictures_get_a_temperature_of_their_own():
+    """Full-size scans and web copies are not equally overconfident: with both held out,
+    each kind of picture (told apart by its features alone) is calibrated on its own."""
+    import torch
+
+    from artstyle.model.calibration import TileCheck, fit_band_temperatures
+    from artstyle.model.head import LinearHead, softmax
+
+    check = TileCheck(0, 3, 3)
+    g = np.array([[1.0, -2.0, 0.5]], np.float32)
+    small_row, big_row = np.concatenate([g, g, g, [[7.0]]], 1), np.concatenate([g, g + 0.3, g + 0.9, [[7.0]]], 1)
+    rows = np.concatenate([small_row, big_row])
+    assert check.small(rows).tolist() == [True, False]
+    assert check.small(torch.from_numpy(rows)).tolist() == [True, False]  # the exported graph's test
+
+    rng = np.random.default_rng(0)
+
+    def sample(n: int, sharpness: float):
+        y = rng.integers(0, 4, n)
+        logits = rng.normal(0, 1, (n, 4))
+        logits[np.arange(n), y] += 1.5
+        return logits * sharpness, y  # `sharpness` times as overconfident as sharpness 1
+
+    (big_logits, big_y), (small_logits, small_y) = sample(400, 1.0), sample(400, 3.0)
+    logits, y = np.concatenate([big_logits, small_logits]), np.concatenate([big_y, small_y])
+    small = np.arange(800) >= 400
+    t_big, t_small = fit_band_temperatures(logits, y, small)
+    assert 2.5 < t_small / t_big < 3.6, (t_big, t_small)
+    assert fit_band_temperatures(logits[:420], y[:420], small[:420]) is None  # 20 small rows: too few
+
+    head = LinearHead(mean=np.zeros(10, np.float32), scale=np.ones(10, np.float32), temperature=t_big,
+                      small_temperature=t_small, tile_check=check, weight=rng.normal(0, 1, (4, 10)).astype(np.float32),
+                      bias=np.zeros(4, np.float32))
+    proba = head.predict_proba(rows)
+    np.testing.assert_allclose(proba[0], softmax(head.logits(rows[:1]) / t_small)[0], rtol=1e-5)
+    np.testing.assert_allclose(proba[1], softmax(head.logits(rows[1:]) / t_big)[0], rtol=1e-5)
+
+
+def test_a_model_of_scans_and_web_copies_calibrates_each_and_exports_it(tmp_path, cache_dir):
+    """Trained on full-size paintings and small copies alike, the model fits one temperature
+    per kind; predict, a saved and loaded copy, and the ONNX graph all apply it per row."""
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    from artstyle.model.export import export_onnx
+
+    root = tmp_path / "mixed"
+    for ti, marks in enumerate(TEXTURES[:3]):
+        for a in range(4):
+            folder = root / marks / f"painter {a}"
+            folder.mkdir(parents=True)
+            for n in range(8):
+                img = paint_texture(marks, a, seed=ti * 1000 + a * 50 + n, size=(560, 470), purity=0.5)
+                (shrink(img, 120) if n % 2 else img).save(folder / f"{n}.jpg", quality=90)
+    clf = StyleClassifier(head="logreg", negatives=0, test_fraction=0.0, cache_dir=cache_dir,
+                          show_progress=False).fit(root)
+    head = clf.head_
+    assert head.small_temperature is not None and head.tile_check is not None
+    assert clf.config_["small_temperature"] == head.small_temperature
+    assert clf.config_["tile_check"] == {"global_start": 0, "tile_start": 1280, "width": 1280}
+    big = paint_texture(TEXTURES[0], 9, seed=77, size=(560, 470))
+    images = [big, shrink(big, 120)]
+    x = clf.extract(images).features
+    assert head.tile_check.small(x).tolist() == [False, True]
+    proba = clf.predict_proba(images)
+    from artstyle.model.head import softmax
+
+    np.testing.assert_allclose(proba[1], softmax(head.logits(x[1:]) / head.small_temperature)[0], rtol=1e-5)
+    loaded = StyleClassifier.load(clf.save(tmp_path / "model"), cache_dir=False, show_progress=False)
+    np.testing.assert_allclose(loaded.predict_proba(images), proba, atol=1e-6)
+    session = ort.InferenceSession(str(export_onnx(clf, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
+    (extractor,) = clf.feature_extractors
+    views = np.stack([extractor.preprocessing(img) for img in images])
+    np.testing.assert_allclose(session.run(None, {"views": views})[0], proba, atol=1e-4)
