@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> dict:
                                  plan.select(take, position) if plan else None, x_variants[take] if plan else None)
                 trained = train_head(rows.x, rows.y, len(labels), rows.folds, kinds=args.heads, negatives=negatives,
                                      labels=labels, seed=args.seed, weighting=rows.weighting, scored=rows.scored,
-                                     groups=rows.groups, tile_check=clf.tile_check())
+                                     groups=rows.groups)
                 kinds.append(trained.head_kind)
                 proba[test] = trained.head.predict_proba(x[test])
                 proba_small[test & full] = trained.head.predict_proba(x_small[test & full])

@@ -583,7 +583,7 @@ def info(
 ) -> None:
     """Show what a model folder holds: backbone, movements, data, split and scores."""
     from ..model.bundle import load_bundle
-    from .model_card import finetune_summary, similar_summary, temperature_summary
+    from .model_card import finetune_summary, similar_summary
 
     bundle = load_bundle(model)
     config, metrics = bundle.config, bundle.metrics
@@ -612,7 +612,7 @@ def info(
     table.add_row("movements", f"{len(config['labels'])}: " + ", ".join(config["labels"]))
     table.add_row("trained on", f"{dataset.get('n_images')} images from {dataset.get('root')}")
     table.add_row("split", f"{split.get('mode')} (seed {split.get('seed')}): {split.get('counts')}")
-    table.add_row("temperature", temperature_summary(config))
+    table.add_row("temperature", f"{config['temperature']:.3f}")
     abstention = config["abstention"]
     table.add_row(
         "flags", f"uncertain below {abstention['uncertain_below']:.0%}; mixed within {abstention['mixed_margin']:.0%}; "

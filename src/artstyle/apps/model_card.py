@@ -77,15 +77,6 @@ def finetune_summary(record: dict) -> str:
             f"label smoothing {recipe['label_smoothing']:g}, {record['device']}, {record['seconds']:.0f} s")
 
 
-def temperature_summary(config: dict) -> str:
-    """The calibration temperature(s), in words."""
-    small = config.get("small_temperature")
-    if small is None:
-        return f"temperature {config['temperature']:.2f}"
-    return (f"temperature {config['temperature']:.2f} for pictures with tiles, {small:.2f} for those too small "
-            "for them (each fitted on its own held-out paintings)")
-
-
 def similar_summary(info: dict) -> str:
     """What the model's similarity index holds, in one line."""
     return (f"an index of its {info['count']} training paintings ({info['dim']} numbers each"
@@ -105,7 +96,7 @@ def _model_section(config: dict) -> list[str]:
         *tuned,
         f"- Head: {head.get('kind', head['type'])} (regularisation {head.get('alpha', '?')}), chosen by "
         f"{head.get('cv_folds', '?')}-fold cross-validation by {config['split'].get('cv_grouping', 'artist')}; "
-        f"{temperature_summary(config)}.",
+        f"temperature {config['temperature']:.2f}.",
         f"- `uncertain` when the top probability is below {_pct(abstention['uncertain_below'])}; " + (
             f"`mixed` when the second movement is within {abstention['mixed_margin']:.1%} of the first."
             if abstention["mixed_margin"] > 0 else

@@ -32,7 +32,7 @@ from ..data.splits import parse_splits_csv
 from ..errors import BundleError
 from ..features.graph_cache import BundledGraph
 from ..files import atomic_write_bytes, public_mode
-from .calibration import Abstention, TileCheck
+from .calibration import Abstention
 from .head import Head, head_from_tensors
 from .painting import PaintingDetector
 from .similar import SimilarityIndex
@@ -226,8 +226,6 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         backbones = config["features"]["backbones"] if "features" in config else []
         valid = bool(backbones) and all({"name", "preprocessing"} <= set(b) for b in backbones)
         Abstention.from_dict(config.get("abstention", {"uncertain_below": 0, "mixed_margin": 0}))
-        small_t, check = config.get("small_temperature"), config.get("tile_check")
-        small_t, check = None if small_t is None else float(small_t), TileCheck(**check) if check else None
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{folder / 'config.json'}: missing or invalid {exc}") from None
     if missing or not valid:
@@ -238,7 +236,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{folder / 'labels.txt'}: does not match the labels in config.json")
     try:
         tensors = load_safetensors(_read(folder, "model.safetensors"))
-        head = head_from_tensors(config["head"]["type"], tensors, float(config["temperature"]), small_t, check)
+        head = head_from_tensors(config["head"]["type"], tensors, float(config["temperature"]))
         detector_config = config.get("painting_detector")
         detector = PaintingDetector.from_saved(tensors, detector_config) if detector_config else None
     except BundleError:
@@ -250,13 +248,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         detector is not None and detector.mean.shape != (head.dim,)
     ):
         raise BundleError(f"{folder / 'model.safetensors'}: shape does not match config.json")
-    for name, t in (("temperature", head.temperature), ("small_temperature", head.small_temperature)):
-        if t is not None and not (np.isfinite(t) and t > 0):
-            raise BundleError(f"{folder / 'config.json'}: invalid {name} {t!r}")
-    check = head.tile_check
-    if check is not None and not (0 <= min(check.global_start, check.tile_start) and check.width > 0
-                                  and max(check.global_start, check.tile_start) + check.width <= head.dim):
-        raise BundleError(f"{folder / 'config.json'}: tile_check columns outside the {head.dim} features")
+    if not np.isfinite(head.temperature) or head.temperature <= 0:
+        raise BundleError(f"{folder / 'config.json'}: invalid temperature {config['temperature']!r}")
     splits_text = _read(folder, "splits.csv").decode("utf-8", "replace")
     try:
         parse_splits_csv(splits_text)

@@ -33,42 +33,6 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, weights: np.ndarray | Non
     return float(np.exp(found.x))
 
 
-MIN_BAND_ROWS = 30  # held-out rows a size band needs for a temperature of its own
-
-
-@dataclass(frozen=True)
-class TileCheck:
-    """Which feature rows are pictures too small for tiles. Under a `sized` recipe such a
-    picture's tile views are its global view, so its tile-mean block (`width` columns from
-    `tile_start`) repeats the global block (from `global_start`). Read from the features
-    alone, the same in numpy and in an exported torch graph."""
-
-    global_start: int
-    tile_start: int
-    width: int
-
-    def small(self, features):
-        """Boolean per row (numpy array or torch tensor): the picture had no tiles."""
-        whole = features[:, self.global_start:self.global_start + self.width]
-        tiles = features[:, self.tile_start:self.tile_start + self.width]
-        return abs(tiles - whole).sum(1) <= 1e-4 * abs(whole).sum(1) + 1e-12
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def fit_band_temperatures(logits: np.ndarray, y: np.ndarray, small: np.ndarray,
-                          weights: np.ndarray | None = None) -> tuple[float, float] | None:
-    """(temperature of pictures with tiles, of those without), each fitted on its own
-    held-out rows; None when a band has fewer than MIN_BAND_ROWS. Full-size scans and web
-    copies are not equally overconfident: one temperature leaves both miscalibrated."""
-    small = np.asarray(small, bool)
-    if small.sum() < MIN_BAND_ROWS or (~small).sum() < MIN_BAND_ROWS:
-        return None
-    w = np.ones(len(y)) if weights is None else np.asarray(weights, np.float64)
-    return (fit_temperature(logits[~small], y[~small], w[~small]), fit_temperature(logits[small], y[small], w[small]))
-
-
 def source_weights(sources: np.ndarray) -> np.ndarray:
     """Row weights that give every source the same total (calibration across sources)."""
     _, inverse, counts = np.unique(np.asarray(sources, dtype=object), return_inverse=True, return_counts=True)

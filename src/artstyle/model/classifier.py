@@ -40,7 +40,7 @@ from ..progress import progress_bar
 from ..timing import stage
 from .bundle import BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle, tensor_layout
 from .balancing import DEFAULT_BALANCING, check_balancing
-from .calibration import Abstention, TileCheck
+from .calibration import Abstention
 from .head import HEAD_KINDS
 from .metrics import classification_metrics, metrics_by_group, score_once, size_band
 from .negatives import GENERATED_KIND, folder_non_paintings, folder_provenance, non_paintings, shipped_negatives
@@ -295,7 +295,7 @@ class StyleClassifier:
             rows.x, rows.y, len(table.labels), rows.folds,
             kinds=HEAD_KINDS if self.head == "auto" else (self.head,),
             negatives=negatives, labels=table.labels, seed=self.seed, weighting=rows.weighting, scored=rows.scored,
-            groups=rows.groups, tile_check=self.tile_check(),
+            groups=rows.groups,
         )
         trained.held_out = trained.held_out[: len(table.train)]  # the paintings' rows come first
         log.info(
@@ -414,15 +414,6 @@ class StyleClassifier:
         if self.finetune is not None and len(split_backbones(self.backbone)) > 1:
             raise ArtstyleError("fine-tuning trains one backbone; a '+' list of backbones cannot be fine-tuned")
 
-    def tile_check(self) -> TileCheck | None:
-        """How to tell a picture too small for tiles from its features (a `sized` recipe's
-        first backbone: its tile-mean block repeats the global one), else None."""
-        extractor = self.feature_extractors[0]
-        if not (extractor.recipe.sized and extractor.recipe.grid > 1):
-            return None
-        width = extractor.backbone.feature_dim
-        return TileCheck(0, width, width)
-
     def non_painting_features(self, folder: str | os.PathLike | None = None) -> NonPaintings | None:
         """What the painting detector learns from: real non-paintings (the images in
         `folder`, embedded here, else the features shipped for the backbone(s)) plus
@@ -492,8 +483,6 @@ class StyleClassifier:
             "balance": self.balance,
             "size_variants": self.size_variants.to_dict() if self.size_variants else None,
             "temperature": trained.head.temperature,
-            "small_temperature": trained.head.small_temperature,
-            "tile_check": trained.head.tile_check.to_dict() if trained.head.tile_check else None,
             "head": trained.info,
             "abstention": trained.abstention.to_dict(),
             "painting_detector": trained.detector.config() if trained.detector else None,

@@ -90,8 +90,8 @@ def square_map(graph, extractors, image: Image.Image, target: int | None = None)
     its maps; `target` None: the most probable movement."""
     # the input asks for gradients so that the (frozen) network's maps get one
     views = [torch.from_numpy(e.preprocessing(image))[None].requires_grad_(True) for e in extractors]
-    scores, temperature = graph.scores(*views)
-    proba = torch.softmax(scores / temperature, dim=1)[0].detach().numpy()
+    scores = graph.scores(*views)
+    proba = torch.softmax(scores / graph.head.temperature, dim=1)[0].detach().numpy()
     target = int(proba.argmax()) if target is None else target
     scores[0, target].backward()
     total = None
@@ -182,9 +182,9 @@ def deletion_test(clf, image: Image.Image, movement: str | None = None, fraction
     randoms = [rng.choice(cells, n, replace=False) for _ in range(draws)]
     edited = [_paint_over(image, square.shape, chosen) for chosen in [hottest, *randoms]]
     with torch.no_grad():
-        scores, temperature = graph.scores(*[torch.from_numpy(np.stack([e.preprocessing(img) for img in [image, *edited]]))
-                                             for e in clf.feature_extractors])
-    after = torch.softmax(scores / temperature, dim=1)[1:, target].numpy()
+        scores = graph.scores(*[torch.from_numpy(np.stack([e.preprocessing(img) for img in [image, *edited]]))
+                                for e in clf.feature_extractors])
+    after = torch.softmax(scores / graph.head.temperature, dim=1)[1:, target].numpy()
     score = scores[:, target].numpy()
     return Deletion(labels[target], float(proba[target]), float(after[0]), float(after[1:].mean()),
                     float(score[0]), float(score[1]), float(score[2:].mean()))

@@ -39,20 +39,18 @@ class ProbabilityGraph(nn.Module):
         self.head = replace(head, **{k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items()})
 
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
-        scores, temperature = self.scores(*images)
-        return torch.softmax(scores / temperature, dim=1)
+        return torch.softmax(self.scores(*images) / self.head.temperature, dim=1)
 
-    def scores(self, *images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
-        """Class scores before the softmax, and the temperature that divides them (per row
-        when small pictures have their own)."""
+    def scores(self, *images: torch.Tensor) -> torch.Tensor:
+        """Class scores before the temperature and softmax."""
         features = []
         for embedding, views in zip(self.embeddings, images):
             n, v = views.shape[:2]
             outputs = embedding(views.reshape(n * v, *views.shape[2:]))
             stats = outputs[1].reshape(n, v, -1) if len(outputs) > 1 else None
             features.append(pool_views(outputs[0].reshape(n, v, -1), stats, xp=torch))
-        pooled = torch.cat(features, dim=1)
-        return self.head.scores((pooled - self.head.mean) / self.head.scale), self.head.row_temperatures(pooled)
+        z = (torch.cat(features, dim=1) - self.head.mean) / self.head.scale
+        return self.head.scores(z)
 
 
 def input_names(clf) -> list[str]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ArtstyleError
-from .calibration import TileCheck
 
 HEAD_KINDS = ("logreg", "svm", "mlp")
 
@@ -28,15 +27,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Head:
-    """Standardise, score, then softmax(scores / temperature). Subclasses define the scores.
-    With `tile_check` and `small_temperature`, pictures too small for tiles get their own
-    temperature (see `calibration.fit_band_temperatures`)."""
+    """Standardise, score, then softmax(scores / temperature). Subclasses define the scores."""
 
     mean: np.ndarray  # (dim,)
     scale: np.ndarray  # (dim,)
     temperature: float
-    small_temperature: float | None = None
-    tile_check: TileCheck | None = None
 
     kind = "head"
 
@@ -63,17 +58,9 @@ class Head:
         and torch tensors share, so the ONNX export traces this same code."""
         raise NotImplementedError
 
-    def row_temperatures(self, features):
-        """The temperature of each row of raw `features` ((n, 1), or one number for all),
-        with operators numpy arrays and torch tensors share (the ONNX export traces it)."""
-        if self.small_temperature is None or self.tile_check is None:
-            return self.temperature
-        small = self.tile_check.small(features)
-        return (self.temperature + (self.small_temperature - self.temperature) * small)[:, None]
-
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities, rows sum to 1."""
-        return softmax(self.logits(features) / self.row_temperatures(np.asarray(features, np.float32)))
+        return softmax(self.logits(features) / self.temperature)
 
     def weights(self) -> dict[str, np.ndarray]:
         """The kind's own parameters."""
@@ -124,12 +111,10 @@ class MLPHead(Head):
         return {"weight1": self.weight1, "bias1": self.bias1, "weight2": self.weight2, "bias2": self.bias2}
 
 
-def head_from_tensors(kind: str, tensors: dict[str, np.ndarray], temperature: float,
-                      small_temperature: float | None = None, tile_check: TileCheck | None = None) -> Head:
+def head_from_tensors(kind: str, tensors: dict[str, np.ndarray], temperature: float) -> Head:
     """Rebuild a head saved with `tensors()`; shapes are checked."""
     t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
-    common = {"mean": t["feature_mean"], "scale": t["feature_scale"], "temperature": float(temperature),
-              "small_temperature": small_temperature, "tile_check": tile_check}
+    common = {"mean": t["feature_mean"], "scale": t["feature_scale"], "temperature": float(temperature)}
     d = common["mean"].shape[0]
     if common["scale"].shape != (d,):
         raise ArtstyleError("head tensors have inconsistent shapes")

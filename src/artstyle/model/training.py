@@ -21,7 +21,7 @@ from ..errors import DatasetError
 from ..features.size_variants import Variants
 from ..timing import stage
 from .balancing import RowWeighting
-from .calibration import Abstention, TileCheck, fit_band_temperatures, fit_temperature, nll, source_weights
+from .calibration import Abstention, fit_temperature, nll, source_weights
 from .head import HEAD_KINDS, Head, softmax
 from .head_fitting import ALPHAS, HeadFitter
 from .metrics import classification_metrics, macro_f1, size_band
@@ -185,7 +185,6 @@ def train_head(
     weighting: RowWeighting | None = None,
     scored: np.ndarray | None = None,
     groups: np.ndarray | None = None,
-    tile_check: TileCheck | None = None,
 ) -> TrainedHead:
     """Select, refit and calibrate a head on features `x` with labels `y`.
 
@@ -196,8 +195,6 @@ def train_head(
     scored). `weighting` gives each fit its rows' weights (None: classes balanced).
     `negatives` (non-paintings' features) enable the painting detector, whose threshold
     holds in each of `groups` (per row, e.g. size band and source; see `HeadRows.groups`).
-    With `tile_check`, pictures too small for tiles get a temperature of their own when
-    both kinds have enough held-out rows.
     """
     y = np.asarray(y, dtype=np.int64)
     fold_ids = [f for f in range(folds.max() + 1) if (folds == f).any()] if len(folds) else []
@@ -228,19 +225,13 @@ def train_head(
     with stage("head refit"):
         head = HeadFitter(kind, x, y, n_classes, seed=seed, sample_weight=weighting() if weighting else None).fit_path(alpha)
     head.temperature = temperature
-    if best is not None and tile_check is not None:
-        logits = oof_by_candidate[(kind, alpha)][held]
-        bands = fit_band_temperatures(logits, y[held], tile_check.small(x[held]), calibration_weights)
-        if bands is not None:
-            head.temperature, head.small_temperature = bands
-            head.tile_check = tile_check
-    info: dict = {"type": head.kind, "kind": kind, "alpha": alpha, "temperature": head.temperature,
-                  "small_temperature": head.small_temperature, "held_out_macro_f1": scores, "cv_folds": len(fold_ids)}
+    info: dict = {"type": head.kind, "kind": kind, "alpha": alpha, "temperature": temperature,
+                  "held_out_macro_f1": scores, "cv_folds": len(fold_ids)}
     held_out_proba = None
     abstention = Abstention()
     if best is not None:
         with stage("calibration and thresholds"):
-            held_out_proba = softmax(oof_by_candidate[(kind, alpha)][held] / head.row_temperatures(x[held]))
+            held_out_proba = softmax(oof_by_candidate[(kind, alpha)][held] / temperature)
             abstention = Abstention.fit(held_out_proba, y[held])
             info["held_out"] = _held_out_summary(held_out_proba, y[held], abstention, labels or
                                                  [str(i) for i in range(n_classes)])
