@@ -52,7 +52,9 @@ def test_killed_run_resumes_without_recomputing(paintings, tmp_path):
 # Runs the CLI with the feature cache pausing in the main thread after its 4th entry, so
 # Ctrl-C lands mid-extraction however busy the machine is (no race against progress).
 PAUSE_AFTER_FOUR = """
-import pathlib, sys, time
+import pathlib, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's foreground job: a parent
+# that ignores SIGINT (a test runner after some library's handler) would hand the child SIG_IGN
 from artstyle.features import cache
 marker = pathlib.Path(sys.argv.pop(1))
 put, stored = cache.FeatureCache.put, []
