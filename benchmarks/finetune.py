@@ -50,8 +50,7 @@ def run(args: argparse.Namespace) -> dict:
     keys = [r.sha256 for r in records]
     labels = sorted(dataset.labels)
     y = np.array([labels.index(r.label) for r in records])
-    main_source = records[0].source if len(args.data) > 1 else records[0].source
-    full = np.array([r.source == main_source for r in records])
+    full = np.array([r.source == records[0].source for r in records])  # the first folder's paintings
     outer = make_folds(records, args.folds, "artist", seed=args.seed)
     folds = [args.only_fold] if args.only_fold is not None else list(range(args.folds))
     held = np.isin(outer, folds)
