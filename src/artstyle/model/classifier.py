@@ -43,7 +43,7 @@ from .balancing import DEFAULT_BALANCING, check_balancing
 from .calibration import Abstention
 from .head import HEAD_KINDS
 from .metrics import classification_metrics, metrics_by_group, score_once, size_band
-from .negatives import GENERATED_KIND, folder_non_paintings, folder_provenance, non_paintings, shipped_negatives
+from .negatives import GENERATED_KIND, FolderNonPaintings, folder_non_paintings, non_paintings, shipped_negatives
 from .painting import NonPaintings
 from .prediction import Prediction
 from .similar import THUMBNAIL_SIDE, SimilarityIndex, SimilarPaintings, thumbnail_webp
@@ -264,8 +264,8 @@ class StyleClassifier:
         from .training import calibration_folds, train_head, training_table  # torch: fitting only
 
         self._check_params()
-        if non_paintings is not None:
-            folder_non_paintings(non_paintings)  # a wrong folder is refused now, not after the extraction
+        # listed now: a wrong folder is refused before the extraction, not after it
+        real_negatives = folder_non_paintings(non_paintings) if non_paintings is not None else None
         with stage("scan and hashing"):
             images = labelled_images(data, y, show_progress=self.show_progress)
         size_note = size_warning(size_profile(images.records))
@@ -290,7 +290,7 @@ class StyleClassifier:
         x = extraction.features
         rows = self._head_rows(images, table, x, folds)
         with stage("non-painting features"):
-            negatives = self.non_painting_features(non_paintings)
+            negatives = self.non_painting_features(real_negatives)
         trained = train_head(
             rows.x, rows.y, len(table.labels), rows.folds,
             kinds=HEAD_KINDS if self.head == "auto" else (self.head,),
@@ -414,9 +414,9 @@ class StyleClassifier:
         if self.finetune is not None and len(split_backbones(self.backbone)) > 1:
             raise ArtstyleError("fine-tuning trains one backbone; a '+' list of backbones cannot be fine-tuned")
 
-    def non_painting_features(self, folder: str | os.PathLike | None = None) -> NonPaintings | None:
-        """What the painting detector learns from: real non-paintings (the images in
-        `folder`, embedded here, else the features shipped for the backbone(s)) plus
+    def non_painting_features(self, real: FolderNonPaintings | None = None) -> NonPaintings | None:
+        """What the painting detector learns from: real non-paintings (the images of
+        `real`, embedded here, else the features shipped for the backbone(s)) plus
         generated ones (None: no detector). All in the global view's columns of each
         backbone, the part of every recipe's vector they share."""
         if self.negatives <= 0:
@@ -431,14 +431,13 @@ class StyleClassifier:
         features = self.extract([img for _, img in generated], None, "Non-paintings").features[:, cols]
         kinds = np.array([GENERATED_KIND.get(kind, -1) for kind, _ in generated], np.int64)
         info: dict = {"generated_negatives": len(generated), "real_negatives": None}
-        if folder is not None:
-            paths, real_kinds = folder_non_paintings(folder)
-            extraction = self.extract(paths, None, "Real non-paintings")
+        if real is not None:
+            extraction = self.extract(real.paths, None, "Real non-paintings")
             for i, reason in sorted(extraction.errors.items()):
-                log.warning("%s: skipped (%s)", paths[i], reason)
+                log.warning("%s: skipped (%s)", real.paths[i], reason)
             features = np.concatenate([features, extraction.features[extraction.ok][:, cols]])
-            kinds = np.concatenate([kinds, real_kinds[extraction.ok]])
-            info["real_negatives"] = folder_provenance(folder, real_kinds[extraction.ok])
+            kinds = np.concatenate([kinds, real.kinds[extraction.ok]])
+            info["real_negatives"] = real.provenance(extraction.ok)
         elif all(s is not None for s in shipped) and len({len(s.features) for s in shipped}) == 1:
             features = np.concatenate([features, np.concatenate([s.features for s in shipped], axis=1)])
             kinds = np.concatenate([kinds, shipped[0].kind])

@@ -251,8 +251,26 @@ def shipped_negatives(backbone: str, weights_id: str) -> ShippedNegatives | None
                                 handle.get_tensor("source").astype(np.int64), json.loads(meta["sources"]), meta)
 
 
-def folder_non_paintings(folder: str | os.PathLike) -> tuple[list[Path], np.ndarray]:
-    """The images under `folder` (a user's own non-paintings) and their kinds.
+@dataclass
+class FolderNonPaintings:
+    """A user's own non-painting images: their paths and kinds (index into
+    NOT_PAINTING_KINDS, -1: none named), listed once from `folder`."""
+
+    folder: Path
+    paths: list[Path]
+    kinds: np.ndarray
+
+    def provenance(self, read: np.ndarray) -> dict:
+        """What config.json and the model card say of them (`read`: which could be read)."""
+        kinds = self.kinds[read]
+        counts = {kind: int((kinds == i).sum()) for kind, i in REAL_KIND.items() if (kinds == i).any()}
+        if (kinds < 0).any():
+            counts["other"] = int((kinds < 0).sum())
+        return {"folder": str(self.folder), "n": int(len(kinds)), "counts": counts}
+
+
+def folder_non_paintings(folder: str | os.PathLike) -> FolderNonPaintings:
+    """The images under `folder` and their kinds.
 
     An image's kind is the folder under `folder` it sits in when that is named photo,
     chart or document (the layout of scripts/build_negatives.py's input), else none (-1).
@@ -266,12 +284,4 @@ def folder_non_paintings(folder: str | os.PathLike) -> tuple[list[Path], np.ndar
     if not paths:
         raise ArtstyleError(f"{root}: no images in this folder of non-paintings")
     named = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "" for p in paths]
-    return paths, np.array([REAL_KIND.get(name, -1) for name in named], np.int64)
-
-
-def folder_provenance(folder: str | os.PathLike, kinds: np.ndarray) -> dict:
-    """What config.json and the model card say of a folder's non-paintings (`kinds`: those read)."""
-    counts = {kind: int((kinds == i).sum()) for kind, i in REAL_KIND.items() if (kinds == i).any()}
-    if (kinds < 0).any():
-        counts["other"] = int((kinds < 0).sum())
-    return {"folder": str(Path(folder).expanduser()), "n": int(len(kinds)), "counts": counts}
+    return FolderNonPaintings(root, paths, np.array([REAL_KIND.get(name, -1) for name in named], np.int64))
