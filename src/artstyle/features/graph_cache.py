@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # Distributions whose versions change the exported graph.
 _VERSIONED = ("artstyle", "torch", "timm", "onnx")
+# How artstyle exports a graph; a new way gets new entries (2: constant "same" pads).
+EXPORT_REVISION = 2
 
 
 def graph_cache_dir() -> Path:
@@ -55,7 +57,8 @@ class GraphStore:
 
     def __init__(self, name: str, weights_key: str, root: Path | None = None):
         signature = json.dumps(
-            {"backbone": name, "weights": weights_key, **{d: _version(d) for d in _VERSIONED}}, sort_keys=True
+            {"backbone": name, "weights": weights_key, "export": EXPORT_REVISION, **{d: _version(d) for d in _VERSIONED}},
+            sort_keys=True,
         )
         self.folder = (root or graph_cache_dir()) / hashlib.sha256(signature.encode()).hexdigest()[:20]
 

@@ -7,6 +7,7 @@ that predicting from a cached graph never pays for importing torch and timm.
 
 from __future__ import annotations
 
+import copy
 import io
 import threading
 import warnings
@@ -37,9 +38,9 @@ class Embedding(nn.Module):
     its gradient kept: what Grad-CAM weighs.
     """
 
-    def __init__(self, backbone: Backbone, stats: bool, keep_map: bool = False):
+    def __init__(self, backbone: Backbone, stats: bool, keep_map: bool = False, model: nn.Module | None = None):
         super().__init__()
-        self.model = backbone.model
+        self.model = backbone.model if model is None else model  # `model`: the same network, rewritten for export
         self.taps = list(backbone.taps) if stats else []
         self.keep_map = keep_map
         self.feature_map: torch.Tensor | None = None
@@ -84,15 +85,53 @@ def run_embedding(backbone: Backbone, batch: np.ndarray, stats: bool) -> list[np
 _ONE_CALL = threading.Lock()
 
 
+def static_same_padding(model: nn.Module, size: int) -> nn.Module:
+    """A copy of `model` whose TensorFlow-style "same" convolutions pad by constants for
+    `size` x `size` inputs, the only size the exported graph accepts.
+
+    timm computes those pads from each input's shape at run time; exported, that is a
+    chain of shape arithmetic before every strided convolution, which keeps ONNX Runtime
+    from folding the pad into the convolution (and an int8 graph from fusing its
+    convolutions). Constant pads compute the same numbers: same outputs, faster graph.
+    """
+    from timm.layers.conv2d_same import Conv2dSame
+    from timm.layers.padding import get_same_padding
+
+    model = copy.deepcopy(model)
+    inputs: dict[str, tuple[int, int]] = {}
+    same = {name: m for name, m in model.named_modules() if isinstance(m, Conv2dSame)}
+    hooks = [m.register_forward_hook(lambda _m, args, _out, name=name: inputs.__setitem__(name, tuple(args[0].shape[-2:])))
+             for name, m in same.items()]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, conv in same.items():
+        (h, w), (kh, kw) = inputs[name], conv.weight.shape[-2:]
+        pad_h = get_same_padding(h, kh, conv.stride[0], conv.dilation[0])
+        pad_w = get_same_padding(w, kw, conv.stride[1], conv.dilation[1])
+        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0, conv.dilation,
+                          conv.groups, conv.bias is not None)
+        plain.load_state_dict(conv.state_dict())
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, nn.Sequential(nn.ZeroPad2d((pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)),
+                                             plain))
+    return model
+
+
 def export_embedding(backbone: Backbone, stats: bool) -> bytes:
     """The embedding as an ONNX graph: `images` in; `pooled` (and `stats`) out."""
     graph = io.BytesIO()
     size = backbone.preprocessing.size
     outputs = ["pooled", "stats"] if stats else ["pooled"]
+    embedding = Embedding(backbone, stats, model=static_same_padding(backbone.model, size))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            Embedding(backbone, stats), (torch.zeros(2, 3, size, size),), graph, dynamo=False,
+            embedding, (torch.zeros(2, 3, size, size),), graph, dynamo=False,
             input_names=["images"], output_names=outputs, opset_version=17,
             dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]},
         )
