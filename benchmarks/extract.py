@@ -9,7 +9,11 @@ Measured, with the same backbone and images, each path the fastest of --repeats 
   inference only  the network alone on pre-decoded views at its best batch size, one call
                   at a time on every core or one single-core call per core at once
   artstyle        StyleClassifier.extract as `artstyle train` runs it (no cache), single
-                  view and multicrop
+                  view, multicrop and the default recipe (sized+stats)
+  graphs          the embedding graph alone (ONNX Runtime, every core, best batch) as exported
+                  before constant pads (TF "same" pads computed at run time), as exported
+                  now, and statically quantized to int8 (QDQ, per-channel weights, reduced
+                  range: this CPU's kernels saturate without it) with its agreement with fp32
   ceiling         the machine's fp32 matmul GFLOP/s and the network's FLOPs per view
   peak RSS        of the artstyle path on --rss-images images vs a tenth of them
   cold start      `artstyle predict` on one image in a fresh process, median of 3
@@ -19,6 +23,7 @@ Measured, with the same backbone and images, each path the fastest of --repeats 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
@@ -37,6 +42,7 @@ from artstyle import StyleClassifier
 from artstyle.data.dataset import find_images
 from artstyle.features.backbones import cpu_count, load_backbone
 from artstyle.features.extraction import INFERENCE_CHUNK
+from artstyle.features.recipes import DEFAULT_RECIPE
 
 SIZE_MIX = ((0.5, 800), (1 / 3, 1600), (1 / 6, 3000))  # share of images, long side in px
 
@@ -121,6 +127,77 @@ def artstyle_ips(backbone_name: str, recipe: str, paths: list[Path], repeats: in
     return best_ips(lambda: clf.extract(paths), len(paths), repeats)
 
 
+def graph_ips(graph: bytes, views: np.ndarray, repeats: int) -> tuple[float, list[np.ndarray]]:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = cpu_count()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {"images": views[:32]})
+    best = 0.0
+    for batch in (1, 8, 32):
+        def run() -> None:
+            for i in range(0, len(views), batch):
+                session.run(None, {"images": views[i : i + batch]})
+
+        best = max(best, best_ips(run, len(views), repeats))
+    return best, outputs
+
+
+def int8_graph(graph: bytes, calibration: np.ndarray) -> bytes:
+    """Static int8 quantization of `graph` calibrated on `calibration` views, after ONNX
+    Runtime's basic optimisations (constant pads folded into the convolutions, so that
+    each quantized convolution fuses into one int8 kernel)."""
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Views(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"images": calibration[i : i + 16]} for i in range(0, len(calibration), 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(source)
+        options.log_severity_level = 3
+        onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        quantize_static(str(source), str(target), Views(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv", "Clip"])
+        return target.read_bytes()
+
+
+def graphs_ips(backbone_name: str, paths: list[Path], repeats: int) -> dict:
+    """Images/s of the graph with run-time pads, with constant pads, and in int8; the int8
+    graph is calibrated on the first half of the views and compared on the second."""
+    from artstyle.features.networks import Embedding, export_embedding
+
+    backbone = load_backbone(backbone_name)
+    size = backbone.preprocessing.size
+    views = np.concatenate([backbone.preprocessing(Image.open(p).convert("RGB")) for p in paths[:128]])
+    with torch.no_grad():
+        buffer = io.BytesIO()
+        torch.onnx.export(Embedding(backbone, True), (torch.zeros(2, 3, size, size),), buffer, dynamo=False,
+                          input_names=["images"], output_names=["pooled", "stats"], opset_version=17,
+                          dynamic_axes={n: {0: "batch"} for n in ("images", "pooled", "stats")})
+    fp32 = export_embedding(backbone, True)
+    half = len(views) // 2
+    int8 = int8_graph(fp32, views[:half])
+    held = views[half:]
+    result = {"runtime_pads_ips": graph_ips(buffer.getvalue(), held, repeats)[0]}
+    result["constant_pads_ips"], reference = graph_ips(fp32, held, repeats)
+    result["int8_ips"], quantized = graph_ips(int8, held, repeats)
+    for name, a, b in zip(("pooled", "stats"), quantized, reference):
+        cosine = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        result[f"int8_{name}_cosine_mean"], result[f"int8_{name}_cosine_min"] = float(cosine.mean()), float(cosine.min())
+    return result
+
+
 def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
@@ -187,6 +264,15 @@ def main() -> None:
         print(f"artstyle, single view:                 {result['artstyle_ips']:7.1f} img/s", flush=True)
         result["artstyle_multicrop_ips"] = artstyle_ips(args.backbone, "multicrop", paths, args.repeats)
         print(f"artstyle, multicrop (5 views):         {result['artstyle_multicrop_ips']:7.1f} img/s", flush=True)
+        result["artstyle_default_ips"] = artstyle_ips(args.backbone, DEFAULT_RECIPE, paths, args.repeats)
+        print(f"artstyle, default ({DEFAULT_RECIPE}):       {result['artstyle_default_ips']:7.1f} img/s", flush=True)
+        graphs = graphs_ips(args.backbone, paths, args.repeats)
+        result.update(graphs)
+        print(f"graph alone: run-time pads {graphs['runtime_pads_ips']:.1f}, constant pads {graphs['constant_pads_ips']:.1f} "
+              f"({graphs['constant_pads_ips'] / graphs['runtime_pads_ips']:.2f}x), int8 {graphs['int8_ips']:.1f} views/s "
+              f"({graphs['int8_ips'] / graphs['constant_pads_ips']:.2f}x of fp32); int8 vs fp32 cosine: pooled mean "
+              f"{graphs['int8_pooled_cosine_mean']:.4f} (min {graphs['int8_pooled_cosine_min']:.3f}), stats mean "
+              f"{graphs['int8_stats_cosine_mean']:.4f} (min {graphs['int8_stats_cosine_min']:.3f})", flush=True)
         result["speedup"] = result["artstyle_ips"] / result["naive_ips"]
         result["efficiency"] = result["artstyle_ips"] / result["inference_only_ips"]
         result["matmul_gflops"] = matmul_gflops()

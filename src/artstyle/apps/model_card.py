@@ -122,12 +122,21 @@ def _model_section(config: dict) -> list[str]:
                   + ", ".join(f"{n} {kind}s" if kind != "other" else f"{n} others" for kind, n in real["counts"].items())
                   + f"; {where}) and {detector.get('generated_negatives', 0)} generated ones"
                   if real else f"{detector['negatives']} generated non-paintings only (no real ones ship for this backbone)")
+        groups = detector.get("held_out_paintings_flagged_by_group", {})
+        by_group = (" (" + ", ".join(f"{_group_name(g)} {_pct(rate)}" for g, rate in groups.items()) + ")"
+                    if len(groups) > 1 else "")
         lines.append(
             f"- `is_painting` from a detector trained against {taught}; "
-            + (f"it flags {_pct(held)} of held-out paintings and {_pct(detector['held_out_negatives_flagged'])} "
-               "of held-out non-paintings." if held is not None else "its threshold was not validated.")
+            + (f"it flags {_pct(held)} of held-out paintings{by_group} and "
+               f"{_pct(detector['held_out_negatives_flagged'])} of held-out non-paintings."
+               if held is not None else "its threshold was not validated.")
         )
     return lines
+
+
+def _group_name(group: str) -> str:
+    """'wikiart|small (short side <= 256 px)' -> 'wikiart, small (...)': a detector group's name."""
+    return group.replace("|", ", ")
 
 
 def _scores_section(metrics: dict) -> list[str]:

@@ -169,6 +169,8 @@ def fit_painting_detector(
         info = {
             "held_out_paintings": int(len(scores)),
             "held_out_paintings_flagged": float(np.mean(scores > detector.threshold)),
+            "held_out_paintings_flagged_by_group": {str(g): float(np.mean(scores[by == g] > detector.threshold))
+                                                    for g in names},
             "held_out_negatives_flagged": float(np.mean(np.concatenate(held_neg) > detector.threshold)),
         }
     else:  # no folds: threshold from the training paintings themselves (optimistic)
