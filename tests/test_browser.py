@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import artstyle
-from synth import paint
+from synth import paint, photo_like
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -104,6 +104,18 @@ def test_upload_shows_bars_labels_and_an_error_card(server, browser, tmp_path):
     sync_api.expect(bad.locator(".verdict")).to_contain_text("not a readable image")
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert Image.open(tmp_path / "page.png").size[0] == 1100
+
+
+def test_a_photograph_is_answered_as_not_a_painting_on_the_page(server, browser, tmp_path):
+    """The shipped model flags the generated camera-like scenes (16 of 16 through the API):
+    the page says so, with the kind, instead of a movement."""
+    photo = tmp_path / "holiday snapshot.jpg"
+    photo_like(104).save(photo, quality=88)
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(server)
+    page.set_input_files("#files", [str(photo)])
+    card = page.locator(".card").filter(has_text="holiday snapshot.jpg")
+    sync_api.expect(card.locator(".verdict")).to_have_text("probably not a painting: looks like a photo", timeout=60_000)
 
 
 def test_the_page_is_keyboard_reachable_takes_a_drop_and_fits_a_phone(server, browser, tmp_path):

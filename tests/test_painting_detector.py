@@ -3,7 +3,11 @@ non-paintings that ship with artstyle, for models trained on paintings alone."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
+import sys
 
 import numpy as np
 import pytest
@@ -42,6 +46,36 @@ def test_photographs_charts_and_pages_are_flagged_and_named_while_paintings_pass
     assert all(p.not_painting_kind is None for p in answers if p.is_painting)
     info = clf.config_["head"]["painting_detector"]
     assert info["real_negatives"]["n"] > 1000 and info["generated_negatives"] == 40
+
+
+def test_the_cli_says_which_files_are_photographs_and_which_are_paintings(trained_model, tmp_path, monkeypatch, capsys):
+    """What the API measures above, through `artstyle predict`: JSON and CSV carry the flag
+    and the kind, per file, in the order given."""
+    from artstyle.apps.cli import main
+
+    _, folder = trained_model
+    photos = [tmp_path / f"holiday {i}.jpg" for i in range(8)]
+    for i, path in enumerate(photos):
+        photo_like(200 + i).save(path, quality=88)
+    new = [tmp_path / f"canvas {i}.png" for i in range(8)]
+    for i, path in enumerate(new):
+        paint(list(STYLES)[i % 4], artist=i % 4, seed=900 + i).save(path)
+    answers = {}
+    for fmt in ("json", "csv"):
+        monkeypatch.setattr(sys, "argv", ["artstyle", "predict", "-m", str(folder), *map(str, photos + new), "--format", fmt])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code in (0, None)
+        answers[fmt] = capsys.readouterr().out
+    rows = json.loads(answers["json"])
+    assert [r["path"] for r in rows] == [str(p) for p in photos + new]
+    flagged = [r["is_painting"] is False for r in rows]
+    assert np.mean(flagged[:8]) >= 0.85 and np.mean(flagged[8:]) <= 0.15
+    assert all(r["not_painting_kind"] == "photo" for r in rows[:8] if r["is_painting"] is False)
+    assert all(r["not_painting_kind"] is None for r in rows if r["is_painting"])
+    table = list(csv.DictReader(io.StringIO(answers["csv"])))
+    assert [r["is_painting"] for r in table] == [str(r["is_painting"]).lower() for r in rows]
+    assert [r["not_painting_kind"] for r in table] == [r["not_painting_kind"] or "" for r in rows]
 
 
 def test_without_shipped_non_paintings_the_detector_falls_back_with_a_message(
