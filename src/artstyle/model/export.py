@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..features.extraction import pool_views
-from ..features.networks import Embedding
+from ..features.networks import Embedding, static_same_padding
 from ..files import atomic_write_bytes
 
 OPSET = 17
@@ -28,12 +28,17 @@ OPSET = 17
 
 class ProbabilityGraph(nn.Module):
     """A fitted classifier as a torch module: views of each backbone in, probabilities out.
-    `keep_maps` keeps each backbone's last feature map for Grad-CAM (see `Embedding`)."""
+    `keep_maps` keeps each backbone's last feature map for Grad-CAM (see `Embedding`);
+    `constant_pads` runs copies of the networks that pad by constants, for export (see
+    `static_same_padding`)."""
 
-    def __init__(self, clf, keep_maps: bool = False) -> None:
+    def __init__(self, clf, keep_maps: bool = False, constant_pads: bool = False) -> None:
         super().__init__()
         extractors = clf.feature_extractors
-        self.embeddings = nn.ModuleList(Embedding(e.backbone, e.recipe.stats, keep_maps) for e in extractors)
+        self.embeddings = nn.ModuleList(
+            Embedding(e.backbone, e.recipe.stats, keep_maps,
+                      model=static_same_padding(e.backbone.model, e.preprocessing.size) if constant_pads else None)
+            for e in extractors)
         head = clf.head_
         arrays = {**head.weights(), "mean": head.mean, "scale": head.scale}
         self.head = replace(head, **{k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items()})
@@ -63,7 +68,7 @@ def export_onnx(clf, path: str | os.PathLike) -> Path:
     import onnx
 
     clf._check_fitted()
-    graph = ProbabilityGraph(clf).eval()
+    graph = ProbabilityGraph(clf, constant_pads=True).eval()
     names = input_names(clf)
     examples = tuple(
         torch.zeros(2, e.preprocessing.n_views, 3, e.preprocessing.size, e.preprocessing.size)
