@@ -123,7 +123,7 @@ def _model_section(config: dict) -> list[str]:
                   + f"; {where}) and {detector.get('generated_negatives', 0)} generated ones"
                   if real else f"{detector['negatives']} generated non-paintings only (no real ones ship for this backbone)")
         groups = detector.get("held_out_paintings_flagged_by_group", {})
-        by_group = (" (" + ", ".join(f"{_group_name(g)} {_pct(rate)}" for g, rate in groups.items()) + ")"
+        by_group = (" (" + ", ".join(f"{g.replace('|', ', ')} {_pct(rate)}" for g, rate in groups.items()) + ")"
                     if len(groups) > 1 else "")
         lines.append(
             f"- `is_painting` from a detector trained against {taught}; "
@@ -132,11 +132,6 @@ def _model_section(config: dict) -> list[str]:
                if held is not None else "its threshold was not validated.")
         )
     return lines
-
-
-def _group_name(group: str) -> str:
-    """'wikiart|small (short side <= 256 px)' -> 'wikiart, small (...)': a detector group's name."""
-    return group.replace("|", ", ")
 
 
 def _scores_section(metrics: dict) -> list[str]:
