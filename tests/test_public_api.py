@@ -11,7 +11,7 @@ PUBLIC = {
     "PaintingDetector", "Prediction", "RECIPES", "Split", "StyleClassifier", "available_backbones",
     "check_dataset", "create_app", "default_model_path", "get_dataset", "load_backbone", "load_bundle",
     "load_image", "make_folds", "make_split", "recording", "size_profile", "Resized", "SizeVariants", "BALANCINGS", "RowWeighting", "non_paintings", "normalize_label", "register_backbone", "save_bundle",
-    "scan_dataset", "__version__",
+    "scan_dataset", "quantize_model", "Quantized", "PRECISIONS", "__version__",
 }
 
 

@@ -71,6 +71,9 @@ _EXPORTS = {
     "check_dataset": "data.doctor",
     "DatasetCheck": "data.doctor",
     "get_dataset": "data.download",
+    "quantize_model": "model.quantize",
+    "Quantized": "model.quantize",
+    "PRECISIONS": "features.int8",
 }
 
 __all__ = ["__version__", "default_model_path", *sorted(_EXPORTS)]
@@ -108,6 +111,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.classifier import Evaluation, StyleClassifier
     from .model.head import HEAD_KINDS
     from .model.negatives import non_paintings
+    from .model.quantize import Quantized, quantize_model
+    from .features.int8 import PRECISIONS
     from .model.painting import PaintingDetector
     from .model.explain import Explanation, deletion_test
     from .model.prediction import Prediction

@@ -1,5 +1,5 @@
 """The `artstyle` command line: download, check, train, evaluate, predict, similar, explain, serve,
-backbones, export, info.
+backbones, export, quantize, info.
 
 Heavy libraries (torch, timm) are imported inside commands, so `--help` is instant.
 Every user-fixable problem ends as one `error: ...` line and exit status 1.
@@ -20,6 +20,7 @@ from rich.table import Table
 
 from .. import __version__
 from ..errors import ArtstyleError
+from ..features.int8 import PRECISIONS
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, ENGINES, RECIPES
 from ..features.size_variants import DEFAULT_COPIES
 from ..model.balancing import DEFAULT_BALANCING
@@ -52,9 +53,12 @@ class TextOrJson(str, Enum):
 
 
 Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
 
 
 ENGINE_HELP = "Run the network on torch, onnx (ONNX Runtime, faster on CPU) or auto (onnx when installed)."
+PRECISION_HELP = ("Embedding precision: int8 (the model folder's, from `artstyle quantize`), fp32, or auto "
+                  "(int8 where the folder has it, the engine is onnx and this CPU gains from it).")
 RAY_HELP = ("Run on Ray Data (pip install 'artstyle[ray]'): 'local' starts Ray here, 'auto' joins this machine's "
             "cluster, or a cluster address (ray://head:10001).")
 
@@ -238,12 +242,14 @@ def evaluate(
     strict: bool = typer.Option(False, help="Refuse a folder with movements the model does not know (default: count them as misses)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder (default: user cache dir)."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Extract features on Ray. " + RAY_HELP),
 ) -> None:
     """Score a model on a labelled painting folder (its held-out part if it is the training folder)."""
     from ..model.classifier import StyleClassifier
 
-    clf = StyleClassifier.load(model, cache_dir=cache_dir, engine=engine.value, ray=ray, show_progress=not _QUIET)
+    clf = StyleClassifier.load(model, cache_dir=cache_dir, engine=engine.value, precision=precision.value, ray=ray,
+                               show_progress=not _QUIET)
     evaluation = clf.evaluate(data, include_training=all_images, strict=strict)
     if fmt is TextOrJson.json:
         out.print_json(json.dumps(evaluation.metrics))
@@ -275,6 +281,7 @@ def predict(
     fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="With --ray: folder for the Parquet results."),
     resume: bool = typer.Option(False, help="With --ray: add only the paths missing from --out."),
@@ -288,7 +295,7 @@ def predict(
     cluster into Parquet files under --out (the fields of --format json).
     """
     if ray is not None:
-        _predict_on_ray(paths, model, ray, out_dir, top_k, resume, actors, column)
+        _predict_on_ray(paths, model, ray, out_dir, top_k, resume, actors, column, precision.value)
         return
     from ..model.classifier import StyleClassifier
     from .output import collect_inputs, display_path, to_csv, to_json
@@ -297,7 +304,7 @@ def predict(
     if not inputs:
         raise ArtstyleError("no images to predict (folders held no image files)")
     clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, batch_size=batch_size, engine=engine.value,
-                               show_progress=not _QUIET and len(inputs) > 64)
+                               precision=precision.value, show_progress=not _QUIET and len(inputs) > 64)
     results = clf.predict_top_k(inputs, k=min(top_k, len(clf.classes_)))
     if fmt is PredictFormat.json:
         sys.stdout.write(to_json(results) + "\n")
@@ -326,13 +333,13 @@ def predict(
 
 
 def _predict_on_ray(paths: list[str], model: Path | None, address: str, out_dir: Path | None, k: int, resume: bool,
-                    actors: int | None, column: str) -> None:
+                    actors: int | None, column: str, precision: str) -> None:
     from .ray_predict import predict_on_ray
 
     if len(paths) != 1 or out_dir is None:
         raise ArtstyleError("predict --ray takes one SOURCE and --out FOLDER")
     job = predict_on_ray(paths[0], _model_or_default(model), out_dir, k=k, resume=resume,
-                         address=address, actors=actors, column=column)
+                         address=address, actors=actors, column=column, precision=precision)
     err.print(f"results written to [bold]{job.out}[/bold]" + (f" ({job.skipped} paths were there already)"
                                                              if job.skipped else ""), soft_wrap=True)
 
@@ -346,6 +353,7 @@ def similar(
     k: int = typer.Option(5, "-k", min=1, help="Training paintings to list per image."),
     fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
 ) -> None:
     """List the training paintings most similar to each image (cosine similarity of the model's features)."""
     from ..model.classifier import StyleClassifier
@@ -355,7 +363,7 @@ def similar(
     if not inputs:
         raise ArtstyleError("no images to compare (folders held no image files)")
     clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, engine=engine.value,
-                               show_progress=not _QUIET and len(inputs) > 64)
+                               precision=precision.value, show_progress=not _QUIET and len(inputs) > 64)
     results = clf.similar(inputs, k=k)
     if fmt is PredictFormat.json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
@@ -422,13 +430,15 @@ def serve(
     concurrency: int = typer.Option(1, min=1, help="Requests classified at once; the rest wait their turn."),
     max_pending: int = typer.Option(64, min=1, help="Most requests waiting or running (more: HTTP 503)."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
 ) -> None:
     """Serve a web page and a REST API (/api/predict, /api/model, /docs) that classify paintings."""
     from ..model.classifier import StyleClassifier
     from .serve import serve as run_server
 
     folder = _model_or_default(model)
-    clf = StyleClassifier.load(folder, cache_dir=False, engine=engine.value, show_progress=False)
+    clf = StyleClassifier.load(folder, cache_dir=False, engine=engine.value, precision=precision.value,
+                               show_progress=False)
     err.print(f"serving model [bold]{folder.resolve().name}[/bold] on [bold]http://{host}:{port}/[/bold] "
               f"(API docs at /docs; Ctrl-C stops)")
     run_server(clf, host=host, port=port, model_name=folder.resolve().name, max_upload_mb=max_upload_mb,
@@ -574,6 +584,26 @@ def export(
 
 
 @app.command()
+def quantize(
+    model: Path = typer.Argument(..., help="Model folder written by `artstyle train`."),
+    data: list[Path] = typer.Argument(..., help="The painting folder(s) it was trained on: its training paintings "
+                                      "(found by content) calibrate the int8 ranges."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write a quantized copy here (default: add the "
+                                           "int8 embedding to MODEL itself; its fp32 one stays)."),
+    paintings: int = typer.Option(256, min=1, help="Training paintings to calibrate on, spread over movements and sources."),
+    seed: int = typer.Option(0, help="Seed of the calibration draw."),
+) -> None:
+    """Add an int8 embedding to a model (1.7-2x faster on CPUs with AVX2; --precision chooses which runs)."""
+    from ..model.quantize import quantize_model
+
+    result = quantize_model(model, data, out=out_dir, paintings=paintings, seed=seed, show_progress=not _QUIET)
+    agreement = (f"; int8 names the same movement as fp32 for {result.same_top1:.0%} of {result.compared} other "
+                 f"paintings (largest probability change {result.max_abs_diff:.2f})" if result.compared else "")
+    err.print(f"wrote the int8 embedding into [bold]{result.path}[/bold], calibrated on {result.calibration} "
+              f"training paintings{agreement}", soft_wrap=True, highlight=False)
+
+
+@app.command()
 def info(
     model: Path = typer.Argument(..., help="Model folder."),
     fmt: InfoFormat = typer.Option(
@@ -583,7 +613,7 @@ def info(
 ) -> None:
     """Show what a model folder holds: backbone, movements, data, split and scores."""
     from ..model.bundle import load_bundle
-    from .model_card import finetune_summary, similar_summary
+    from .model_card import finetune_summary, precision_summary, similar_summary
 
     bundle = load_bundle(model)
     config, metrics = bundle.config, bundle.metrics
@@ -608,6 +638,7 @@ def info(
     for b in features["backbones"]:
         if b.get("finetuned"):
             table.add_row("fine-tuned", finetune_summary(b["finetuned"]))
+    table.add_row("embedding", precision_summary(config, here=True))
     table.add_row("head", f"{config['head'].get('kind', config['head']['type'])}")
     table.add_row("movements", f"{len(config['labels'])}: " + ", ".join(config["labels"]))
     table.add_row("trained on", f"{dataset.get('n_images')} images from {dataset.get('root')}")

@@ -84,6 +84,24 @@ def similar_summary(info: dict) -> str:
             f"{', approximate search' if info['approximate'] else ''})")
 
 
+def precision_summary(config: dict, here: bool = False) -> str:
+    """The model's embedding precisions in one line: fp32, or also the int8 one `artstyle
+    quantize` added, with its calibration and its agreement with fp32; with `here`, which
+    one runs on this machine by default."""
+    from ..features.int8 import int8_pays_here
+
+    records = [b["graph_int8"].get("quantization", {}) for b in config["features"]["backbones"] if b.get("graph_int8")]
+    if len(records) < len(config["features"]["backbones"]):
+        return "fp32 (no int8 embedding; `artstyle quantize` adds one)"
+    q = records[0]
+    agreement = q.get("agreement", {})
+    same = (f", same top movement as fp32 on {agreement['same_top1']:.0%} of {agreement['paintings']} other paintings "
+            f"(largest probability change {agreement['max_abs_diff']:.2f})" if agreement.get("paintings") else "")
+    runs = ("; int8 runs by default here (--precision fp32 to avoid it)" if int8_pays_here() else
+            "; fp32 runs by default here: this CPU lacks fast integer dot products (--precision int8 forces int8)")
+    return f"fp32, and int8 calibrated on {q.get('paintings', '?')} training paintings{same}{runs if here else ''}"
+
+
 def _model_section(config: dict) -> list[str]:
     features, head, abstention = config["features"], config["head"], config["abstention"]
     backbones = " + ".join(f"{b['name']}{' (fine-tuned)' if b.get('finetuned') else ''} ({b['preprocessing']['size']} px)"
@@ -94,6 +112,7 @@ def _model_section(config: dict) -> list[str]:
         "## Model", "",
         f"- Features: recipe `{features['recipe']}` on {backbones}, {features.get('dim', '?')} numbers per image.",
         *tuned,
+        f"- Embedding precision: {precision_summary(config)}.",
         f"- Head: {head.get('kind', head['type'])} (regularisation {head.get('alpha', '?')}), chosen by "
         f"{head.get('cv_folds', '?')}-fold cross-validation by {config['split'].get('cv_grouping', 'artist')}; "
         f"temperature {config['temperature']:.2f}.",

@@ -59,10 +59,11 @@ def _fetch(path: str, local: str) -> str:
 class Predictor:
     """A Ray Data actor: loads the model once, answers batches of paths."""
 
-    def __init__(self, model: str, k: int, column: str = PATH_COLUMN, threads: int = 1):
+    def __init__(self, model: str, k: int, column: str = PATH_COLUMN, threads: int = 1, precision: str = "auto"):
         from ..model.classifier import StyleClassifier
 
-        self.clf = StyleClassifier.load(model, cache_dir=False, engine="onnx", workers=0, show_progress=False)
+        self.clf = StyleClassifier.load(model, cache_dir=False, engine="onnx", precision=precision, workers=0,
+                                        show_progress=False)
         for extractor in self.clf.feature_extractors:
             extractor.backbone.threads = threads
         self.k = min(k, len(self.clf.classes_))
@@ -132,11 +133,17 @@ class RayJob:
 
 def predict_on_ray(source: str, model: str | os.PathLike, out: str | os.PathLike, *, k: int = 3,
                    resume: bool = False, address: str | None = None, actors: int | None = None,
-                   batch_size: int = 16, column: str = PATH_COLUMN, predictor: type = Predictor) -> RayJob:
+                   batch_size: int = 16, column: str = PATH_COLUMN, precision: str = "auto",
+                   predictor: type = Predictor) -> RayJob:
     """Predict every image of `source` into Parquet files under `out` (see the module
-    docstring). The model folder must be readable at the same path by every node."""
+    docstring). The model folder must be readable at the same path by every node;
+    `precision` "auto" is decided by each node's CPU."""
+    from ..features.int8 import choose_precision
+    from ..model.bundle import has_int8, load_bundle
+
     out = Path(out).expanduser()
     model = Path(model).expanduser().resolve()
+    choose_precision(precision, has_int8(load_bundle(model).config), "onnx", str(model))  # refused here, not per actor
     if out.exists() and any(out.iterdir()) and not resume:
         raise ArtstyleError(f"{out}: already holds results; pass --resume to add the missing paths, "
                             "or choose an empty folder")
@@ -148,7 +155,7 @@ def predict_on_ray(source: str, model: str | os.PathLike, out: str | os.PathLike
     if done:
         dataset = dataset.filter(lambda row: str(row[column]).strip() not in done, num_cpus=LIGHT)
     answered = dataset.map_batches(
-        predictor, fn_constructor_kwargs={"model": str(model), "k": k, "column": column}, batch_size=batch_size,
+        predictor, fn_constructor_kwargs={"model": str(model), "k": k, "column": column, "precision": precision}, batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=actors or cpus()), num_cpus=1, batch_format="pyarrow")
     # Ray Data restarts a dead actor and retries its batch by default (max_restarts=-1)
     out.mkdir(parents=True, exist_ok=True)

@@ -126,6 +126,11 @@ class Backbone:
             "preprocessing": self.preprocessing.to_dict(),
         }
 
+    @property
+    def precision(self) -> str:
+        """"int8" when the onnx engine runs a quantized graph, else "fp32"."""
+        return getattr(self.graphs, "precision", "fp32") if self.engine == "onnx" else "fp32"
+
     def use_engine(self, engine: str) -> None:
         """Run on `torch` or `onnx`; `auto` picks onnx when ONNX Runtime is installed."""
         self.engine = resolve_engine(engine)

@@ -44,9 +44,11 @@ class FeatureExtractor:
         self.dim = recipe.dim(backbone.feature_dim, backbone.stats_dim)
 
     def identity(self) -> str:
-        """Cache key: network, weights, views and what is pooled from them."""
+        """Cache key: network, weights, views, what is pooled from them and, for an int8
+        graph, which one (fp32 keys are those of before int8 existed)."""
         b = self.backbone
-        return f"{b.name}|{b.weights_id}|{self.preprocessing.fingerprint()}|{self.recipe.name}"
+        key = f"{b.name}|{b.weights_id}|{self.preprocessing.fingerprint()}|{self.recipe.name}"
+        return key if b.precision == "fp32" else f"{key}|{b.precision}:{b.graphs.digest[:16]}"
 
     def __call__(self, batch: np.ndarray, chunk: int = DEFAULT_BATCH_SIZE, threads: int | None = None) -> np.ndarray:
         """`threads`: the engine's threads for this call (None: the backbone's default).

@@ -17,6 +17,7 @@ import importlib.metadata
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -100,6 +101,11 @@ class BundledGraph:
     stats: bool
     info: dict  # feature_dim, stats_dim, weights_id, preprocessing
     source: str = "the model folder's graph"
+    precision: str = "fp32"  # "int8": quantized from the fp32 graph (see `int8.quantize_graph`)
+
+    @cached_property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
 
     def description(self) -> dict:
         return self.info

@@ -19,6 +19,7 @@ import numpy as np
 from ..data.images import ImageInput, Resized
 from ..errors import ArtstyleError
 from .extraction import Batches, FeatureExtractor, embed_group, local_batches
+from .graph_cache import BundledGraph
 
 log = logging.getLogger("artstyle")
 
@@ -54,18 +55,20 @@ class ExtractorSpec:
     recipe: str
     preprocessing: dict
     engine: str
+    graph: BundledGraph | None = None  # an int8 graph, which the actors run instead of the network
 
     @classmethod
     def of(cls, extractor: FeatureExtractor, weights: str | os.PathLike | None, engine: str) -> "ExtractorSpec":
-        return cls(extractor.backbone.name, None if weights is None else str(weights), extractor.recipe.name,
-                   extractor.preprocessing.to_dict(), engine)
+        b = extractor.backbone
+        return cls(b.name, None if weights is None else str(weights), extractor.recipe.name,
+                   extractor.preprocessing.to_dict(), engine, b.graphs if b.precision != "fp32" else None)
 
     def build(self) -> FeatureExtractor:
         from .backbones import load_backbone
         from .preprocess import Preprocessing
         from .recipes import get_recipe
 
-        backbone = load_backbone(self.backbone, self.weights, engine=self.engine)
+        backbone = load_backbone(self.backbone, self.weights, engine=self.engine, graphs=self.graph)
         return FeatureExtractor(backbone, get_recipe(self.recipe), Preprocessing.from_dict(self.preprocessing))
 
 

@@ -12,6 +12,8 @@
     similar.faiss      its approximate-search graph, for large indexes (faiss's format)
     embedding.onnx     the network as ONNX Runtime runs it (embedding-1.onnx, ... for more
                        backbones; checked by digest): predicting needs no torch
+    embedding.int8.onnx   the same graph quantized to int8 by `artstyle quantize`, with
+                       its calibration (checked by digest, read only when it runs)
 
 Loading never executes anything from the folder, and any missing, corrupt or
 inconsistent file is reported as one line naming it.
@@ -44,9 +46,10 @@ BACKBONE_FILE = "backbone.safetensors"
 SIMILAR_FILE, ANN_FILE = "similar.safetensors", "similar.faiss"
 
 
-def graph_file(i: int) -> str:
+def graph_file(i: int, precision: str = "fp32") -> str:
     """File of backbone `i`'s embedding graph."""
-    return "embedding.onnx" if i == 0 else f"embedding-{i}.onnx"
+    stem = "embedding" if i == 0 else f"embedding-{i}"
+    return f"{stem}.onnx" if precision == "fp32" else f"{stem}.{precision}.onnx"
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Bundle:
     backbone: Path | None = None  # fine-tuned backbone weights (safetensors file)
     similar: SimilarityIndex | None = None  # None: a model from before the index existed
     graphs: list[BundledGraph] | None = None  # one per backbone; None: built or cached where it runs
+    int8_graphs: list[BundledGraph] | None = None  # quantized from `graphs`, one per backbone
 
     @property
     def labels(self) -> list[str]:
@@ -96,15 +100,17 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
             "sha256": _digest(index, graph),
         }
     graph_files = {}
+    entries = [{k: v for k, v in entry.items() if k not in ("graph", "graph_int8")}
+               for entry in config["features"]["backbones"]]
     if bundle.graphs is not None:
-        config["features"] = {**config["features"], "backbones": [
-            {**entry, "graph": _graph_entry(graph_file(i), graph)}
-            for i, (entry, graph) in enumerate(zip(config["features"]["backbones"], bundle.graphs, strict=True))
-        ]}
-        graph_files = {graph_file(i): graph.data for i, graph in enumerate(bundle.graphs)}
-    else:
-        config["features"] = {**config["features"], "backbones": [
-            {k: v for k, v in entry.items() if k != "graph"} for entry in config["features"]["backbones"]]}
+        for i, (entry, graph) in enumerate(zip(entries, bundle.graphs, strict=True)):
+            entry["graph"] = _graph_entry(graph_file(i), graph)
+            graph_files[graph_file(i)] = graph.data
+        for i, graph in enumerate(bundle.int8_graphs or []):
+            entries[i]["graph_int8"] = {**_graph_entry(graph_file(i, "int8"), graph), "of": entries[i]["graph"]["sha256"],
+                                        "quantization": graph.info["quantization"]}
+            graph_files[graph_file(i, "int8")] = graph.data
+    config["features"] = {**config["features"], "backbones": entries}
     tensors = {**bundle.head.tensors(), **(bundle.detector.tensors() if bundle.detector else {})}
     contents = {
         "model.safetensors": save_safetensors(
@@ -141,17 +147,18 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
 
 def _graph_entry(name: str, graph: BundledGraph) -> dict:
     """What config.json records of a backbone's graph: enough to run it without the network."""
-    return {"file": name, "sha256": hashlib.sha256(graph.data).hexdigest(), "stats": graph.stats,
+    return {"file": name, "sha256": graph.digest, "stats": graph.stats,
             "feature_dim": graph.info["feature_dim"], "stats_dim": graph.info["stats_dim"]}
 
 
-def _load_graphs(folder: Path, backbones: list[dict]) -> list[BundledGraph] | None:
-    """Each backbone's graph, when the folder carries them; refused when altered."""
-    if not all(entry.get("graph") for entry in backbones):
+def _load_graphs(folder: Path, backbones: list[dict], key: str = "graph") -> list[BundledGraph] | None:
+    """Each backbone's graph (`key` "graph_int8": its int8 one), when the folder carries
+    them; refused when altered."""
+    if not all(entry.get(key) for entry in backbones):
         return None
     graphs = []
     for entry in backbones:
-        info = entry["graph"]
+        info = entry[key]
         data = _read(folder, info["file"])
         if hashlib.sha256(data).hexdigest() != info.get("sha256"):
             raise BundleError(f"{folder / info['file']}: altered or from another model "
@@ -159,7 +166,31 @@ def _load_graphs(folder: Path, backbones: list[dict]) -> list[BundledGraph] | No
         description = {"feature_dim": info["feature_dim"], "stats_dim": info["stats_dim"],
                        "weights_id": entry.get("weights_id"),
                        "preprocessing": {**entry["preprocessing"], "grid": 1}}
-        graphs.append(BundledGraph(data, bool(info["stats"]), description, str(folder / info["file"])))
+        precision = "fp32"
+        if key == "graph_int8":
+            if info.get("of") != entry.get("graph", {}).get("sha256"):
+                raise BundleError(f"{folder / info['file']}: quantized from another embedding than "
+                                  f"{entry.get('graph', {}).get('file', 'this model')}'s; run `artstyle quantize` again")
+            description["quantization"], precision = info.get("quantization", {}), "int8"
+        graphs.append(BundledGraph(data, bool(info["stats"]), description, str(folder / info["file"]), precision))
+    return graphs
+
+
+def has_int8(config: dict) -> bool:
+    """Whether the model folder of `config` carries int8 graphs (`artstyle quantize`)."""
+    return all(entry.get("graph_int8") for entry in config["features"]["backbones"])
+
+
+def load_int8_graphs(path: str | os.PathLike, config: dict) -> list[BundledGraph]:
+    """The folder's int8 graphs, read only when they are to run; refused when altered or
+    quantized from another fp32 graph than the folder's."""
+    folder = Path(path).expanduser()
+    try:
+        graphs = _load_graphs(folder, config["features"]["backbones"], "graph_int8")
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"{folder / 'config.json'}: invalid int8 graph entry ({exc})") from None
+    if graphs is None:
+        raise BundleError(f"{folder}: has no int8 embedding; write one with `artstyle quantize {folder} DATA`")
     return graphs
 
 

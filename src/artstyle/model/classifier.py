@@ -29,16 +29,18 @@ from ..data.images import ImageInput, load_image, source_name
 from ..data.sizes import size_profile, size_shift, size_warning
 from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
 from ..errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
-from ..features.backbones import load_backbone
+from ..features.backbones import load_backbone, resolve_engine
 from ..features.cache import FeatureCache, default_cache_dir
 from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, extract_features
 from ..features.graph_cache import BundledGraph
+from ..features.int8 import choose_precision
 from ..features.preprocess import Preprocessing
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
 from ..features.size_variants import SizeVariants
 from ..progress import progress_bar
 from ..timing import stage
-from .bundle import BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, load_bundle, save_bundle, tensor_layout
+from .bundle import (BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, has_int8, load_bundle, load_int8_graphs,
+                     save_bundle, tensor_layout)
 from .balancing import DEFAULT_BALANCING, check_balancing
 from .calibration import Abstention
 from .head import HEAD_KINDS
@@ -182,7 +184,7 @@ class StyleClassifier:
             recorded = getattr(self, "config_", None)
             weights = getattr(self, "backbone_weights_", None) or self.weights
             extractors = []
-            graphs = getattr(self, "graphs_", None)
+            graphs = self.int8_graphs_ if getattr(self, "precision_", "fp32") == "int8" else getattr(self, "graphs_", None)
             for i, name in enumerate(names):
                 backbone = load_backbone(name, weights, engine=self.engine, graphs=graphs[i] if graphs else None)
                 preprocessing = None
@@ -276,6 +278,7 @@ class StyleClassifier:
         test_fraction = 0.0 if test_dir else self.test_fraction
         split = make_split(images.records, self.split, seed=self.seed, val_fraction=0.0, test_fraction=test_fraction)
         self._extractors, self.backbone_weights_, self.finetuned_, self.graphs_ = None, None, None, None
+        self.precision_, self.int8_graphs_ = "fp32", None  # a loaded model's int8 graph is of its old network
         if self.finetune is not None:
             with stage("fine-tuning"):
                 self._fine_tune(images, split)
@@ -654,7 +657,7 @@ class StyleClassifier:
         self._check_fitted()
         bundle = Bundle(self.config_, self.head_, self.splits_csv_, self.metrics_, self.painting_detector_,
                         getattr(self, "backbone_weights_", None), getattr(self, "similar_", None),
-                        self._graphs() if graphs else None)
+                        self._graphs() if graphs else None, getattr(self, "int8_graphs_", None) if graphs else None)
         with stage("save"):
             return save_bundle(path, bundle)
 
@@ -667,8 +670,10 @@ class StyleClassifier:
                 for e in self.feature_extractors]
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **params) -> "StyleClassifier":
-        """Read a model folder; `params` (cache_dir, batch_size, ...) tune how it runs."""
+    def load(cls, path: str | os.PathLike, *, precision: str = "auto", **params) -> "StyleClassifier":
+        """Read a model folder; `params` (cache_dir, batch_size, ...) tune how it runs.
+        `precision` "int8" runs the folder's int8 embedding (see `quantize_model`), "fp32"
+        ignores it, "auto" takes it where the engine is onnx and this CPU gains from it."""
         bundle = load_bundle(path)
         features = bundle.config["features"]
         clf = cls(
@@ -685,6 +690,8 @@ class StyleClassifier:
         clf.painting_detector_ = bundle.detector
         clf.similar_ = bundle.similar
         clf.graphs_ = bundle.graphs
+        clf.precision_ = choose_precision(precision, has_int8(bundle.config), resolve_engine(clf.engine), str(path))
+        clf.int8_graphs_ = load_int8_graphs(path, bundle.config) if clf.precision_ == "int8" else None
         clf.classes_ = np.array(bundle.labels)
         clf.splits_csv_ = bundle.splits_csv
         clf.metrics_ = bundle.metrics
