@@ -17,6 +17,10 @@ figure comes with its standard error (binomial; paired for differences) and the 
 over folds. Also: per-movement recall and precision of (i), ECE, and the painting
 detector's false alarms on held-out paintings and on non-paintings drawn with matplotlib.
 `benchmarks/painting_detector.py` measures the detector on real non-painting sources.
+
+With --int8, the model trained on everything given is also scored with an int8 embedding
+(`artstyle quantize`'s), calibrated per fold on that fold's training paintings: the same
+head and detector, so top-1/top-3/ECE and the flag rates of fp32 and int8 are paired.
 """
 
 from __future__ import annotations
@@ -35,9 +39,13 @@ from artstyle import StyleClassifier
 from artstyle.data.dataset import resized_key, scan_dataset
 from artstyle.data.images import Resized
 from artstyle.data.splits import make_folds
+from artstyle.features.graph_cache import BundledGraph
+from artstyle.features.int8 import quantize_graph
+from artstyle.features.recipes import DEFAULT_BACKBONE
 from artstyle.features.size_variants import SizeVariants
 from artstyle.model.head import HEAD_KINDS
 from artstyle.model.metrics import classification_metrics
+from artstyle.model.quantize import DEFAULT_CALIBRATION, calibration_views, stratified
 from artstyle.model.training import calibration_folds, head_rows, train_head
 
 # (name, recipe, balance, size variant copies): the previous default, then the new steps one by one
@@ -124,6 +132,17 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
 
 
+def int8_classifier(recipe: str, cache_dir: Path | bool, calibration: list[Path],
+                    backbone: str = DEFAULT_BACKBONE) -> StyleClassifier:
+    """A classifier of `recipe` whose network runs as `artstyle quantize` writes it, calibrated on `calibration`."""
+    clf = StyleClassifier(backbone, features=recipe, cache_dir=cache_dir, engine="onnx", show_progress=False)
+    (extractor,) = clf.feature_extractors
+    backbone, stats = extractor.backbone, extractor.recipe.stats
+    graph = quantize_graph(backbone.graph(stats), calibration_views(calibration, extractor, False))
+    backbone.use_graphs(BundledGraph(graph, stats, backbone.description(), precision="int8"))
+    return clf
+
+
 def run(args: argparse.Namespace) -> dict:
     dataset = scan_dataset(args.data, show_progress=False)
     records = list(dataset.records)
@@ -159,6 +178,9 @@ def run(args: argparse.Namespace) -> dict:
             proba_small = np.zeros_like(proba)
             flags = {"full-size paintings": np.zeros(len(y), bool), "extra paintings": np.zeros(len(y), bool)}
             neg_flags, kinds = [], []
+            int8 = args.int8 and data == ("+extra" if len(args.data) > 1 else "paintings")
+            proba8, proba8_small = np.zeros_like(proba), np.zeros_like(proba)
+            flags8, neg_flags8 = np.zeros(len(y), bool), []
             for fold in range(args.folds):
                 train, test = usable & (outer != fold), outer == fold
                 rows_train = np.flatnonzero(train)
@@ -180,6 +202,17 @@ def run(args: argparse.Namespace) -> dict:
                 flags["full-size paintings"][test] = ~painting & full[test]
                 flags["extra paintings"][test] = ~painting & ~full[test]
                 neg_flags.append(~trained.detector.is_painting(x_neg))
+                if int8:
+                    calibration = stratified([records[i] for i in rows_train], DEFAULT_CALIBRATION, args.seed)
+                    q = int8_classifier(recipe, args.cache_dir, [dataset.abspath(r) for r in calibration])
+                    rows_test = np.flatnonzero(test)
+                    x8 = q.extract([paths[i] for i in rows_test], [keys[i] for i in rows_test]).features
+                    proba8[test] = trained.head.predict_proba(x8)
+                    flags8[test] = ~trained.detector.is_painting(x8)
+                    small_test = np.flatnonzero(test[full])
+                    proba8_small[np.flatnonzero(full)[small_test]] = trained.head.predict_proba(
+                        q.extract([small[j] for j in small_test], [small_keys[j] for j in small_test]).features)
+                    neg_flags8.append(~trained.detector.is_painting(q.extract(eval_negatives).features))
             arm = {"arm": name, "recipe": recipe, "balance": balance, "size_variants": copies, "data": data,
                    "heads_chosen": kinds, "ms_per_image": ms}
             for score_name, mask, p in (("i", held & full, proba), ("ii", held & ~full, proba),
@@ -190,10 +223,41 @@ def run(args: argparse.Namespace) -> dict:
             arm["flagged"] = {"full-size paintings": float(flags["full-size paintings"][held & full].mean()),
                               "extra paintings": float(flags["extra paintings"][held & ~full].mean()) if (held & ~full).any() else None,
                               "matplotlib non-paintings": float(np.mean(neg_flags))}
+            if int8:
+                arm["int8"] = _int8_scores(y, labels, keys, outer, held, full, (proba, proba_small), (proba8, proba8_small),
+                                           flags, flags8, np.mean(neg_flags), np.mean(neg_flags8))
             results["arms"].append(arm)
             print(_format(arm), flush=True)
     _paired_gains(results)
     return results
+
+
+def _int8_scores(y, labels, keys, outer, held, full, fp32, int8, flags, flags8, neg_rate, neg_rate8) -> dict:
+    """Scores (i)-(iii) of the int8 embedding beside fp32's, paired on the same paintings."""
+    scores = {}
+    for name, mask, a, b in (("i", held & full, fp32[0], int8[0]), ("ii", held & ~full, fp32[0], int8[0]),
+                             ("iii", held & full, fp32[1], int8[1])):
+        if not mask.any():
+            continue
+        s8 = score(y[mask], b[mask], labels, [keys[i] for i in np.flatnonzero(mask)], outer[mask])
+        s32 = score(y[mask], a[mask], labels, [keys[i] for i in np.flatnonzero(mask)], outer[mask])
+        gain, se = paired(a[mask].argmax(1) == y[mask], b[mask].argmax(1) == y[mask])
+        scores[name] = {**{k: s8[k] for k in ("top1", "top1_se", "top3", "ece", "n")},
+                        "top1_change": gain, "top1_change_se": se, "top3_change": s8["top3"] - s32["top3"],
+                        "ece_change": s8["ece"] - s32["ece"],
+                        "same_top1": float(np.mean(a[mask].argmax(1) == b[mask].argmax(1))),
+                        "max_abs_diff": float(np.abs(a[mask] - b[mask]).max())}
+        print(f"  int8 ({name}) top-1 {s8['top1']:.3f} ({gain * 100:+.1f} +- {se * 100:.1f} points), top-3 "
+              f"{scores[name]['top3_change'] * 100:+.1f}, ECE {scores[name]['ece_change']:+.3f}, same top-1 as fp32 "
+              f"{scores[name]['same_top1']:.1%}", flush=True)
+    fp32_flags = flags["full-size paintings"] | flags["extra paintings"]
+    scores["flagged"] = {"full-size paintings": [float(fp32_flags[held & full].mean()), float(flags8[held & full].mean())],
+                         "extra paintings": [float(fp32_flags[held & ~full].mean()), float(flags8[held & ~full].mean())]
+                         if (held & ~full).any() else None,
+                         "matplotlib non-paintings": [float(neg_rate), float(neg_rate8)]}
+    print("  int8 flagged (fp32 -> int8): " + ", ".join(f"{k} {v[0]:.1%} -> {v[1]:.1%}"
+                                                         for k, v in scores["flagged"].items() if v), flush=True)
+    return scores
 
 
 def _paired_gains(results: dict) -> None:
@@ -232,6 +296,7 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(a[0] for a in ARMS), help="comma-separated arm names (see ARMS)")
     parser.add_argument("--cost-images", type=int, default=64, help="images timed for extraction cost")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "artstyle-bench-cache")
+    parser.add_argument("--int8", action="store_true", help="also score the int8 embedding (see above)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     args.heads = tuple(args.heads.split(","))

@@ -9,11 +9,12 @@ Measured, with the same backbone and images, each path the fastest of --repeats 
   inference only  the network alone on pre-decoded views at its best batch size, one call
                   at a time on every core or one single-core call per core at once
   artstyle        StyleClassifier.extract as `artstyle train` runs it (no cache), single
-                  view, multicrop and the default recipe (sized+stats)
+                  view, multicrop and the default recipe (sized+stats), each in fp32 and
+                  with the int8 embedding `artstyle quantize` writes (calibrated on 64 images)
   graphs          the embedding graph alone (ONNX Runtime, every core, best batch) as exported
                   before constant pads (TF "same" pads computed at run time), as exported
-                  now, and statically quantized to int8 (QDQ, per-channel weights, reduced
-                  range: this CPU's kernels saturate without it) with its agreement with fp32
+                  now, and in int8 as `artstyle quantize` writes it, with its cosine to fp32
+                  (accuracy of int8 on artist-disjoint folds: `benchmarks/accuracy.py --int8`)
   ceiling         the machine's fp32 matmul GFLOP/s and the network's FLOPs per view
   peak RSS        of the artstyle path on --rss-images images vs a tenth of them
   cold start      `artstyle predict` on one image in a fresh process, median of 3
@@ -36,12 +37,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from accuracy import int8_classifier
 from predict_latency import cold_start_s
 
 from artstyle import StyleClassifier
 from artstyle.data.dataset import find_images
 from artstyle.features.backbones import cpu_count, load_backbone
 from artstyle.features.extraction import INFERENCE_CHUNK
+from artstyle.features.int8 import CALIBRATION_BATCH, quantize_graph
 from artstyle.features.recipes import DEFAULT_RECIPE
 
 SIZE_MIX = ((0.5, 800), (1 / 3, 1600), (1 / 6, 3000))  # share of images, long side in px
@@ -121,8 +124,10 @@ def inference_only_ips(backbone_name: str, paths: list[Path], repeats: int) -> t
     return best
 
 
-def artstyle_ips(backbone_name: str, recipe: str, paths: list[Path], repeats: int) -> float:
-    clf = StyleClassifier(backbone_name, features=recipe, cache_dir=False, show_progress=False)
+def artstyle_ips(backbone_name: str, recipe: str, paths: list[Path], repeats: int, int8: bool = False) -> float:
+    """`int8`: with the embedding `artstyle quantize` writes (calibrated on the first 64 images)."""
+    clf = (int8_classifier(recipe, False, paths[:64], backbone_name) if int8 else
+           StyleClassifier(backbone_name, features=recipe, cache_dir=False, show_progress=False))
     clf.extract(paths[:4])  # load the network and build the engine outside the clock
     return best_ips(lambda: clf.extract(paths), len(paths), repeats)
 
@@ -145,33 +150,6 @@ def graph_ips(graph: bytes, views: np.ndarray, repeats: int) -> tuple[float, lis
     return best, outputs
 
 
-def int8_graph(graph: bytes, calibration: np.ndarray) -> bytes:
-    """Static int8 quantization of `graph` calibrated on `calibration` views, after ONNX
-    Runtime's basic optimisations (constant pads folded into the convolutions, so that
-    each quantized convolution fuses into one int8 kernel)."""
-    import onnxruntime
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Views(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"images": calibration[i : i + 16]} for i in range(0, len(calibration), 16)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(source)
-        options.log_severity_level = 3
-        onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        quantize_static(str(source), str(target), Views(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv", "Clip"])
-        return target.read_bytes()
-
-
 def graphs_ips(backbone_name: str, paths: list[Path], repeats: int) -> dict:
     """Images/s of the graph with run-time pads, with constant pads, and in int8; the int8
     graph is calibrated on the first half of the views and compared on the second."""
@@ -183,7 +161,7 @@ def graphs_ips(backbone_name: str, paths: list[Path], repeats: int) -> dict:
         runtime_pads = networks.export_embedding(backbone, True)  # the export as it was before constant pads
     fp32 = networks.export_embedding(backbone, True)
     half = len(views) // 2
-    int8 = int8_graph(fp32, views[:half])
+    int8 = quantize_graph(fp32, [views[i : i + CALIBRATION_BATCH] for i in range(0, half, CALIBRATION_BATCH)])
     held = views[half:]
     result = {"runtime_pads_ips": graph_ips(runtime_pads, held, repeats)[0]}
     result["constant_pads_ips"], reference = graph_ips(fp32, held, repeats)
@@ -256,12 +234,12 @@ def main() -> None:
             args.backbone, paths, args.repeats)
         print(f"inference only (batch {result['inference_batch']:2d}, {result['inference_mode']}): "
               f"{result['inference_only_ips']:7.1f} img/s", flush=True)
-        result["artstyle_ips"] = artstyle_ips(args.backbone, "global", paths, args.repeats)
-        print(f"artstyle, single view:                 {result['artstyle_ips']:7.1f} img/s", flush=True)
-        result["artstyle_multicrop_ips"] = artstyle_ips(args.backbone, "multicrop", paths, args.repeats)
-        print(f"artstyle, multicrop (5 views):         {result['artstyle_multicrop_ips']:7.1f} img/s", flush=True)
-        result["artstyle_default_ips"] = artstyle_ips(args.backbone, DEFAULT_RECIPE, paths, args.repeats)
-        print(f"artstyle, default ({DEFAULT_RECIPE}):       {result['artstyle_default_ips']:7.1f} img/s", flush=True)
+        for key, recipe, name in (("artstyle", "global", "single view"), ("artstyle_multicrop", "multicrop", "multicrop"),
+                                  ("artstyle_default", DEFAULT_RECIPE, f"default ({DEFAULT_RECIPE})")):
+            fp32 = result[f"{key}_ips"] = artstyle_ips(args.backbone, recipe, paths, args.repeats)
+            int8 = result[f"{key}_int8_ips"] = artstyle_ips(args.backbone, recipe, paths, args.repeats, int8=True)
+            print(f"artstyle, {name + ':':24s} fp32 {fp32:7.1f} img/s, int8 {int8:7.1f} img/s ({int8 / fp32:.2f}x)",
+                  flush=True)
         graphs = graphs_ips(args.backbone, paths, args.repeats)
         result.update(graphs)
         print(f"graph alone: run-time pads {graphs['runtime_pads_ips']:.1f}, constant pads {graphs['constant_pads_ips']:.1f} "

@@ -131,6 +131,12 @@ class Backbone:
         """"int8" when the onnx engine runs a quantized graph, else "fp32"."""
         return getattr(self.graphs, "precision", "fp32") if self.engine == "onnx" else "fp32"
 
+    def use_graphs(self, graphs: GraphSource) -> None:
+        """Run the onnx engine on `graphs` from now on (e.g. an int8 graph)."""
+        with self._lock:
+            self.graphs = graphs
+            self._sessions.clear()
+
     def use_engine(self, engine: str) -> None:
         """Run on `torch` or `onnx`; `auto` picks onnx when ONNX Runtime is installed."""
         self.engine = resolve_engine(engine)
