@@ -148,3 +148,33 @@ def test_cli_quantize_info_and_precision(trained_model, paintings, new_paintings
     assert answers["int8"] == answers["fp32"]
     code, _, said = run(capsys, monkeypatch, "predict", new_paintings[0], "--model", folder, "--precision", "int8")
     assert code == 1 and "has no int8 embedding" in said and len(said.strip().splitlines()) == 1
+
+
+def test_ray_runs_the_int8_graph_and_refuses_a_missing_one_before_starting(quantized, trained_model, new_paintings,
+                                                                            tmp_path):
+    from artstyle.apps.ray_predict import predict_on_ray
+    from artstyle.features.extraction import decode_views
+    from artstyle.features.ray_extraction import ExtractorSpec
+
+    clf = StyleClassifier.load(quantized.path, precision="int8", cache_dir=False, show_progress=False)
+    (local,) = clf.feature_extractors
+    remote = ExtractorSpec.of(local, None, "onnx").build()  # what each Ray actor builds
+    assert remote.identity() == local.identity()
+    batch = np.stack([decode_views(p, local.preprocessing)[0] for p in new_paintings[:3]])
+    np.testing.assert_array_equal(remote(batch), local(batch))
+    _, plain = trained_model
+    with pytest.raises(ArtstyleError, match="has no int8 embedding"):
+        predict_on_ray(new_paintings[0], plain, tmp_path / "out", precision="int8", address="nowhere:1")
+
+
+def test_the_api_serves_int8_answers_and_says_so(quantized, new_paintings):
+    from fastapi.testclient import TestClient
+
+    from artstyle import create_app
+
+    clf = StyleClassifier.load(quantized.path, precision="int8", cache_dir=False, show_progress=False)
+    with TestClient(create_app(clf, model_name="int8")) as client:
+        assert client.get("/api/model").json()["precision"] == "int8"
+        files = [("files", (Path(p).name, Path(p).read_bytes(), "image/jpeg")) for p in new_paintings[:3]]
+        answers = client.post("/api/predict", files=files).json()
+    assert [a["predictions"][0]["label"] for a in answers] == clf.predict(new_paintings[:3])

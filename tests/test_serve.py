@@ -129,6 +129,7 @@ def test_model_health_page_and_schema(client, trained_model):
     assert model["labels"] == [str(c) for c in clf.classes_]
     assert model["uncertain_below"] == pytest.approx(clf.abstention_.uncertain_below)
     assert model["backbones"][0]["name"] == "efficientnet_lite0" and model["metrics"]["n_images"] > 0
+    assert model["precision"] == "fp32"
 
     page = client.get("/")
     assert page.status_code == 200 and 'type="file"' in page.text

@@ -178,6 +178,7 @@ def model_summary(clf: StyleClassifier, name: str) -> dict:
             {"name": b["name"], "weights_id": b.get("weights_id"), "input_size": b["preprocessing"]["size"]}
             for b in config["features"]["backbones"]
         ],
+        "precision": getattr(clf, "precision_", "fp32"),  # of the embedding that runs (`--precision`)
         "head": config["head"].get("kind", config["head"].get("type")),
         "uncertain_below": clf.abstention_.uncertain_below,
         "painting_detector": clf.painting_detector_ is not None,
@@ -252,7 +253,7 @@ def create_app(
 
     @app.get("/api/model")
     def model() -> dict:
-        """Labels, backbone(s), head, the "uncertain" threshold and the training metrics."""
+        """Labels, backbone(s), embedding precision, head, the "uncertain" threshold and the training metrics."""
         return summary
 
     async def answer_uploads(files: list[UploadFile], work, error_row) -> list[dict] | JSONResponse:
