@@ -593,7 +593,7 @@ def quantize(
     paintings: int = typer.Option(256, min=1, help="Training paintings to calibrate on, spread over movements and sources."),
     seed: int = typer.Option(0, help="Seed of the calibration draw."),
 ) -> None:
-    """Add an int8 embedding to a model (1.7-2x faster on CPUs with AVX2; --precision chooses which runs)."""
+    """Add an int8 embedding to a model (1.2-1.4x faster on CPUs with AVX2; --precision chooses which runs)."""
     from ..model.quantize import quantize_model
 
     result = quantize_model(model, data, out=out_dir, paintings=paintings, seed=seed, show_progress=not _QUIET)
