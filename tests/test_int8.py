@@ -178,3 +178,12 @@ def test_the_api_serves_int8_answers_and_says_so(quantized, new_paintings):
         files = [("files", (Path(p).name, Path(p).read_bytes(), "image/jpeg")) for p in new_paintings[:3]]
         answers = client.post("/api/predict", files=files).json()
     assert [a["predictions"][0]["label"] for a in answers] == clf.predict(new_paintings[:3])
+
+
+def test_retraining_into_a_quantized_folder_drops_its_stale_int8_graph(quantized, trained_model, tmp_path):
+    clf, _ = trained_model
+    folder = shutil.copytree(quantized.path, tmp_path / "model")
+    clf.save(folder)  # a model trained afresh, saved over the quantized one
+    assert not (folder / "embedding.int8.onnx").exists()
+    assert "graph_int8" not in json.loads((folder / "config.json").read_text())["features"]["backbones"][0]
+    assert StyleClassifier.load(folder, cache_dir=False).precision_ == "fp32"

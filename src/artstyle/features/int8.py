@@ -2,8 +2,8 @@
 
 EfficientNet-Lite was designed for integer inference (ReLU6, no squeeze-excite), so its
 convolutions quantize well: weights per output channel in int8, activations in uint8
-with ranges measured on calibration views (ONNX Runtime's QDQ format). Two choices are
-not defaults of ONNX Runtime, for measured reasons (docs/performance.md):
+with ranges measured on calibration views (ONNX Runtime's QDQ format). Three choices
+are not ONNX Runtime's defaults, for measured reasons (docs/performance.md#int8):
 
 - ONNX Runtime's basic optimisations run first, so that the constant "same" pads are
   folded into the convolutions; a Pad between a dequantize and its convolution keeps
@@ -14,8 +14,8 @@ not defaults of ONNX Runtime, for measured reasons (docs/performance.md):
 - The first six convolutions stay in fp32. They run at the highest resolution, where
   a small or soft picture's detail is a few grey levels: all-int8, a head named another
   movement for 16 % of 224-px WikiArt copies (and lost 2.2 points on full-size paintings
-  of unseen artists); with them in fp32, 8 % and 1.4 points, at 1.34x fp32's speed
-  instead of 1.77x. Keeping depthwise convolutions in fp32 instead made it worse.
+  of unseen artists); with them in fp32, 8 % and 1.4-1.8 points, at 1.2-1.3x fp32's
+  speed instead of 1.7x. Keeping the depthwise convolutions in fp32 instead made it worse.
 """
 
 from __future__ import annotations
