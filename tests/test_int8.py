@@ -12,7 +12,7 @@ import pytest
 from synth import make_tree
 from test_cli import run
 
-from artstyle import ArtstyleError, BundleError, StyleClassifier, normalize_label, quantize_model
+from artstyle import ArtstyleError, BundleError, StyleClassifier, default_model_path, normalize_label, quantize_model
 from artstyle.features import int8
 
 
@@ -115,6 +115,8 @@ def test_quantize_needs_the_models_own_training_paintings(trained_model, tmp_pat
     with pytest.raises(ArtstyleError, match="none of the images under .* are its training paintings"):
         quantize_model(folder, others, out=tmp_path / "q", show_progress=False)
     assert not (tmp_path / "q").exists()
+    with pytest.raises(ArtstyleError, match="shipped inside the installed package; pass --out"):
+        quantize_model(default_model_path(), others, show_progress=False)
 
 
 def test_stratified_calibration_covers_every_movement_and_source():

@@ -86,8 +86,13 @@ def quantize_model(model: str | os.PathLike, data: Roots, *, out: str | os.PathL
     on up to `paintings` of its training paintings found under `data`."""
     from .classifier import StyleClassifier
 
+    from .. import default_model_path
+
     if paintings < 1:
         raise ArtstyleError("--paintings must be at least 1")
+    if out is None and Path(model).expanduser().resolve() == default_model_path().resolve():
+        raise ArtstyleError(f"{model}: is the model shipped inside the installed package; pass --out FOLDER "
+                            "to write a quantized copy")
     clf = StyleClassifier.load(model, precision="fp32", cache_dir=False, engine="onnx", show_progress=False)
     roles = {row["sha256"]: row["split"] for row in parse_splits_csv(clf.splits_csv_)}
     dataset = scan_dataset(data, show_progress=show_progress)
