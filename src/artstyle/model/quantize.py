@@ -41,8 +41,8 @@ class Quantized:
     path: Path
     calibration: int  # paintings
     compared: int  # paintings scored by both
-    same_top1: float  # share of `compared` with the same top movement
-    max_abs_diff: float  # largest probability difference
+    same_top1: float | None  # share of `compared` with the same top movement (None: none compared)
+    max_abs_diff: float | None  # largest probability difference
 
 
 def stratified(records: Sequence[ImageRecord], n: int, seed: int) -> list[ImageRecord]:
@@ -67,9 +67,10 @@ def calibration_views(paths: Sequence[Path], extractor: FeatureExtractor, show_p
     pending: list[np.ndarray] = []
     with progress_bar(len(paths), "Calibrating int8", enabled=show_progress) as advance:
         for path in paths:
-            views, _ = decode_views(path, extractor.preprocessing)
+            views, reason = decode_views(path, extractor.preprocessing)
             advance(1)
             if views is None:
+                log.warning("%s: left out of the calibration (%s)", path, reason)
                 continue
             whole = len(views) > 1 and all(np.array_equal(v, views[0]) for v in views[1:])
             pending.extend(views[:1] if whole else views)
@@ -84,9 +85,8 @@ def quantize_model(model: str | os.PathLike, data: Roots, *, out: str | os.PathL
                    paintings: int = DEFAULT_CALIBRATION, seed: int = 0, show_progress: bool = True) -> Quantized:
     """Write `model`'s embedding in int8 into its folder (or a copy at `out`), calibrated
     on up to `paintings` of its training paintings found under `data`."""
-    from .classifier import StyleClassifier
-
     from .. import default_model_path
+    from .classifier import StyleClassifier
 
     if paintings < 1:
         raise ArtstyleError("--paintings must be at least 1")
@@ -113,24 +113,26 @@ def quantize_model(model: str | os.PathLike, data: Roots, *, out: str | os.PathL
             **SCHEME, "paintings": len(calibration), "sources": sorted({r.source for r in calibration}),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
         int8.append(BundledGraph(quantize_graph(graph.data, views), graph.stats, info, precision="int8"))
-    same, diff = _agreement(clf, int8, [dataset.abspath(r) for r in held])
+    compared, same, diff = _agreement(clf, int8, [dataset.abspath(r) for r in held])
     for graph in int8:
-        graph.info["quantization"]["agreement"] = {"paintings": len(held), "same_top1": same, "max_abs_diff": diff}
+        graph.info["quantization"]["agreement"] = {"paintings": compared, "same_top1": same, "max_abs_diff": diff}
     clf.int8_graphs_ = int8
     target = Path(out if out is not None else model).expanduser()
     try:
         path = clf.save(target)
     except OSError as exc:
         raise ArtstyleError(f"{target}: cannot write the int8 model ({exc.strerror or exc}); pass --out FOLDER") from None
-    if held and same < 0.95:
+    if compared and same < 0.95:
         log.warning("int8 names the same movement as fp32 for only %.0f%% of %d paintings; "
-                    "--precision fp32 keeps predicting at full precision", 100 * same, len(held))
-    return Quantized(path, len(calibration), len(held), same, diff)
+                    "--precision fp32 keeps predicting at full precision", 100 * same, compared)
+    return Quantized(path, len(calibration), compared, same, diff)
 
 
-def _agreement(clf, int8: list[BundledGraph], paths: Sequence[Path]) -> tuple[float, float]:
-    """Share of `paths` with the same top movement in fp32 and int8, and the largest
-    probability difference (nan without paintings to compare)."""
+def _agreement(clf, int8: list[BundledGraph], paths: Sequence[Path]) -> tuple[int, float | None, float | None]:
+    """How many of `paths` could be compared, the share of them with the same top
+    movement in fp32 and int8, and the largest probability difference."""
+    if not paths:
+        return 0, None, None
     _, fp32, errors = clf._score(paths)
     clf.precision_, clf.int8_graphs_, clf._extractors = "int8", int8, None
     try:
@@ -140,5 +142,6 @@ def _agreement(clf, int8: list[BundledGraph], paths: Sequence[Path]) -> tuple[fl
     ok = np.ones(len(paths), bool)
     ok[list(errors)] = False
     if not ok.any():
-        return float("nan"), float("nan")
-    return float(np.mean(fp32[ok].argmax(1) == quantized[ok].argmax(1))), float(np.abs(fp32[ok] - quantized[ok]).max())
+        return 0, None, None
+    return (int(ok.sum()), float(np.mean(fp32[ok].argmax(1) == quantized[ok].argmax(1))),
+            float(np.abs(fp32[ok] - quantized[ok]).max()))
