@@ -40,12 +40,12 @@ from artstyle.data.dataset import resized_key, scan_dataset
 from artstyle.data.images import Resized
 from artstyle.data.splits import make_folds
 from artstyle.features.graph_cache import BundledGraph
-from artstyle.features.int8 import quantize_graph
+from artstyle.features.int8 import DEFAULT_CALIBRATION, quantize_graph
 from artstyle.features.recipes import DEFAULT_BACKBONE
 from artstyle.features.size_variants import SizeVariants
 from artstyle.model.head import HEAD_KINDS
 from artstyle.model.metrics import classification_metrics
-from artstyle.model.quantize import DEFAULT_CALIBRATION, calibration_views, stratified
+from artstyle.model.quantize import calibration_views, stratified
 from artstyle.model.training import calibration_folds, head_rows, train_head
 
 # (name, recipe, balance, size variant copies): the previous default, then the new steps one by one

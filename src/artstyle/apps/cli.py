@@ -20,7 +20,7 @@ from rich.table import Table
 
 from .. import __version__
 from ..errors import ArtstyleError
-from ..features.int8 import PRECISIONS
+from ..features.int8 import DEFAULT_CALIBRATION, PRECISIONS
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, ENGINES, RECIPES
 from ..features.size_variants import DEFAULT_COPIES
 from ..model.balancing import DEFAULT_BALANCING
@@ -590,7 +590,7 @@ def quantize(
                                       "(found by content) calibrate the int8 ranges."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write a quantized copy here (default: add the "
                                            "int8 embedding to MODEL itself; its fp32 one stays)."),
-    paintings: int = typer.Option(256, min=1, help="Training paintings to calibrate on, spread over movements and sources."),
+    paintings: int = typer.Option(DEFAULT_CALIBRATION, min=1, help="Training paintings to calibrate on, spread over movements and sources."),
     seed: int = typer.Option(0, help="Seed of the calibration draw."),
 ) -> None:
     """Add an int8 embedding to a model (1.2-1.4x faster on CPUs with AVX2; --precision chooses which runs)."""

@@ -31,6 +31,7 @@ import numpy as np
 SCHEME = {"format": "QDQ", "weights": "int8, per output channel, reduced range", "activations": "uint8",
           "operators": ["Conv", "Clip"], "calibration": "MinMax", "fp32_convolutions": 6}
 CALIBRATION_BATCH = 16
+DEFAULT_CALIBRATION = 256  # training paintings that set the activation ranges
 
 
 def quantize_graph(graph: bytes, views: Iterable[np.ndarray]) -> bytes:

@@ -25,12 +25,11 @@ from ..data.splits import parse_splits_csv
 from ..errors import ArtstyleError
 from ..features.extraction import FeatureExtractor, decode_views
 from ..features.graph_cache import BundledGraph
-from ..features.int8 import CALIBRATION_BATCH, SCHEME, quantize_graph
+from ..features.int8 import CALIBRATION_BATCH, DEFAULT_CALIBRATION, SCHEME, quantize_graph
 from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CALIBRATION = 256  # paintings; measured: 140-200 already give the same ranges
 AGREEMENT_PAINTINGS = 64
 
 
