@@ -55,7 +55,7 @@ class FeatureExtractor:
         Tile views that are copies of view 0 (a picture too small for tiles) are not run
         again: the network embeds view 0 once and the copies share its embedding."""
         n_images, n_views = batch.shape[:2]
-        whole = np.array([n_views > 1 and all(np.array_equal(v, views[0]) for v in views[1:]) for views in batch], bool)
+        whole = np.array([repeats_first_view(views) for views in batch], bool)
         run = np.ones((n_images, n_views), bool)
         run[whole, 1:] = False
         flat = batch[run]
@@ -69,6 +69,11 @@ class FeatureExtractor:
         emb = _unflatten(np.concatenate(pooled), run)
         view_stats = _unflatten(np.concatenate(stats), run) if stats else None
         return pool_views(emb, view_stats)
+
+
+def repeats_first_view(views: np.ndarray) -> bool:
+    """Whether every tile view is a copy of view 0 (a picture too small for tiles)."""
+    return len(views) > 1 and all(np.array_equal(v, views[0]) for v in views[1:])
 
 
 def _unflatten(values: np.ndarray, run: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from ..data.dataset import ImageRecord, Roots, scan_dataset
 from ..data.splits import parse_splits_csv
 from ..errors import ArtstyleError
-from ..features.extraction import FeatureExtractor, decode_views
+from ..features.extraction import FeatureExtractor, decode_views, repeats_first_view
 from ..features.graph_cache import BundledGraph
 from ..features.int8 import CALIBRATION_BATCH, DEFAULT_CALIBRATION, SCHEME, quantize_graph
 from ..progress import progress_bar
@@ -71,8 +71,7 @@ def calibration_views(paths: Sequence[Path], extractor: FeatureExtractor, show_p
             if views is None:
                 log.warning("%s: left out of the calibration (%s)", path, reason)
                 continue
-            whole = len(views) > 1 and all(np.array_equal(v, views[0]) for v in views[1:])
-            pending.extend(views[:1] if whole else views)
+            pending.extend(views[:1] if repeats_first_view(views) else views)
             while len(pending) >= CALIBRATION_BATCH:
                 yield np.stack(pending[:CALIBRATION_BATCH])
                 pending = pending[CALIBRATION_BATCH:]
