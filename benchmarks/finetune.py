@@ -1,7 +1,7 @@
 """Fine-tuning benchmark: frozen vs fine-tuned backbone, on folds that keep artists apart.
 
     python benchmarks/finetune.py ../shared/data/paintings [../shared/data/wikiart] [--folds 3]
-        [--only-fold K] [--epochs 10] [--lr 2e-4] [--keep last] [--small-share 0.25] [--device auto] [--json]
+        [--only-fold K] [--epochs 10] [--lr 1e-4] [--keep last] [--small-share 0.25] [--device auto] [--json]
 
 The first folder is the full-size collection, the others are extra data (WikiArt's small
 copies). The artist-disjoint outer folds are those of `benchmarks/accuracy.py` (same

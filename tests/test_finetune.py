@@ -85,6 +85,20 @@ def test_training_views_keep_the_recipe_scales(tmp_path):
     assert np.abs(means - means.mean(axis=0)).max() < 0.6
 
 
+def test_cli_fine_tuning_defaults_are_the_recipes_own():
+    """`artstyle train --finetune` and `FineTuning()` (the API and the benchmark) train alike:
+    the CLI cannot import the torch module for its defaults, so they are checked here."""
+    import inspect
+
+    from artstyle.apps.cli import train
+
+    options = inspect.signature(train).parameters
+    defaults = FineTuning()
+    assert options["lr"].default.default == defaults.lr == 1e-4
+    assert options["epochs"].default.default == defaults.epochs
+    assert options["finetune_batch"].default.default == defaults.batch_size
+
+
 def test_device_is_a_parameter(monkeypatch):
     assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():

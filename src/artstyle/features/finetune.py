@@ -62,7 +62,7 @@ class FineTuning:
 
     stages: int | None = None
     epochs: int = 10
-    lr: float = 2e-4
+    lr: float = 1e-4  # top stage; `artstyle train --lr` defaults to the same (tested)
     head_lr: float = 2e-3
     layer_decay: float = 0.8
     weight_decay: float = 0.05
