@@ -87,7 +87,7 @@ def test_training_views_keep_the_recipe_scales(tmp_path):
 
 def test_cli_fine_tuning_defaults_are_the_recipes_own():
     """`artstyle train --finetune` and `FineTuning()` (the API and the benchmark) train alike:
-    the CLI cannot import the torch module for its defaults, so they are checked here."""
+    the CLI's options take their defaults from the torch-free recipe module."""
     import inspect
 
     from artstyle.apps.cli import train

@@ -36,7 +36,7 @@ _EXPORTS = {
     "available_backbones": "features.backbones",
     "load_backbone": "features.backbones",
     "register_backbone": "features.backbones",
-    "FineTuning": "features.finetune",
+    "FineTuning": "features.finetune_recipe",
     "finetune_backbone": "features.finetune",
     "load_bundle": "model.bundle",
     "save_bundle": "model.bundle",
@@ -105,7 +105,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.splits import Split, make_folds, make_split
     from .errors import ArtstyleError, BundleError, DatasetError, DownloadError, ImageLoadError, NotFittedError
     from .features.backbones import BackboneInfo, available_backbones, load_backbone, register_backbone
-    from .features.finetune import FineTuning, finetune_backbone
+    from .features.finetune import finetune_backbone
+    from .features.finetune_recipe import FineTuning
     from .features.recipes import RECIPES, FeatureRecipe
     from .model.bundle import load_bundle, save_bundle
     from .model.classifier import Evaluation, StyleClassifier

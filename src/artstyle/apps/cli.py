@@ -20,6 +20,7 @@ from rich.table import Table
 
 from .. import __version__
 from ..errors import ArtstyleError
+from ..features.finetune_recipe import FineTuning
 from ..features.int8 import DEFAULT_CALIBRATION, PRECISIONS
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, ENGINES, RECIPES
 from ..features.size_variants import DEFAULT_COPIES
@@ -185,9 +186,9 @@ def train(
     stages: Optional[int] = typer.Option(
         None, min=1, help="With --finetune: train only the top N stages of the network (default: all, at rates "
         "that fall towards the input)."),
-    epochs: int = typer.Option(10, min=1, help="With --finetune: passes over the training images."),
-    lr: float = typer.Option(1e-4, min=0.0, help="With --finetune: learning rate of the top stage (FineTuning.lr)."),
-    finetune_batch: int = typer.Option(16, min=1, help="With --finetune: images per training step."),
+    epochs: int = typer.Option(FineTuning.epochs, min=1, help="With --finetune: passes over the training images."),
+    lr: float = typer.Option(FineTuning.lr, min=0.0, help="With --finetune: learning rate of the top stage (FineTuning.lr)."),
+    finetune_batch: int = typer.Option(FineTuning.batch_size, min=1, help="With --finetune: images per training step."),
     device: Device = typer.Option(Device.auto, help="With --finetune: auto (the GPU when there is one), cpu or cuda."),
     thumbnails: bool = typer.Option(
         False, help="Keep a small WebP (<= 128 px) of each training painting, shown beside `similar` answers on the page and in reports."
@@ -202,7 +203,6 @@ def train(
     With --finetune the network is first trained on the paintings (checkpointed every epoch:
     an interrupted run resumes when the same command is run again).
     """
-    from ..features.finetune import FineTuning
     from ..features.size_variants import SizeVariants
     from ..model.classifier import StyleClassifier
 

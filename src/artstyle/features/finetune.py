@@ -20,7 +20,7 @@ import math
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +32,12 @@ from ..errors import ArtstyleError, ImageLoadError
 from ..files import atomic_write_bytes
 from ..progress import progress_bar
 from .backbones import Backbone
+from .finetune_recipe import FineTuning
 from .preprocess import Preprocessing
 
 log = logging.getLogger("artstyle")
 
 DEVICES = ("auto", "cpu", "cuda")
-KEEPS = ("last", "best")
 WEIGHTS_FILE = "backbone.safetensors"
 _CHECKPOINT = "checkpoint.safetensors"
 _ALGORITHM = 2  # bump when a change to the training loop changes its results: old checkpoints then go unused
@@ -47,56 +47,6 @@ def ignore_interrupts(_worker_id: int) -> None:
     """DataLoader workers leave Ctrl-C to the main process, which stops them; otherwise a
     worker caught mid-transfer prints a traceback of its own."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@dataclass(frozen=True)
-class FineTuning:
-    """How the backbone is trained (the recipe recorded in config.json).
-
-    `stages`: how many of the network's stages, counted from the top, are trained
-    (None: all). Each stage below the top one learns at `layer_decay` times the rate of
-    the one above it; the new classifier learns at `head_lr`. Early stopping watches the
-    loss on the artist-disjoint validation images (`patience` epochs): on a few dozen
-    images it is a steadier guide than accuracy.
-    """
-
-    stages: int | None = None
-    epochs: int = 10
-    lr: float = 1e-4  # top stage; `artstyle train --lr` defaults to the same (tested)
-    head_lr: float = 2e-3
-    layer_decay: float = 0.8
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    batch_size: int = 16
-    patience: int = 3
-    color_jitter: float = 0.0
-    keep: str = "last"
-    tile_share: float = 0.5
-    small_share: float = 0.25
-    small_low: int = 96
-    small_high: int = 256
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.keep not in KEEPS:
-            raise ArtstyleError(f"unknown fine-tuning keep {self.keep!r}; choose one of {', '.join(KEEPS)}")
-        if not (0 <= self.tile_share <= 1 and 0 <= self.small_share <= 1 and 16 <= self.small_low <= self.small_high):
-            raise ArtstyleError("fine-tuning view shares must lie in [0, 1] and 16 <= small_low <= small_high")
-        if self.stages is not None and self.stages < 1:
-            raise ArtstyleError("fine-tuning needs at least one stage to train (or all)")
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
-            raise ArtstyleError("fine-tuning epochs, batch size and patience must be at least 1")
-        if not (self.lr > 0 and self.head_lr > 0 and 0 < self.layer_decay <= 1):
-            raise ArtstyleError("fine-tuning rates must be positive and layer_decay in (0, 1]")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FineTuning":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass

@@ -51,7 +51,7 @@ from .prediction import Prediction
 from .similar import THUMBNAIL_SIDE, SimilarityIndex, SimilarPaintings, thumbnail_webp
 
 if TYPE_CHECKING:
-    from ..features.finetune import FineTuning
+    from ..features.finetune_recipe import FineTuning
     from .explain import Explanation
     from .training import HeadRows, TrainedHead, TrainingTable
 
