@@ -34,7 +34,11 @@ def test_killed_run_resumes_without_recomputing(paintings, tmp_path):
     total = len(list(paintings.glob("*/*/*.jpg")))
     assert 0 < len(before) < total, "the run should have been killed part-way"
     assert not (tmp_path / "model").exists()
-    assert not list(cache.glob("*/*/*.tmp")), "no partial cache files"
+    # SIGKILL can land mid-write: a hidden temp file may stay behind, but every entry the
+    # cache can see is complete (written to a temp name, then renamed into place).
+    for entry in before:
+        assert np.load(entry, allow_pickle=False).ndim == 1, f"{entry} is a partial cache entry"
+    assert all(p.name.startswith(".") for p in cache.glob("*/*/*.tmp"))
 
     rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
