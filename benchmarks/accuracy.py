@@ -12,9 +12,11 @@ and regularisation chosen by inner artist-disjoint folds, temperature), then sco
   (iii) (i) with the scored paintings shrunk to a 224-px long side (as WikiArt's copies).
 
 Each arm trains on the first folder alone ("paintings") and with the extra data
-("+extra"), on the same folds, so the gain of adding data is a paired difference. Every
-figure comes with its standard error (binomial; paired for differences) and the spread
-over folds. Also: per-movement recall and precision of (i), ECE, and the painting
+("+extra"), on the same folds, so the gain of adding data is a paired difference, and so is
+each arm's gain over the first arm run (e.g. `--arms` naming the default, then the Lite2 or
+Lite0+Lite2 arms). Every figure comes with its standard error (binomial; paired for
+differences) and the spread over folds. `--json` keeps each arm's right/wrong per scored
+painting, so that runs with the same data and seed pair too (e.g. one with `--stat-strides`). Also: per-movement recall and precision of (i), ECE, and the painting
 detector's false alarms on held-out paintings and on non-paintings drawn with matplotlib.
 `benchmarks/painting_detector.py` measures the detector on real non-painting sources.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -48,12 +51,16 @@ from artstyle.model.metrics import classification_metrics
 from artstyle.model.quantize import calibration_views, stratified
 from artstyle.model.training import calibration_folds, head_rows, train_head
 
-# (name, recipe, balance, size variant copies): the previous default, then the new steps one by one
+LITE2, FUSION = "efficientnet_lite2", f"{DEFAULT_BACKBONE}+efficientnet_lite2"
+# (name, recipe, balance, size variant copies, backbone): the previous default, the new steps
+# one by one, then the default's steps on the larger network and on both networks together
 ARMS = (
-    ("multicrop (0.1 default)", "multicrop", "class", 0),
-    ("sized", "sized", "class", 0),
-    ("sized + variants + breadth", "sized", "breadth", 2),
-    ("sized+stats + variants + breadth", "sized+stats", "breadth", 2),
+    ("multicrop (0.1 default)", "multicrop", "class", 0, DEFAULT_BACKBONE),
+    ("sized", "sized", "class", 0, DEFAULT_BACKBONE),
+    ("sized + variants + breadth", "sized", "breadth", 2, DEFAULT_BACKBONE),
+    ("sized+stats + variants + breadth", "sized+stats", "breadth", 2, DEFAULT_BACKBONE),
+    ("lite2 sized+stats + variants + breadth", "sized+stats", "breadth", 2, LITE2),
+    ("lite0+lite2 sized+stats + variants + breadth", "sized+stats", "breadth", 2, FUSION),
 )
 SHRUNK_LONG_SIDE = 224  # (iii): WikiArt's copies have this long side
 
@@ -161,8 +168,8 @@ def run(args: argparse.Namespace) -> dict:
     eval_negatives = evaluation_non_paintings()
     cost_sample = [paths[i] for i in np.random.default_rng(0).permutation(len(paths))[: args.cost_images]]
     results: dict = {"arms": [], "folds": args.folds, "seed": args.seed, "data": [str(d) for d in args.data]}
-    for name, recipe, balance, copies in args.arms:
-        clf = StyleClassifier(features=recipe, cache_dir=args.cache_dir, show_progress=False, balance=balance)
+    for name, recipe, balance, copies, backbone in args.arms:
+        clf = StyleClassifier(backbone, features=recipe, cache_dir=args.cache_dir, show_progress=False, balance=balance)
         x = clf.extract(paths, keys).features
         x_small = np.zeros_like(x)
         x_small[full] = clf.extract(small, small_keys).features
@@ -204,7 +211,7 @@ def run(args: argparse.Namespace) -> dict:
                 neg_flags.append(~trained.detector.is_painting(x_neg))
                 if int8:
                     calibration = stratified([records[i] for i in rows_train], DEFAULT_CALIBRATION, args.seed)
-                    q = int8_classifier(recipe, args.cache_dir, [dataset.abspath(r) for r in calibration])
+                    q = int8_classifier(recipe, args.cache_dir, [dataset.abspath(r) for r in calibration], backbone)
                     rows_test = np.flatnonzero(test)
                     x8 = q.extract([paths[i] for i in rows_test], [keys[i] for i in rows_test]).features
                     proba8[test] = trained.head.predict_proba(x8)
@@ -213,7 +220,7 @@ def run(args: argparse.Namespace) -> dict:
                     proba8_small[np.flatnonzero(full)[small_test]] = trained.head.predict_proba(
                         q.extract([small[j] for j in small_test], [small_keys[j] for j in small_test]).features)
                     neg_flags8.append(~trained.detector.is_painting(q.extract(eval_negatives).features))
-            arm = {"arm": name, "recipe": recipe, "balance": balance, "size_variants": copies, "data": data,
+            arm = {"arm": name, "backbone": backbone, "recipe": recipe, "balance": balance, "size_variants": copies, "data": data,
                    "heads_chosen": kinds, "ms_per_image": ms}
             for score_name, mask, p in (("i", held & full, proba), ("ii", held & ~full, proba),
                                         ("iii", held & full, proba_small)):
@@ -261,16 +268,24 @@ def _int8_scores(y, labels, keys, outer, held, full, fp32, int8, flags, flags8, 
 
 
 def _paired_gains(results: dict) -> None:
-    """(i) with the extra data minus (i) without it, per arm, on the same paintings."""
+    """On the same paintings: (i) with the extra data minus (i) without it, per arm; and
+    each arm minus the first arm run, per training data and score."""
     by = {(a["arm"], a["data"]): a for a in results["arms"]}
+    first = results["arms"][0]["arm"]
     gains = {}
+
+    def gain(label: str, base: dict, arm: dict, scores: tuple[str, ...]) -> None:
+        for s in scores:
+            if s + "_right" in base and s + "_right" in arm:
+                mean, se = paired(np.array(base[s + "_right"]), np.array(arm[s + "_right"]))
+                gains[f"{label}: ({s})"] = {"gain": mean, "se": se}
+                print(f"{label} ({s}) {mean:+.3f} +- {se:.3f}", flush=True)
+
     for (name, data), arm in by.items():
         if data == "+extra" and (name, "paintings") in by:
-            base = by[(name, "paintings")]
-            for s in ("i", "iii"):
-                mean, se = paired(np.array(base[s + "_right"]), np.array(arm[s + "_right"]))
-                gains[f"{name}: ({s}) +extra - paintings"] = {"gain": mean, "se": se}
-                print(f"{name:36s} ({s}) gain from the extra data {mean:+.3f} +- {se:.3f}", flush=True)
+            gain(f"{name}: +extra - paintings", by[(name, "paintings")], arm, ("i", "iii"))
+        if name != first and (first, data) in by:
+            gain(f"{name} - {first}, {data}", by[(first, data)], arm, ("i", "ii", "iii"))
     results["gains"] = gains
 
 
@@ -287,27 +302,43 @@ def _format(arm: dict) -> str:
     return "  ".join(parts)
 
 
+def probe_stat_strides(strides: str, cache_dir: Path) -> Path:
+    """A probe, not a product option: texture statistics read at `strides` (e.g. 2,4,8,16,32)
+    instead of the shipped 8 and 16. Feature and graph cache keys do not name the strides,
+    so both move to a folder of their own; returns the feature cache folder."""
+    from artstyle.features import networks
+
+    networks.STAT_REDUCTIONS = tuple(int(v) for v in strides.split(","))
+    folder = cache_dir / f"stat-strides-{'-'.join(str(v) for v in networks.STAT_REDUCTIONS)}"
+    os.environ["ARTSTYLE_CACHE_DIR"] = str(folder)  # the exported graphs, which compute the statistics
+    return folder / "features"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", type=Path, nargs="+", help="the full-size collection, then any extra data")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--heads", default=",".join(HEAD_KINDS), help="head kinds the inner folds choose among")
-    parser.add_argument("--arms", default=",".join(a[0] for a in ARMS), help="comma-separated arm names (see ARMS)")
+    parser.add_argument("--arms", default=",".join(a[0] for a in ARMS[:4]),
+                        help="comma-separated arm names (see ARMS; the Lite2 arms extract 2-3x slower and run when named)")
     parser.add_argument("--cost-images", type=int, default=64, help="images timed for extraction cost")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "artstyle-bench-cache")
     parser.add_argument("--int8", action="store_true", help="also score the int8 embedding (see above)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--stat-strides", help="probe: read texture statistics at these strides (see probe_stat_strides)")
     args = parser.parse_args()
+    if args.stat_strides:
+        args.cache_dir = probe_stat_strides(args.stat_strides, args.cache_dir)
     args.heads = tuple(args.heads.split(","))
     wanted = args.arms.split(",")
+    unknown = set(wanted) - {a[0] for a in ARMS}
+    if unknown:
+        parser.error(f"unknown arms {sorted(unknown)}; see ARMS")
     args.arms = [a for a in ARMS if a[0] in wanted]
     results = run(args)
-    if args.json:
-        for arm in results["arms"]:
-            for s in ("i", "ii", "iii"):
-                arm.pop(s + "_right", None)
-        args.json.write_text(json.dumps(results, indent=2))
+    if args.json:  # with each arm's right/wrong per scored painting, so that runs can be paired later
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
