@@ -13,10 +13,11 @@ and regularisation chosen by inner artist-disjoint folds, temperature), then sco
 
 Each arm trains on the first folder alone ("paintings") and with the extra data
 ("+extra"), on the same folds, so the gain of adding data is a paired difference, and so is
-each arm's gain over the first arm run (e.g. `--arms` naming the default, then the Lite2 or
-Lite0+Lite2 arms). Every figure comes with its standard error (binomial; paired for
+each arm's gain over the first arm named (e.g. `--arms` naming the default, then the Lite2
+or Lite0+Lite2 arms). Every figure comes with its standard error (binomial; paired for
 differences) and the spread over folds. `--json` keeps each arm's right/wrong per scored
-painting, so that runs with the same data and seed pair too (e.g. one with `--stat-strides`). Also: per-movement recall and precision of (i), ECE, and the painting
+painting, so that runs with the same data and seed pair too (e.g. one with
+`--stat-strides`). Also: per-movement recall and precision of (i), ECE, and the painting
 detector's false alarms on held-out paintings and on non-paintings drawn with matplotlib.
 `benchmarks/painting_detector.py` measures the detector on real non-painting sources.
 
@@ -269,7 +270,7 @@ def _int8_scores(y, labels, keys, outer, held, full, fp32, int8, flags, flags8, 
 
 def _paired_gains(results: dict) -> None:
     """On the same paintings: (i) with the extra data minus (i) without it, per arm; and
-    each arm minus the first arm run, per training data and score."""
+    each arm minus the first arm named, per training data and score."""
     by = {(a["arm"], a["data"]): a for a in results["arms"]}
     first = results["arms"][0]["arm"]
     gains = {}
@@ -321,7 +322,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--heads", default=",".join(HEAD_KINDS), help="head kinds the inner folds choose among")
     parser.add_argument("--arms", default=",".join(a[0] for a in ARMS[:4]),
-                        help="comma-separated arm names (see ARMS; the Lite2 arms extract 2-3x slower and run when named)")
+                        help="comma-separated arm names, the first the baseline of the others (see ARMS; "
+                        "the Lite2 arms extract 2-3x slower and run when named)")
     parser.add_argument("--cost-images", type=int, default=64, help="images timed for extraction cost")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "artstyle-bench-cache")
     parser.add_argument("--int8", action="store_true", help="also score the int8 embedding (see above)")
@@ -335,7 +337,9 @@ def main() -> None:
     unknown = set(wanted) - {a[0] for a in ARMS}
     if unknown:
         parser.error(f"unknown arms {sorted(unknown)}; see ARMS")
-    args.arms = [a for a in ARMS if a[0] in wanted]
+    args.arms = [next(a for a in ARMS if a[0] == w) for w in dict.fromkeys(wanted)]
+    if args.int8 and any("+" in a[4] for a in args.arms):
+        parser.error("--int8 quantizes one network: leave out the Lite0+Lite2 arm")
     results = run(args)
     if args.json:  # with each arm's right/wrong per scored painting, so that runs can be paired later
         args.json.write_text(json.dumps(results, indent=1))
