@@ -45,7 +45,7 @@ from artstyle.data.images import Resized
 from artstyle.data.splits import make_folds
 from artstyle.features.graph_cache import BundledGraph
 from artstyle.features.int8 import DEFAULT_CALIBRATION, quantize_graph
-from artstyle.features.recipes import DEFAULT_BACKBONE
+from artstyle.features.recipes import DEFAULT_BACKBONE, split_backbones
 from artstyle.features.size_variants import SizeVariants
 from artstyle.model.head import HEAD_KINDS
 from artstyle.model.metrics import classification_metrics
@@ -338,7 +338,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown arms {sorted(unknown)}; see ARMS")
     args.arms = [next(a for a in ARMS if a[0] == w) for w in dict.fromkeys(wanted)]
-    if args.int8 and any("+" in a[4] for a in args.arms):
+    if args.int8 and any(len(split_backbones(a[4])) > 1 for a in args.arms):
         parser.error("--int8 quantizes one network: leave out the Lite0+Lite2 arm")
     results = run(args)
     if args.json:  # with each arm's right/wrong per scored painting, so that runs can be paired later
