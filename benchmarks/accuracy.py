@@ -44,7 +44,7 @@ from artstyle.data.dataset import resized_key, scan_dataset
 from artstyle.data.images import Resized
 from artstyle.data.splits import make_folds
 from artstyle.features.graph_cache import BundledGraph
-from artstyle.features.int8 import DEFAULT_CALIBRATION, quantize_graph
+from artstyle.features.int8 import DEFAULT_CALIBRATION, WEIGHT_RANGES, quantize_graph, resolve_weight_range
 from artstyle.features.recipes import DEFAULT_BACKBONE, split_backbones
 from artstyle.features.size_variants import SizeVariants
 from artstyle.model.head import HEAD_KINDS
@@ -141,12 +141,12 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def int8_classifier(recipe: str, cache_dir: Path | bool, calibration: list[Path],
-                    backbone: str = DEFAULT_BACKBONE) -> StyleClassifier:
+                    backbone: str = DEFAULT_BACKBONE, weight_range: str = "auto") -> StyleClassifier:
     """A classifier of `recipe` whose network runs as `artstyle quantize` writes it, calibrated on `calibration`."""
     clf = StyleClassifier(backbone, features=recipe, cache_dir=cache_dir, engine="onnx", show_progress=False)
     (extractor,) = clf.feature_extractors
     backbone, stats = extractor.backbone, extractor.recipe.stats
-    graph = quantize_graph(backbone.graph(stats), calibration_views(calibration, extractor, False))
+    graph = quantize_graph(backbone.graph(stats), calibration_views(calibration, extractor, False), weight_range)
     backbone.use_graphs(BundledGraph(graph, stats, backbone.description(), precision="int8"))
     return clf
 
@@ -212,7 +212,8 @@ def run(args: argparse.Namespace) -> dict:
                 neg_flags.append(~trained.detector.is_painting(x_neg))
                 if int8:
                     calibration = stratified([records[i] for i in rows_train], DEFAULT_CALIBRATION, args.seed)
-                    q = int8_classifier(recipe, args.cache_dir, [dataset.abspath(r) for r in calibration], backbone)
+                    q = int8_classifier(recipe, args.cache_dir, [dataset.abspath(r) for r in calibration], backbone,
+                                        args.weight_range)
                     rows_test = np.flatnonzero(test)
                     x8 = q.extract([paths[i] for i in rows_test], [keys[i] for i in rows_test]).features
                     proba8[test] = trained.head.predict_proba(x8)
@@ -234,6 +235,7 @@ def run(args: argparse.Namespace) -> dict:
             if int8:
                 arm["int8"] = _int8_scores(y, labels, keys, outer, held, full, (proba, proba_small), (proba8, proba8_small),
                                            flags, flags8, np.mean(neg_flags), np.mean(neg_flags8))
+                arm["int8"]["weight_range"] = resolve_weight_range(args.weight_range)
             results["arms"].append(arm)
             print(_format(arm), flush=True)
     _paired_gains(results)
@@ -327,6 +329,8 @@ def main() -> None:
     parser.add_argument("--cost-images", type=int, default=64, help="images timed for extraction cost")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "artstyle-bench-cache")
     parser.add_argument("--int8", action="store_true", help="also score the int8 embedding (see above)")
+    parser.add_argument("--weight-range", choices=WEIGHT_RANGES, default="auto",
+                        help="int8 weights as `artstyle quantize --weight-range` writes them (auto: this CPU's best)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--stat-strides", help="probe: read texture statistics at these strides (see probe_stat_strides)")
     args = parser.parse_args()

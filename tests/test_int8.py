@@ -4,6 +4,7 @@ model's own training paintings; `--precision` chooses which embedding runs."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_a_tampered_int8_file_is_refused_and_fp32_ignores_it(quantized, new_pain
     (folder / "embedding.int8.onnx").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="embedding.int8.onnx: altered"):
         StyleClassifier.load(folder, precision="int8", cache_dir=False)
-    monkeypatch.setattr(int8, "int8_pays_here", lambda features=None: True)
+    monkeypatch.setattr(int8, "int8_pays_here", lambda features=None, weight_range="reduced": True)
     with pytest.raises(BundleError, match="altered"):
         StyleClassifier.load(folder, cache_dir=False)  # auto would run it: refused too
     fp32 = StyleClassifier.load(folder, precision="fp32", cache_dir=False, show_progress=False)
@@ -88,11 +89,11 @@ def test_a_tampered_int8_file_is_refused_and_fp32_ignores_it(quantized, new_pain
 def test_auto_takes_int8_only_where_it_pays_and_a_folder_without_it_works_as_before(
         quantized, trained_model, monkeypatch):
     _, plain = trained_model
-    monkeypatch.setattr(int8, "int8_pays_here", lambda features=None: True)
+    monkeypatch.setattr(int8, "int8_pays_here", lambda features=None, weight_range="reduced": True)
     assert StyleClassifier.load(quantized.path, cache_dir=False).precision_ == "int8"
     assert StyleClassifier.load(quantized.path, cache_dir=False, engine="torch").precision_ == "fp32"
     assert StyleClassifier.load(plain, cache_dir=False).precision_ == "fp32"
-    monkeypatch.setattr(int8, "int8_pays_here", lambda features=None: False)
+    monkeypatch.setattr(int8, "int8_pays_here", lambda features=None, weight_range="reduced": False)
     assert StyleClassifier.load(quantized.path, cache_dir=False).precision_ == "fp32"
     with pytest.raises(ArtstyleError, match="has no int8 embedding; write one with `artstyle quantize"):
         StyleClassifier.load(plain, precision="int8", cache_dir=False)
@@ -102,11 +103,52 @@ def test_auto_takes_int8_only_where_it_pays_and_a_folder_without_it_works_as_bef
         StyleClassifier.load(quantized.path, precision="int4", cache_dir=False)
 
 
-def test_which_cpus_gain_from_int8():
-    assert int8.int8_pays_here({"SSE2": True, "AVX": True, "AVX2": True})
-    assert int8.int8_pays_here({"ASIMD": True, "ASIMDDP": True})
+def test_which_cpus_gain_from_int8_and_which_weight_range_they_run_accurately():
+    avx2, vnni, arm = {"SSE2": True, "AVX": True, "AVX2": True}, {"AVX2": True, "AVX512VNNI": True}, {"ASIMDDP": True}
+    assert int8.int8_pays_here(avx2) and int8.int8_pays_here(arm) and int8.int8_pays_here(vnni)
     assert not int8.int8_pays_here({"SSE2": True, "AVX": True})
     assert not int8.int8_pays_here({})
+    # full-range weights saturate AVX2's 16-bit sums: only exact dot products run them
+    assert int8.int8_pays_here(vnni, "full") and int8.int8_pays_here(arm, "full")
+    assert not int8.int8_pays_here(avx2, "full")
+    assert [int8.resolve_weight_range("auto", f) for f in (vnni, arm, avx2, {})] == ["full", "full", "reduced", "reduced"]
+    assert int8.resolve_weight_range("reduced", vnni) == "reduced" and int8.resolve_weight_range("full", avx2) == "full"
+    with pytest.raises(ArtstyleError, match="unknown weight range 'half'"):
+        int8.resolve_weight_range("half")
+    assert int8.graph_weight_range({}) == "reduced"  # folders quantized before the choice existed
+
+
+def test_a_full_range_graph_runs_by_default_only_where_its_products_are_exact(trained_model, paintings, new_paintings,
+                                                                              tmp_path, monkeypatch, caplog):
+    _, folder = trained_model
+    full = quantize_model(folder, paintings, out=tmp_path / "full", paintings=16, weight_range="full",
+                          show_progress=False)
+    reduced = quantize_model(folder, paintings, out=tmp_path / "reduced", paintings=16, weight_range="reduced",
+                             show_progress=False)
+    assert (full.weight_range, reduced.weight_range) == ("full", "reduced")
+    graphs = {}
+    for result in (full, reduced):
+        entry = json.loads((result.path / "config.json").read_text())["features"]["backbones"][0]["graph_int8"]
+        assert entry["quantization"]["weight_range"] == result.weight_range
+        assert entry["quantization"]["weights"] == f"int8, per output channel, {result.weight_range} range"
+        graphs[result.weight_range] = (result.path / entry["file"]).read_bytes()
+    assert graphs["full"] != graphs["reduced"]
+    monkeypatch.setattr(int8, "cpu_features", lambda: {"AVX2": True})  # a CPU without VNNI
+    assert StyleClassifier.load(reduced.path, cache_dir=False).precision_ == "int8"
+    assert StyleClassifier.load(full.path, cache_dir=False).precision_ == "fp32"
+    monkeypatch.setattr(logging.getLogger("artstyle"), "propagate", True)  # a CLI test may have turned it off
+    with caplog.at_level("WARNING", logger="artstyle"):
+        forced = StyleClassifier.load(full.path, precision="int8", cache_dir=False, show_progress=False)
+    assert forced.precision_ == "int8" and "full-range" in caplog.text and "--weight-range reduced" in caplog.text
+    monkeypatch.setattr(int8, "cpu_features", lambda: {"AVX2": True, "AVX512VNNI": True})
+    assert StyleClassifier.load(full.path, cache_dir=False).precision_ == "int8"
+    from artstyle.apps.model_card import precision_summary
+
+    config = json.loads((full.path / "config.json").read_text())
+    assert "int8 (full-range weights)" in precision_summary(config, here=True)
+    assert "int8 runs by default here" in precision_summary(config, here=True)
+    monkeypatch.setattr(int8, "cpu_features", lambda: {"AVX2": True})
+    assert "this CPU lacks AVX-512 VNNI or ARM dot products" in precision_summary(config, here=True)
 
 
 def test_quantize_needs_the_models_own_training_paintings(trained_model, tmp_path):
@@ -138,9 +180,12 @@ def test_cli_quantize_info_and_precision(trained_model, paintings, new_paintings
     code, _, said = run(capsys, monkeypatch, "quantize", folder, paintings, "--out", out, "--paintings", 24)
     assert code == 0, said
     assert "calibrated on 24 training paintings" in said
-    assert "int8 calibrated on 24 training paintings" in run(capsys, monkeypatch, "info", out)[1]
+    assert "range int8 embedding" in said
+    table = " ".join(run(capsys, monkeypatch, "info", out)[1].replace("│", " ").split())  # cells wrap
+    assert "int8 (full-range weights) calibrated on 24 training paintings" in table or \
+        "int8 (reduced-range weights) calibrated on 24 training paintings" in table
     card = run(capsys, monkeypatch, "info", out, "--format", "markdown")[1]
-    assert "Embedding precision: fp32, and int8 calibrated on 24" in card
+    assert "Embedding precision: fp32, and int8 (" in card and "weights) calibrated on 24" in card
     answers = {}
     for precision in ("int8", "fp32"):
         code, printed, said = run(capsys, monkeypatch, "predict", *new_paintings[:4], "--model", out,

@@ -86,20 +86,23 @@ def similar_summary(info: dict) -> str:
 
 def precision_summary(config: dict, here: bool = False) -> str:
     """The model's embedding precisions in one line: fp32, or also the int8 one `artstyle
-    quantize` added, with its calibration and its agreement with fp32; with `here`, which
-    one runs on this machine by default."""
-    from ..features.int8 import int8_pays_here
+    quantize` added, with its weight range, calibration and agreement with fp32; with
+    `here`, which one runs on this machine by default."""
+    from ..features.int8 import graph_weight_range, int8_pays_here
 
     records = [b["graph_int8"].get("quantization", {}) for b in config["features"]["backbones"] if b.get("graph_int8")]
     if len(records) < len(config["features"]["backbones"]):
         return "fp32 (no int8 embedding; `artstyle quantize` adds one)"
     q = records[0]
+    weight_range = graph_weight_range(q)
     agreement = q.get("agreement", {})
     same = (f", same top movement as fp32 on {agreement['same_top1']:.0%} of {agreement['paintings']} other paintings "
             f"(largest probability change {agreement['max_abs_diff']:.2f})" if agreement.get("paintings") else "")
-    runs = ("; int8 runs by default here (--precision fp32 to avoid it)" if int8_pays_here() else
-            "; fp32 runs by default here: this CPU lacks fast integer dot products (--precision int8 forces int8)")
-    return f"fp32, and int8 calibrated on {q.get('paintings', '?')} training paintings{same}{runs if here else ''}"
+    needs = "AVX-512 VNNI or ARM dot products" if weight_range == "full" else "fast integer dot products"
+    runs = ("; int8 runs by default here (--precision fp32 to avoid it)" if int8_pays_here(weight_range=weight_range)
+            else f"; fp32 runs by default here: this CPU lacks {needs} (--precision int8 forces int8)")
+    return (f"fp32, and int8 ({weight_range}-range weights) calibrated on {q.get('paintings', '?')} training "
+            f"paintings{same}{runs if here else ''}")
 
 
 def _model_section(config: dict) -> list[str]:

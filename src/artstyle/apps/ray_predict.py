@@ -139,11 +139,13 @@ def predict_on_ray(source: str, model: str | os.PathLike, out: str | os.PathLike
     docstring). The model folder must be readable at the same path by every node;
     `precision` "auto" is decided by each node's CPU."""
     from ..features.int8 import choose_precision
-    from ..model.bundle import has_int8, load_bundle
+    from ..model.bundle import has_int8, int8_weight_range, load_bundle
 
     out = Path(out).expanduser()
     model = Path(model).expanduser().resolve()
-    choose_precision(precision, has_int8(load_bundle(model).config), "onnx", str(model))  # refused here, not per actor
+    config = load_bundle(model).config
+    # refused here, not per actor
+    choose_precision(precision, has_int8(config), "onnx", str(model), int8_weight_range(config))
     if out.exists() and any(out.iterdir()) and not resume:
         raise ArtstyleError(f"{out}: already holds results; pass --resume to add the missing paths, "
                             "or choose an empty folder")

@@ -8,9 +8,14 @@ are not ONNX Runtime's defaults, for measured reasons (docs/performance.md#int8)
 - ONNX Runtime's basic optimisations run first, so that the constant "same" pads are
   folded into the convolutions; a Pad between a dequantize and its convolution keeps
   the pair from fusing into one int8 kernel (1.1x instead of 1.8x fp32).
-- Reduced range (7-bit weights): CPUs without VNNI multiply u8 x s8 pairs with a 16-bit
-  saturating add, which without it bent the pooled embedding to a cosine of 0.76.
-  With it the int8 graph runs the same on every x86 and ARM CPU.
+- The weights' range follows the CPU that will run the graph. CPUs with exact integer
+  dot products (x86 AVX-512 VNNI, ARM's ASIMD dot product) take full-range int8 weights:
+  on one with VNNI the pooled embedding's cosine to fp32 is 0.996, against 0.987 with
+  reduced range, and the graph runs 2.0x fp32 instead of 1.8x. CPUs with AVX2 alone
+  multiply u8 x s8 pairs with a 16-bit saturating add, which bent full-range weights to a
+  cosine of 0.76; they need reduced range (7-bit weights), which runs on every CPU. The
+  range is recorded with the graph, and `auto` runs a full-range graph only where the
+  products are exact.
 - The first six convolutions stay in fp32. They run at the highest resolution, where
   a small or soft picture's detail is a few grey levels: all-int8, a head named another
   movement for 16 % of 224-px WikiArt copies (and lost 2.2 points on full-size paintings
@@ -27,16 +32,26 @@ from pathlib import Path
 
 import numpy as np
 
-# What `quantize_graph` does, as recorded beside the graph in a model folder.
-SCHEME = {"format": "QDQ", "weights": "int8, per output channel, reduced range", "activations": "uint8",
-          "operators": ["Conv", "Clip"], "calibration": "MinMax", "fp32_convolutions": 6}
+WEIGHT_RANGES = ("auto", "full", "reduced")
 CALIBRATION_BATCH = 16
 DEFAULT_CALIBRATION = 256  # training paintings that set the activation ranges
 
 
-def quantize_graph(graph: bytes, views: Iterable[np.ndarray]) -> bytes:
+def scheme(weight_range: str) -> dict:
+    """What `quantize_graph` does with `weight_range` ("full" or "reduced"), as recorded
+    beside the graph in a model folder."""
+    return {"format": "QDQ", "weights": f"int8, per output channel, {weight_range} range", "weight_range": weight_range,
+            "activations": "uint8", "operators": ["Conv", "Clip"], "calibration": "MinMax", "fp32_convolutions": 6}
+
+
+def graph_weight_range(quantization: dict) -> str:
+    """The weight range a folder's int8 graph was written with (folders from before the
+    choice existed hold reduced-range graphs)."""
+    return quantization.get("weight_range", "reduced")
+def quantize_graph(graph: bytes, views: Iterable[np.ndarray], weight_range: str = "auto") -> bytes:
     """The int8 version of an fp32 embedding graph, its activation ranges measured on
-    `views`: batches of preprocessed (N, 3, size, size) float32 views."""
+    `views`: batches of preprocessed (N, 3, size, size) float32 views. `weight_range`
+    "auto" is "full" where this CPU multiplies int8 exactly, else "reduced"."""
     import onnx
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -57,12 +72,13 @@ def quantize_graph(graph: bytes, views: Iterable[np.ndarray]) -> bytes:
         options.log_severity_level = 3
         onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         convolutions = [n.name for n in onnx.load(str(source)).graph.node if n.op_type == "Conv"]
+        plan = scheme(resolve_weight_range(weight_range))
         root.addFilter(advice)  # its "consider pre-processing" advice: the optimisations above are that
         try:
             quantize_static(str(source), str(target), Views(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=list(SCHEME["operators"]),
-                            nodes_to_exclude=convolutions[: SCHEME["fp32_convolutions"]])
+                            reduce_range=plan["weight_range"] == "reduced", activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, op_types_to_quantize=list(plan["operators"]),
+                            nodes_to_exclude=convolutions[: plan["fp32_convolutions"]])
         finally:
             root.removeFilter(advice)
         return target.read_bytes()
@@ -85,20 +101,42 @@ def cpu_features() -> dict[str, bool]:
     return dict(__cpu_features__)
 
 
-def int8_pays_here(features: dict[str, bool] | None = None) -> bool:
-    """Whether this CPU has the integer dot products that make int8 faster than fp32:
-    AVX2 on x86 (1.2-1.4x end to end measured on one without VNNI), ASIMD dot products on ARM."""
+def exact_int8_products(features: dict[str, bool] | None = None) -> bool:
+    """Whether this CPU sums int8 products into 32 bits without saturating: AVX-512 VNNI
+    on x86, ASIMD dot products on ARM."""
     features = cpu_features() if features is None else features
+    return bool(features.get("AVX512VNNI") or features.get("ASIMDDP"))
+
+
+def resolve_weight_range(asked: str, features: dict[str, bool] | None = None) -> str:
+    """"full" or "reduced": `asked`, or for "auto" what this CPU runs accurately."""
+    if asked not in WEIGHT_RANGES:
+        from ..errors import ArtstyleError
+
+        raise ArtstyleError(f"unknown weight range {asked!r}; choose one of {', '.join(WEIGHT_RANGES)}")
+    if asked != "auto":
+        return asked
+    return "full" if exact_int8_products(features) else "reduced"
+
+
+def int8_pays_here(features: dict[str, bool] | None = None, weight_range: str = "reduced") -> bool:
+    """Whether this CPU runs a graph of `weight_range` faster than fp32 and as accurately
+    as it was measured: a reduced-range graph wherever there are integer dot products
+    (AVX2 on x86: 1.2-1.4x end to end measured on one without VNNI; ASIMD dot products on
+    ARM), a full-range one only where those products are exact."""
+    features = cpu_features() if features is None else features
+    if weight_range == "full":
+        return exact_int8_products(features)
     return bool(features.get("AVX2") or features.get("ASIMDDP"))
 
 
 PRECISIONS = ("auto", "fp32", "int8")
 
 
-def choose_precision(asked: str, available: bool, engine: str, model: str) -> str:
+def choose_precision(asked: str, available: bool, engine: str, model: str, weight_range: str = "reduced") -> str:
     """The precision a loaded model runs at: `asked` ("auto": int8 where `model` carries
-    an int8 graph, the engine is onnx and the CPU gains from it), given whether the folder
-    has int8 graphs and the resolved engine."""
+    an int8 graph, the engine is onnx and the CPU runs that graph's `weight_range`
+    accurately and faster), given whether the folder has int8 graphs and the resolved engine."""
     from ..errors import ArtstyleError
 
     if asked not in PRECISIONS:
@@ -108,5 +146,10 @@ def choose_precision(asked: str, available: bool, engine: str, model: str) -> st
             raise ArtstyleError(f"{model}: has no int8 embedding; write one with `artstyle quantize {model} DATA`")
         if engine != "onnx":
             raise ArtstyleError("precision int8 runs on the onnx engine (ONNX Runtime), not on torch")
+        if weight_range == "full" and not exact_int8_products():
+            logging.getLogger("artstyle").warning(
+                "%s: its int8 weights are full-range, which this CPU (no AVX-512 VNNI or ARM dot products) sums with "
+                "saturation: answers may drift from fp32; `artstyle quantize --weight-range reduced` suits it", model)
         return "int8"
-    return "int8" if asked == "auto" and available and engine == "onnx" and int8_pays_here() else "fp32"
+    runs_here = int8_pays_here(weight_range=weight_range)
+    return "int8" if asked == "auto" and available and engine == "onnx" and runs_here else "fp32"

@@ -181,6 +181,15 @@ def has_int8(config: dict) -> bool:
     return all(entry.get("graph_int8") for entry in config["features"]["backbones"])
 
 
+def int8_weight_range(config: dict) -> str:
+    """The weight range ("full" or "reduced") of the folder's int8 graphs: which CPUs run them accurately."""
+    from ..features.int8 import graph_weight_range
+
+    ranges = {graph_weight_range(entry.get("graph_int8", {}).get("quantization", {}))
+              for entry in config["features"]["backbones"]}
+    return "full" if "full" in ranges else "reduced"
+
+
 def load_int8_graphs(path: str | os.PathLike, config: dict) -> list[BundledGraph]:
     """The folder's int8 graphs, read only when they are to run; refused when altered or
     quantized from another fp32 graph than the folder's."""

@@ -39,8 +39,8 @@ from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, spl
 from ..features.size_variants import SizeVariants
 from ..progress import progress_bar
 from ..timing import stage
-from .bundle import (BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, has_int8, load_bundle, load_int8_graphs,
-                     save_bundle, tensor_layout)
+from .bundle import (BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, has_int8, int8_weight_range, load_bundle,
+                     load_int8_graphs, save_bundle, tensor_layout)
 from .balancing import DEFAULT_BALANCING, check_balancing
 from .calibration import Abstention
 from .head import HEAD_KINDS
@@ -690,7 +690,8 @@ class StyleClassifier:
         clf.painting_detector_ = bundle.detector
         clf.similar_ = bundle.similar
         clf.graphs_ = bundle.graphs
-        clf.precision_ = choose_precision(precision, has_int8(bundle.config), resolve_engine(clf.engine), str(path))
+        clf.precision_ = choose_precision(precision, has_int8(bundle.config), resolve_engine(clf.engine), str(path),
+                                          int8_weight_range(bundle.config))
         clf.int8_graphs_ = load_int8_graphs(path, bundle.config) if clf.precision_ == "int8" else None
         clf.classes_ = np.array(bundle.labels)
         clf.splits_csv_ = bundle.splits_csv

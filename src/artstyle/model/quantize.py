@@ -25,7 +25,7 @@ from ..data.splits import parse_splits_csv
 from ..errors import ArtstyleError
 from ..features.extraction import FeatureExtractor, decode_views, repeats_first_view
 from ..features.graph_cache import BundledGraph
-from ..features.int8 import CALIBRATION_BATCH, DEFAULT_CALIBRATION, SCHEME, quantize_graph
+from ..features.int8 import CALIBRATION_BATCH, DEFAULT_CALIBRATION, quantize_graph, resolve_weight_range, scheme
 from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Quantized:
     compared: int  # paintings scored by both
     same_top1: float | None  # share of `compared` with the same top movement (None: none compared)
     max_abs_diff: float | None  # largest probability difference
+    weight_range: str  # "full" or "reduced" (see `int8.scheme`)
 
 
 def stratified(records: Sequence[ImageRecord], n: int, seed: int) -> list[ImageRecord]:
@@ -80,14 +81,18 @@ def calibration_views(paths: Sequence[Path], extractor: FeatureExtractor, show_p
 
 
 def quantize_model(model: str | os.PathLike, data: Roots, *, out: str | os.PathLike | None = None,
-                   paintings: int = DEFAULT_CALIBRATION, seed: int = 0, show_progress: bool = True) -> Quantized:
+                   paintings: int = DEFAULT_CALIBRATION, seed: int = 0, weight_range: str = "auto",
+                   show_progress: bool = True) -> Quantized:
     """Write `model`'s embedding in int8 into its folder (or a copy at `out`), calibrated
-    on up to `paintings` of its training paintings found under `data`."""
+    on up to `paintings` of its training paintings found under `data`. `weight_range`
+    "auto" writes full-range weights where this CPU multiplies int8 exactly (the machine
+    that quantizes is usually the one that predicts); "reduced" suits every CPU."""
     from .. import default_model_path
     from .classifier import StyleClassifier
 
     if paintings < 1:
         raise ArtstyleError("--paintings must be at least 1")
+    weight_range = resolve_weight_range(weight_range)
     if out is None and Path(model).expanduser().resolve() == default_model_path().resolve():
         raise ArtstyleError(f"{model}: is the model shipped inside the installed package; pass --out FOLDER "
                             "to write a quantized copy")
@@ -108,9 +113,9 @@ def quantize_model(model: str | os.PathLike, data: Roots, *, out: str | os.PathL
     for extractor, graph in zip(clf.feature_extractors, graphs, strict=True):
         views = calibration_views([dataset.abspath(r) for r in calibration], extractor, show_progress)
         info = {**graph.info, "quantization": {
-            **SCHEME, "paintings": len(calibration), "sources": sorted({r.source for r in calibration}),
+            **scheme(weight_range), "paintings": len(calibration), "sources": sorted({r.source for r in calibration}),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
-        int8.append(BundledGraph(quantize_graph(graph.data, views), graph.stats, info, precision="int8"))
+        int8.append(BundledGraph(quantize_graph(graph.data, views, weight_range), graph.stats, info, precision="int8"))
     compared, same, diff = _agreement(clf, int8, [dataset.abspath(r) for r in held])
     for graph in int8:
         graph.info["quantization"]["agreement"] = {"paintings": compared, "same_top1": same, "max_abs_diff": diff}
@@ -123,7 +128,7 @@ def quantize_model(model: str | os.PathLike, data: Roots, *, out: str | os.PathL
     if compared and same < 0.95:
         log.warning("int8 names the same movement as fp32 for only %.0f%% of %d paintings; "
                     "--precision fp32 keeps predicting at full precision", 100 * same, compared)
-    return Quantized(path, len(calibration), compared, same, diff)
+    return Quantized(path, len(calibration), compared, same, diff, weight_range)
 
 
 def _agreement(clf, int8: list[BundledGraph], paths: Sequence[Path]) -> tuple[int, float | None, float | None]:
