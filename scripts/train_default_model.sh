@@ -7,7 +7,7 @@
 # Uses the artstyle installed in the active Python (override with PYTHON=...); features are
 # cached in ARTSTYLE_CACHE_DIR (default: the user cache folder).
 set -euo pipefail
-[ $# -ge 1 ] || { echo "usage: scripts/train_default_model.sh DATA [DATA ...]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: scripts/train_default_model.sh DATA [DATA ...] [train options]" >&2; exit 2; }
 python=${PYTHON:-python}
 out="$(cd "$(dirname "$0")/.." && pwd)/src/artstyle/assets/default_model"
 
@@ -15,6 +15,15 @@ out="$(cd "$(dirname "$0")/.." && pwd)/src/artstyle/assets/default_model"
 # The recipe, balancing and size variants are the defaults docs/accuracy.md chose
 # (benchmarks/accuracy.py).
 "$python" -m artstyle train "$@" --out "$out" --split artist --test-fraction 0 --graph
+# The int8 embedding, full-range: `auto` runs it only on CPUs that sum int8 products exactly
+# (AVX-512 VNNI, ARM dot products), where it matched fp32 within the guard of
+# docs/performance.md#int8; other CPUs run the fp32 one. quantize writes a copy (it never
+# writes into the installed package's model), which then takes the old folder's place.
+data=()
+for arg in "$@"; do [[ $arg == -* ]] && break; data+=("$arg"); done  # the folders, before any train option
+rm -rf "$out.int8" "$out.old"
+"$python" -m artstyle quantize "$out" "${data[@]}" --out "$out.int8" --weight-range full
+mv "$out" "$out.old" && mv "$out.int8" "$out" && rm -rf "$out.old"
 "$python" -m artstyle info "$out" --format markdown > "$out/MODEL_CARD.md.tmp"
 mv "$out/MODEL_CARD.md.tmp" "$out/MODEL_CARD.md"
 echo "default model and model card written to $out"

@@ -98,11 +98,14 @@ def precision_summary(config: dict, here: bool = False) -> str:
     agreement = q.get("agreement", {})
     same = (f", same top movement as fp32 on {agreement['same_top1']:.0%} of {agreement['paintings']} other paintings "
             f"(largest probability change {agreement['max_abs_diff']:.2f})" if agreement.get("paintings") else "")
-    needs = "AVX-512 VNNI or ARM dot products" if weight_range == "full" else "fast integer dot products"
-    runs = ("; int8 runs by default here (--precision fp32 to avoid it)" if int8_pays_here(weight_range=weight_range)
-            else f"; fp32 runs by default here: this CPU lacks {needs} (--precision int8 forces int8)")
+    needs = "AVX-512 VNNI or ARM dot products" if weight_range == "full" else "AVX2 or ARM dot products"
+    if here:
+        runs = ("; int8 runs by default here (--precision fp32 to avoid it)" if int8_pays_here(weight_range=weight_range)
+                else f"; fp32 runs by default here: this CPU lacks {needs} (--precision int8 forces int8)")
+    else:
+        runs = f"; int8 runs by default on CPUs with {needs}, fp32 elsewhere"
     return (f"fp32, and int8 ({weight_range}-range weights) calibrated on {q.get('paintings', '?')} training "
-            f"paintings{same}{runs if here else ''}")
+            f"paintings{same}{runs}")
 
 
 def _model_section(config: dict) -> list[str]:
