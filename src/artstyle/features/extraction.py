@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data.dataset import content_key
 from ..data.images import ImageInput, load_image, os_error_reason
-from ..errors import ImageLoadError
+from ..errors import ArtstyleError, ImageLoadError
 from ..progress import progress_bar
 from .backbones import Backbone, cpu_count
 from .cache import FeatureCache
@@ -38,6 +38,9 @@ class FeatureExtractor:
     """
 
     def __init__(self, backbone: Backbone, recipe: FeatureRecipe, preprocessing: Preprocessing | None = None):
+        if recipe.stats and backbone.stat_strides != recipe.stat_strides:
+            raise ArtstyleError(f"{backbone.name}: reads texture statistics at strides {backbone.stat_strides}, recipe "
+                                f"{recipe.name!r} at {recipe.stat_strides}: load it with stat_strides=recipe.stat_strides")
         self.backbone = backbone
         self.recipe = recipe
         self.preprocessing = preprocessing or recipe.preprocessing(backbone.preprocessing)

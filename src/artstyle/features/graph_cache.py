@@ -23,6 +23,7 @@ from typing import Protocol
 
 from ..errors import BundleError
 from ..files import atomic_write_bytes, user_cache_root
+from .recipes import STAT_STRIDES
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,12 @@ class GraphSource(Protocol):
 class GraphStore:
     """The on-disk entry of one backbone: `embedding.json` plus one graph per output set."""
 
-    def __init__(self, name: str, weights_key: str, root: Path | None = None):
-        signature = json.dumps(
-            {"backbone": name, "weights": weights_key, "export": EXPORT_REVISION, **{d: _version(d) for d in _VERSIONED}},
-            sort_keys=True,
-        )
+    def __init__(self, name: str, weights_key: str, root: Path | None = None,
+                 stat_strides: tuple[int, ...] = STAT_STRIDES):
+        entry = {"backbone": name, "weights": weights_key, "export": EXPORT_REVISION, **{d: _version(d) for d in _VERSIONED}}
+        if tuple(stat_strides) != STAT_STRIDES:  # entries of the default strides keep their names
+            entry["stat_strides"] = list(stat_strides)
+        signature = json.dumps(entry, sort_keys=True)
         self.folder = (root or graph_cache_dir()) / hashlib.sha256(signature.encode()).hexdigest()[:20]
 
     def _graph_path(self, stats: bool) -> Path:

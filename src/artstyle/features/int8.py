@@ -48,6 +48,8 @@ def graph_weight_range(quantization: dict) -> str:
     """The weight range a folder's int8 graph was written with (folders from before the
     choice existed hold reduced-range graphs)."""
     return quantization.get("weight_range", "reduced")
+
+
 def quantize_graph(graph: bytes, views: Iterable[np.ndarray], weight_range: str = "auto") -> bytes:
     """The int8 version of an fp32 embedding graph, its activation ranges measured on
     `views`: batches of preprocessed (N, 3, size, size) float32 views. `weight_range`

