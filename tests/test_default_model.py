@@ -20,7 +20,7 @@ def test_default_model_ships_with_a_card_that_matches_it():
     assert len(bundle.config["labels"]) == 18 and bundle.detector is not None  # all Pandora18k movements
     assert bundle.detector.kind_weight is not None  # it learnt real photos, charts and documents
     assert "root" not in bundle.config["dataset"]  # counts and a name, never a local path
-    assert bundle.config["features"]["recipe"] == "sized+stats" and bundle.config["balance"] == "breadth"
+    assert bundle.config["features"]["recipe"] == "sized+texture" and bundle.config["balance"] == "breadth"
     assert set(bundle.config["dataset"]["sources"]) == {"paintings", "wikiart"}  # full-size and small paintings
     assert {"full size", "small (short side <= 256 px)"} <= set(bundle.metrics["by_size"])
     # The card is generated from the bundle: after a retrain it must be regenerated too.

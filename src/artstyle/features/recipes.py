@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from ..errors import ArtstyleError
 from .preprocess import Preprocessing
 
-DEFAULT_RECIPE = "sized+stats"
+DEFAULT_RECIPE = "sized+texture"
 # Here, not in backbones, so that the CLI can name them without importing torch.
 DEFAULT_BACKBONE = "efficientnet_lite0"
 ENGINES = ("auto", "torch", "onnx")  # what runs the network; auto: onnx when ONNX Runtime is installed
