@@ -94,8 +94,8 @@ def test_upload_shows_bars_labels_and_an_error_card(server, browser, tmp_path):
     assert values == pytest.approx([100 * p["probability"] for p in answer["predictions"]], abs=0.051)
     widths = good.locator(".bar-fill").evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")
     assert widths[0] > 0 and widths == sorted(widths, reverse=True)  # the bars are drawn to scale
-    # the unsure mark appears exactly when the model's answer is uncertain
-    assert good.locator(".badge.unsure").count() == int(answer["uncertain"])
+    # the unsure mark appears exactly when the model's movement answer is uncertain
+    assert good.locator(".badge.unsure").count() == int(answer["uncertain"] and answer["is_painting"])
     if answer["is_painting"] and not answer["mixed"]:
         assert good.locator(".verdict").inner_text().startswith(shown[0])
 
@@ -116,6 +116,7 @@ def test_a_photograph_is_answered_as_not_a_painting_on_the_page(server, browser,
     page.set_input_files("#files", [str(photo)])
     card = page.locator(".card").filter(has_text="holiday snapshot.jpg")
     sync_api.expect(card.locator(".verdict")).to_have_text("probably not a painting: looks like a photo", timeout=60_000)
+    sync_api.expect(card.locator(".badge")).to_have_count(0)  # no "unsure"/"mixed": there is no movement answer
 
 
 def test_the_page_is_keyboard_reachable_takes_a_drop_and_fits_a_phone(server, browser, tmp_path):

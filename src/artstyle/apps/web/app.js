@@ -58,12 +58,14 @@ function showPrediction(card, result) {
       ? `probably not a painting: looks like a ${result.not_painting_kind}`
       : "probably not a painting";
     verdict.title = "this image is unlike the paintings the model knows";
+  } else {
+    // the marks qualify a movement answer: on "not a painting" there is none to qualify
+    if (result.uncertain) {
+      const threshold = model ? ` below the model's threshold of ${percent(model.uncertain_below)}` : "";
+      verdict.append(badge("unsure", "unsure", `top probability ${percent(topP)}${threshold}`));
+    }
+    if (result.mixed) verdict.append(badge("mixed", "mixed", "the first two movements are nearly equally likely"));
   }
-  if (result.uncertain) {
-    const threshold = model ? ` below the model's threshold of ${percent(model.uncertain_below)}` : "";
-    verdict.append(badge("unsure", "unsure", `top probability ${percent(topP)}${threshold}`));
-  }
-  if (result.mixed) verdict.append(badge("mixed", "mixed", "the first two movements are nearly equally likely"));
   const bars = card.querySelector(".bars");
   for (const { label, probability } of result.predictions) {
     const row = document.createElement("li");
