@@ -159,8 +159,8 @@ def run(args: argparse.Namespace) -> dict:
     keys = [r.sha256 for r in records]
     labels = sorted(dataset.labels)
     y = np.array([labels.index(r.label) for r in records])
-    main_source = records[0].source if len(args.data) > 1 else ""
-    full = np.array([r.source == main_source for r in records])
+    first = Path(args.data[0]).resolve()  # the full-size collection; records are sorted by path, not by folder
+    full = np.array([Path(p).resolve().is_relative_to(first) for p in paths])
     outer = make_folds(records, args.folds, "artist", seed=args.seed)
     held = outer >= 0
     print(f"{len(records)} paintings ({full.sum()} full-size), {len(labels)} movements, {args.folds} artist-disjoint "
