@@ -118,8 +118,8 @@ def test_which_cpus_gain_from_int8_and_which_weight_range_they_run_accurately():
     assert int8.graph_weight_range({}) == "reduced"  # folders quantized before the choice existed
 
 
-def test_a_full_range_graph_runs_by_default_only_where_its_products_are_exact(trained_model, paintings, new_paintings,
-                                                                              tmp_path, monkeypatch, caplog):
+def test_a_full_range_graph_runs_by_default_only_where_its_products_are_exact(trained_model, paintings, tmp_path,
+                                                                              monkeypatch, caplog):
     _, folder = trained_model
     full = quantize_model(folder, paintings, out=tmp_path / "full", paintings=16, weight_range="full",
                           show_progress=False)

