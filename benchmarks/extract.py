@@ -216,7 +216,7 @@ def int8_accuracy(data: list[Path], seed: int) -> dict:
     default_arm = next(a for a in ARMS if a[1] == DEFAULT_RECIPE)
     args = argparse.Namespace(data=data, folds=3, seed=seed, heads=("logreg",), arms=[default_arm], cost_images=8,
                               cache_dir=Path(tempfile.gettempdir()) / "artstyle-bench-cache", int8=True,
-                              weight_range="auto", stat_strides=None)
+                              weight_range="auto")
     arm = next(a for a in accuracy_run(args)["arms"] if "int8" in a)
     table = {"weight_range": arm["int8"]["weight_range"], "flagged": arm["int8"]["flagged"]}
     for name in ("i", "ii", "iii"):
