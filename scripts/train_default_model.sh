@@ -15,9 +15,16 @@ out="$(cd "$(dirname "$0")/.." && pwd)/src/artstyle/assets/default_model"
 # The recipe, balancing and size variants are the defaults docs/accuracy.md chose
 # (benchmarks/accuracy.py).
 "$python" -m artstyle train "$@" --out "$out" --split artist --test-fraction 0 --graph
-# No int8 embedding: on the default recipe it lost 1.5 +- 0.6 points of top-1 on
-# full-size paintings of unseen artists (docs/performance.md#int8), over the 1-point guard.
-# `artstyle quantize` adds one to a copy for users who prefer the speed.
+# The int8 embedding, full-range: `auto` runs it only on CPUs that sum int8 products exactly
+# (AVX-512 VNNI, ARM dot products), where it matched fp32 within the guard of
+# docs/performance.md#int8 (convolutions up to stride 4 in fp32, outputs bias-corrected);
+# other CPUs run the fp32 one. quantize writes a copy (it never writes into the installed
+# package's model), which then takes the old folder's place.
+data=()
+for arg in "$@"; do [[ $arg == -* ]] && break; data+=("$arg"); done  # the folders, before any train option
+rm -rf "$out.int8" "$out.old"
+"$python" -m artstyle quantize "$out" "${data[@]}" --out "$out.int8" --weight-range full
+mv "$out" "$out.old" && mv "$out.int8" "$out" && rm -rf "$out.old"
 "$python" -m artstyle info "$out" --format markdown > "$out/MODEL_CARD.md.tmp"
 mv "$out/MODEL_CARD.md.tmp" "$out/MODEL_CARD.md"
 echo "default model and model card written to $out"

@@ -103,6 +103,31 @@ def test_auto_takes_int8_only_where_it_pays_and_a_folder_without_it_works_as_bef
         StyleClassifier.load(quantized.path, precision="int4", cache_dir=False)
 
 
+def test_int8_outputs_carry_no_mean_shift_on_the_calibration_views(trained_model, paintings):
+    """Rounding shifts outputs systematically; the quantized graph adds the mean shift back."""
+    import onnxruntime
+
+    from artstyle.model.quantize import calibration_views
+
+    clf, folder = trained_model
+    (extractor,) = clf.feature_extractors
+    graph = (folder / "embedding.onnx").read_bytes()
+    views = list(calibration_views(sorted(paintings.rglob("*.jpg"))[:32], extractor, False))
+    plain, corrected = (int8.quantize_graph(graph, views, "full", correct_outputs=c) for c in (False, True))
+
+    def pooled(g: bytes) -> np.ndarray:
+        session = onnxruntime.InferenceSession(g, providers=["CPUExecutionProvider"])
+        return np.concatenate([session.run(None, {"images": v})[0] for v in views])
+
+    fp32 = pooled(graph)
+    scale = fp32.std(0).mean()
+    shift_plain, shift_corrected = (np.abs((pooled(g) - fp32).mean(0)).max() / scale for g in (plain, corrected))
+    print(f"largest mean shift of a pooled value, in units of its spread: {shift_plain:.4f} -> {shift_corrected:.6f}")
+    assert shift_plain > 0.01  # there was a shift to correct
+    assert shift_corrected < 1e-4
+    assert np.abs(pooled(corrected) - pooled(plain)).max() > 0  # the correction is in the graph itself
+
+
 def test_which_cpus_gain_from_int8_and_which_weight_range_they_run_accurately():
     avx2, vnni, arm = {"SSE2": True, "AVX": True, "AVX2": True}, {"AVX2": True, "AVX512VNNI": True}, {"ASIMDDP": True}
     assert int8.int8_pays_here(avx2) and int8.int8_pays_here(arm) and int8.int8_pays_here(vnni)
