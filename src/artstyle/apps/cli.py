@@ -597,7 +597,7 @@ def quantize(
         WeightRange.auto, help="int8 weights: full (most accurate; runs as int8 only on CPUs with AVX-512 VNNI or ARM "
         "dot products), reduced (7-bit, for any CPU with AVX2), or auto (what this CPU runs best)."),
 ) -> None:
-    """Add an int8 embedding to a model (about 2x the fp32 network on CPUs with AVX-512 VNNI, 1.2-1.4x with AVX2
+    """Add an int8 embedding to a model (about 1.35x fp32's extraction on CPUs with AVX-512 VNNI, less with AVX2
     alone; --precision chooses which runs)."""
     from ..model.quantize import quantize_model
 
