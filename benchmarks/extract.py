@@ -9,7 +9,7 @@ Measured, with the same backbone and images, each path the fastest of --repeats 
   inference only  the network alone on pre-decoded views at its best batch size, one call
                   at a time on every core or one single-core call per core at once
   artstyle        StyleClassifier.extract as `artstyle train` runs it (no cache), single
-                  view, multicrop and the default recipe (sized+stats), each in fp32 and
+                  view, multicrop and the default recipe (DEFAULT_RECIPE), each in fp32 and
                   with the int8 embedding `artstyle quantize` writes (calibrated on 64 images)
   graphs          the embedding graph alone (ONNX Runtime, every core, best batch) as exported
                   before constant pads (TF "same" pads computed at run time), as exported
