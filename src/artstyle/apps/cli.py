@@ -272,12 +272,41 @@ def _model_or_default(model: Path | None) -> Path:
     return model or default_model_path()
 
 
+ZERO_SHOT_HELP = "No model: name the movements from text with an image+text backbone (--backbone clip-vit-b16)."
+LABELS_HELP = "With --zero-shot: the movements to choose among, comma-separated (default: the 18 of Pandora18k)."
+ZS_BACKBONE_HELP = "With --zero-shot: the image+text backbone (see `artstyle backbones`)."
+ZS_WEIGHTS_HELP = "With --zero-shot: the backbone's published checkpoint, when offline (e.g. open_clip_model.safetensors)."
+
+
+def _classifier(model: Path | None, zero_shot: bool, backbone: str | None, labels: str | None, weights: Path | None,
+                **params):
+    """The model folder's classifier, or with `zero_shot` one named from text."""
+    if not zero_shot:
+        if backbone or labels or weights:
+            raise ArtstyleError("--backbone, --labels and --weights apply with --zero-shot (a model folder has its own)")
+        from ..model.classifier import StyleClassifier
+
+        return StyleClassifier.load(_model_or_default(model), **params)
+    if model is not None:
+        raise ArtstyleError("--zero-shot needs no --model: give --backbone instead")
+    if backbone is None:
+        raise ArtstyleError("--zero-shot needs --backbone, e.g. --backbone clip-vit-b16 (see `artstyle backbones`)")
+    from ..model.zero_shot import parse_labels, zero_shot_classifier
+
+    params.pop("precision", None)  # zero-shot runs fp32: no int8 graph of its own
+    return zero_shot_classifier(backbone, parse_labels(labels), weights, **params)
+
+
 @app.command()
 def predict(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or - to read paths from stdin."),
     model: Optional[Path] = typer.Option(
         None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
     ),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help=ZERO_SHOT_HELP),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help=ZS_BACKBONE_HELP),
+    labels: Optional[str] = typer.Option(None, "--labels", help=LABELS_HELP),
+    weights: Optional[Path] = typer.Option(None, "--weights", help=ZS_WEIGHTS_HELP),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Movements to list per image."),
     fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
@@ -298,14 +327,13 @@ def predict(
     if ray is not None:
         _predict_on_ray(paths, model, ray, out_dir, top_k, resume, actors, column, precision.value)
         return
-    from ..model.classifier import StyleClassifier
     from .output import collect_inputs, display_path, to_csv, to_json
 
     inputs = collect_inputs(paths)
     if not inputs:
         raise ArtstyleError("no images to predict (folders held no image files)")
-    clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, batch_size=batch_size, engine=engine.value,
-                               precision=precision.value, show_progress=not _QUIET and len(inputs) > 64)
+    clf = _classifier(model, zero_shot, backbone, labels, weights, cache_dir=False, batch_size=batch_size,
+                      engine=engine.value, precision=precision.value, show_progress=not _QUIET and len(inputs) > 64)
     results = clf.predict_top_k(inputs, k=min(top_k, len(clf.classes_)))
     if fmt is PredictFormat.json:
         sys.stdout.write(to_json(results) + "\n")
@@ -432,17 +460,20 @@ def serve(
     max_pending: int = typer.Option(64, min=1, help="Most requests waiting or running (more: HTTP 503)."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
     precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help=ZERO_SHOT_HELP),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help=ZS_BACKBONE_HELP),
+    labels: Optional[str] = typer.Option(None, "--labels", help=LABELS_HELP),
+    weights: Optional[Path] = typer.Option(None, "--weights", help=ZS_WEIGHTS_HELP),
 ) -> None:
     """Serve a web page and a REST API (/api/predict, /api/model, /docs) that classify paintings."""
-    from ..model.classifier import StyleClassifier
     from .serve import serve as run_server
 
-    folder = _model_or_default(model)
-    clf = StyleClassifier.load(folder, cache_dir=False, engine=engine.value, precision=precision.value,
-                               show_progress=False)
-    err.print(f"serving model [bold]{folder.resolve().name}[/bold] on [bold]http://{host}:{port}/[/bold] "
+    clf = _classifier(model, zero_shot, backbone, labels, weights, cache_dir=False, engine=engine.value,
+                      precision=precision.value, show_progress=False)
+    name = f"{backbone} zero-shot" if zero_shot else _model_or_default(model).resolve().name
+    err.print(f"serving model [bold]{name}[/bold] on [bold]http://{host}:{port}/[/bold] "
               f"(API docs at /docs; Ctrl-C stops)")
-    run_server(clf, host=host, port=port, model_name=folder.resolve().name, max_upload_mb=max_upload_mb,
+    run_server(clf, host=host, port=port, model_name=name, max_upload_mb=max_upload_mb,
                max_files=max_files, concurrency=concurrency, max_pending=max_pending)
 
 

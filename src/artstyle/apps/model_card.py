@@ -9,15 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from ..data.labels import PANDORA_MOVEMENTS
 from ..data.splits import parse_splits_csv
 from ..model.bundle import Bundle
 
-# The movements of Pandora18k, the data set this tool's layout comes from.
-PANDORA_MOVEMENTS = (
-    "byzantine iconography", "early renaissance", "northern renaissance", "high renaissance", "baroque",
-    "rococo", "romanticism", "realism", "impressionism", "post impressionism", "expressionism", "symbolism",
-    "fauvism", "cubism", "surrealism", "abstract art", "naive art", "pop art",
-)
 TOP_CONFUSIONS = 8
 
 

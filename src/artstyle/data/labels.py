@@ -9,6 +9,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
+# The movements of Pandora18k, the data set this tool's layout comes from.
+PANDORA_MOVEMENTS = (
+    "byzantine iconography", "early renaissance", "northern renaissance", "high renaissance", "baroque",
+    "rococo", "romanticism", "realism", "impressionism", "post impressionism", "expressionism", "symbolism",
+    "fauvism", "cubism", "surrealism", "abstract art", "naive art", "pop art",
+)
+
 # Spellings that differ by more than separators or case. Pandora18k itself writes
 # "Byzantin"; the art-historical name has an "e".
 ALIASES = {

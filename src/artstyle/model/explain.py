@@ -1,6 +1,7 @@
 """Why the model said what it said: a Grad-CAM heat-map for one movement over the painting.
 
-Grad-CAM weighs each channel of the backbone's last feature map by the gradient of the
+Grad-CAM weighs each channel of the backbone's last feature map (a vision transformer's
+patch tokens entering its last block, on their grid) by the gradient of the
 movement's score (through the recipe's pooling and the trained head) and keeps the
 positive sum. The multicrop recipe sees the picture's centre square twice: whole (view 0)
 and as 2 x 2 tiles at twice the size; each tile's map goes to its quarter of the square
@@ -24,6 +25,7 @@ from PIL import Image
 
 from ..data.images import ImageInput, load_image, source_name
 from ..errors import ArtstyleError, ImageLoadError
+from ..features.networks import token_grid
 
 OVERLAY_ALPHA = 0.5  # heat-map weight in the overlay
 
@@ -97,6 +99,8 @@ def square_map(graph, extractors, image: Image.Image, target: int | None = None)
     total = None
     for embedding, extractor in zip(graph.embeddings, extractors):
         maps, grads = embedding.feature_map, embedding.feature_map.grad
+        if maps.ndim == 3:  # a ViT's tokens: gradients on its patch tokens, laid out on their grid
+            maps, grads = token_grid(maps, embedding.prefix), token_grid(grads, embedding.prefix)
         cams = F.relu((grads.mean(dim=(2, 3), keepdim=True) * maps).sum(dim=1)).detach()  # (views, h, w)
         if extractor.preprocessing.grid > 1 and not extractor.preprocessing.has_tiles(*image.size):
             square = cams.sum(dim=0)  # a picture too small for tiles: its "tiles" are the whole view again

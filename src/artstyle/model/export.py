@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 from ..features.extraction import pool_views
-from ..features.networks import Embedding, static_same_padding
+from ..features.networks import Embedding, exporting, static_same_padding
 from ..files import atomic_write_bytes
 
 OPSET = 17
@@ -75,8 +74,7 @@ def export_onnx(clf, path: str | os.PathLike) -> Path:
         for e in clf.feature_extractors
     )
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+    with exporting():
         torch.onnx.export(
             graph, examples, buffer, dynamo=False, input_names=names, output_names=["probabilities"],
             opset_version=OPSET, dynamic_axes={name: {0: "batch"} for name in [*names, "probabilities"]},

@@ -111,6 +111,30 @@ class MLPHead(Head):
         return {"weight1": self.weight1, "bias1": self.bias1, "weight2": self.weight2, "bias2": self.bias2}
 
 
+@dataclass(kw_only=True)
+class CosineHead(Head):
+    """Zero-shot scores: the cosine of an image's embedding (the first columns of its
+    vector: the global view's pooled, projected embedding) with each class's unit text
+    embedding, times the model's own logit scale, plus its bias (SigLIP's)."""
+
+    weight: np.ndarray  # (n_classes, embedding_dim), unit rows
+    logit_scale: np.ndarray  # (1,)
+    logit_bias: np.ndarray  # (1,)
+    kind = "cosine"
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.weight.shape[0])
+
+    def scores(self, z):
+        embedding = z[:, : self.weight.shape[1]]
+        unit = embedding / ((embedding * embedding).sum(1, keepdims=True) ** 0.5 + 1e-12)
+        return (unit @ self.weight.T) * self.logit_scale + self.logit_bias
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return {"weight": self.weight, "logit_scale": self.logit_scale, "logit_bias": self.logit_bias}
+
+
 def head_from_tensors(kind: str, tensors: dict[str, np.ndarray], temperature: float) -> Head:
     """Rebuild a head saved with `tensors()`; shapes are checked."""
     t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
@@ -126,6 +150,9 @@ def head_from_tensors(kind: str, tensors: dict[str, np.ndarray], temperature: fl
         h = t["weight1"].shape[0]
         ok = (t["weight1"].shape == (h, d) and t["bias1"].shape == (h,)
               and t["weight2"].shape[1:] == (h,) and t["bias2"].shape == (t["weight2"].shape[0],))
+    elif kind == "cosine":
+        head = CosineHead(**common, weight=t["weight"], logit_scale=t["logit_scale"], logit_bias=t["logit_bias"])
+        ok = t["weight"].shape[1] <= d and t["logit_scale"].shape == t["logit_bias"].shape == (1,)
     else:
         raise ArtstyleError(f"unknown head type {kind!r}")
     if not ok:
