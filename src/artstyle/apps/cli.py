@@ -582,15 +582,20 @@ def backbones() -> None:
     """List the feature networks artstyle can train with."""
     from ..features.backbones import available_backbones
 
-    table = Table(title="Backbones")
-    for column in ("name", "input", "features", "offline", "description"):
+    table = Table(title="Backbones", caption="speed: images per second on 2 CPU cores, global view "
+                  "(fast > 20, medium 5-20, slow 1-5, very slow < 1); docs/performance.md")
+    for column in ("name", "input", "features", "download", "licence", "speed", "zero-shot", "description"):
         table.add_column(column, no_wrap=column != "description")
     for info in available_backbones():
+        download = "in the wheel" if info.offline else f"{info.download_mb} MB" if info.download_mb else "model's own"
         table.add_row(
             info.name,
             f"{info.input_size} px" if info.input_size else "model's own",
             str(info.feature_dim or "model's own"),
-            "yes" if info.offline else "no",
+            download,
+            info.licence or "model's own",
+            info.speed,
+            "yes" if info.text else "",
             info.description,
         )
     out.print(table)

@@ -94,11 +94,18 @@ def load_backbone(
                        if keep_graphs else None)
     cached = store.description() if store is not None and engine == "onnx" else None
     if cached is not None:
+        def build():
+            built = loader(weights_path)
+            if built.weights_id != cached["weights_id"]:  # the file changed since its graph was stored
+                raise ArtstyleError(f"{weights_path or name}: weights differ from the ones its graph was made with "
+                                    f"({built.weights_id}, not {cached['weights_id']})")
+            return built.model
+
         backbone = Backbone(
             name,
             Preprocessing.from_dict(cached["preprocessing"]),
             cached["weights_id"],
-            build=lambda: loader(weights_path).model,
+            build=build,
             feature_dim=cached["feature_dim"],
             stats_dim=cached["stats_dim"],
             stat_strides=stat_strides,

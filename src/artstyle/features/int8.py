@@ -26,6 +26,11 @@ are not ONNX Runtime's defaults, for measured reasons (docs/performance.md#int8)
   shifts the statistics systematically (most of their error at strides 4 and 8), and a
   head trained on fp32 features reads a shift as evidence. It cut the rise in
   full-size ECE from about 0.03 to about 0.01. Measured in docs/performance.md#int8.
+
+A vision transformer (CLIP, SigLIP, DINOv2) quantizes its weight products instead: the
+MatMul and Gemm nodes with a weight input go int8; attention's products of two
+activations, its softmax and its layer norms stay fp32 (their ranges move with every
+picture), and so does the patch embedding, its one convolution.
 """
 
 from __future__ import annotations
@@ -43,13 +48,28 @@ DEFAULT_CALIBRATION = 256  # training paintings that set the activation ranges
 FP32_CONVOLUTIONS = 9  # the first convolutions, up to EfficientNet-Lite0's stride-4 map, stay fp32
 
 
-def scheme(weight_range: str) -> dict:
-    """What `quantize_graph` does with `weight_range` ("full" or "reduced"), as recorded
-    beside the graph in a model folder."""
+def scheme(weight_range: str, kind: str = "convolutional") -> dict:
+    """What `quantize_graph` does with `weight_range` ("full" or "reduced") on a graph of
+    `kind` (see `graph_kind`), as recorded beside the graph in a model folder."""
+    if kind == "transformer":
+        operators, kept = {"operators": ["MatMul", "Gemm"], "fp32_products": "activation x activation (attention)"}, {}
+    else:
+        operators, kept = {"operators": ["Conv", "Clip"]}, {"fp32_convolutions": FP32_CONVOLUTIONS}
     return {"format": "QDQ", "weights": f"int8, per output channel, {weight_range} range", "weight_range": weight_range,
-            "activations": "uint8", "operators": ["Conv", "Clip"], "calibration": "MinMax",
-            "fp32_convolutions": FP32_CONVOLUTIONS,
+            "activations": "uint8", **operators, "calibration": "MinMax", **kept,
             "output_correction": "mean fp32 - int8 output per value, on the calibration views"}
+
+
+def graph_kind(graph: bytes) -> str:
+    """"transformer" when most of the graph's weights sit in MatMul/Gemm nodes (a ViT),
+    else "convolutional"."""
+    import onnx
+
+    model = onnx.load_from_string(graph)
+    weights = {i.name for i in model.graph.initializer}
+    products = sum(1 for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and set(n.input) & weights)
+    convolutions = sum(1 for n in model.graph.node if n.op_type == "Conv")
+    return "transformer" if products > convolutions else "convolutional"
 
 
 def graph_weight_range(quantization: dict) -> str:
@@ -90,14 +110,20 @@ def quantize_graph(graph: bytes, views: Iterable[np.ndarray], weight_range: str 
         options.optimized_model_filepath = str(source)
         options.log_severity_level = 3
         onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        convolutions = [n.name for n in onnx.load(str(source)).graph.node if n.op_type == "Conv"]
-        plan = scheme(resolve_weight_range(weight_range))
+        optimised = onnx.load(str(source))
+        plan = scheme(resolve_weight_range(weight_range), graph_kind(graph))
+        weights = {i.name for i in optimised.graph.initializer}
+        if "fp32_convolutions" in plan:
+            excluded = [n.name for n in optimised.graph.node if n.op_type == "Conv"][: plan["fp32_convolutions"]]
+        else:  # a transformer: products of two activations stay fp32
+            excluded = [n.name for n in optimised.graph.node
+                        if n.op_type in ("MatMul", "Gemm") and not set(n.input) & weights]
         root.addFilter(advice)  # its "consider pre-processing" advice: the optimisations above are that
         try:
             quantize_static(str(source), str(target), Views(), quant_format=QuantFormat.QDQ, per_channel=True,
                             reduce_range=plan["weight_range"] == "reduced", activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, op_types_to_quantize=list(plan["operators"]),
-                            nodes_to_exclude=convolutions[: plan["fp32_convolutions"]])
+                            nodes_to_exclude=excluded)
         finally:
             root.removeFilter(advice)
         quantized = target.read_bytes()

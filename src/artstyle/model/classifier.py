@@ -28,7 +28,7 @@ from ..data.dataset import Dataset, ImageRecord, LabelledImages, Roots, labelled
 from ..data.images import ImageInput, load_image, source_name
 from ..data.sizes import size_profile, size_shift, size_warning
 from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
-from ..errors import ArtstyleError, DatasetError, ImageLoadError, NotFittedError
+from ..errors import ArtstyleError, BundleError, DatasetError, ImageLoadError, NotFittedError
 from ..features.backbones import load_backbone, resolve_engine
 from ..features.cache import FeatureCache, default_cache_dir
 from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, extract_features
@@ -45,7 +45,8 @@ from .balancing import DEFAULT_BALANCING, check_balancing
 from .calibration import Abstention
 from .head import HEAD_KINDS
 from .metrics import classification_metrics, metrics_by_group, score_once, size_band
-from .negatives import GENERATED_KIND, FolderNonPaintings, folder_non_paintings, non_paintings, shipped_negatives
+from .negatives import (GENERATED_KIND, FolderNonPaintings, folder_non_paintings, non_paintings, shipped_negatives,
+                        shipped_pictures)
 from .painting import NonPaintings
 from .prediction import Prediction
 from .similar import THUMBNAIL_SIDE, SimilarityIndex, SimilarPaintings, thumbnail_webp
@@ -193,7 +194,8 @@ class StyleClassifier:
                     entry = recorded["features"]["backbones"][i]
                     preprocessing = Preprocessing.from_dict(entry["preprocessing"])
                     if entry.get("weights_id") not in (None, backbone.weights_id):
-                        log.warning("%s: weights differ from the ones this model was trained with", name)
+                        raise BundleError(f"{weights or name}: weights differ from the ones this model was trained with "
+                                          f"({backbone.weights_id}, not {entry['weights_id']}): pass the same file")
                 extractors.append(FeatureExtractor(backbone, recipe, preprocessing))
             self._extractors = extractors
         return self._extractors
@@ -435,23 +437,29 @@ class StyleClassifier:
         features = self.extract([img for _, img in generated], None, "Non-paintings").features[:, cols]
         kinds = np.array([GENERATED_KIND.get(kind, -1) for kind, _ in generated], np.int64)
         info: dict = {"generated_negatives": len(generated), "real_negatives": None}
+        ships_features = all(s is not None for s in shipped) and len({len(s.features) for s in shipped}) == 1
+        missing = ", ".join(e.backbone.name for e, s in zip(self.feature_extractors, shipped) if s is None)
+        label = "Real non-paintings"
+        if real is None and not ships_features and (real := shipped_pictures()) is not None:
+            label = "Shipped non-paintings"
+            log.info("no non-painting features ship for %s: its detector learns from the %d photographs that ship as "
+                     "pictures (embedded once, then cached) and generated charts and documents; --non-paintings DIR "
+                     "gives it more", missing or "these backbones together", len(real.paths))
         if real is not None:
-            extraction = self.extract(real.paths, None, "Real non-paintings")
+            extraction = self.extract(real.paths, None, label)
             for i, reason in sorted(extraction.errors.items()):
                 log.warning("%s: skipped (%s)", real.paths[i], reason)
             features = np.concatenate([features, extraction.features[extraction.ok][:, cols]])
             kinds = np.concatenate([kinds, real.kinds[extraction.ok]])
             info["real_negatives"] = real.provenance(extraction.ok)
-        elif all(s is not None for s in shipped) and len({len(s.features) for s in shipped}) == 1:
+        elif ships_features:
             features = np.concatenate([features, np.concatenate([s.features for s in shipped], axis=1)])
             kinds = np.concatenate([kinds, shipped[0].kind])
             info["real_negatives"] = shipped[0].provenance()
         else:
-            missing = [e.backbone.name for e, s in zip(self.feature_extractors, shipped) if s is None]
-            log.warning("no real non-paintings ship for %s (or its weights differ): the 'not a painting' detector "
-                        "learns from generated ones only and will pass most photos (give it a folder of them: "
-                        "--non-paintings)",
-                        ", ".join(missing) or "these backbones together (their files hold different images)")
+            log.warning("no real non-paintings ship for %s: the 'not a painting' detector learns from generated ones "
+                        "only and will pass most photos (give it a folder of them: --non-paintings)",
+                        missing or "these backbones together (their files hold different images)")
         return NonPaintings(features, kinds, cols, info)
 
     def _adopt(self, trained: TrainedHead, labels: list[str]) -> None:

@@ -251,6 +251,14 @@ def shipped_negatives(backbone: str, weights_id: str) -> ShippedNegatives | None
                                 handle.get_tensor("source").astype(np.int64), json.loads(meta["sources"]), meta)
 
 
+def shipped_pictures() -> FolderNonPaintings | None:
+    """Real photographs whose licences let them ship as pictures (scripts/build_negatives.py
+    --pictures): what a backbone without shipped features embeds itself, cached like any
+    image; None when this installation has none."""
+    folder = NEGATIVES_DIR / "pictures"
+    return folder_non_paintings(folder) if folder.is_dir() else None
+
+
 @dataclass
 class FolderNonPaintings:
     """A user's own non-painting images: their paths and kinds (index into

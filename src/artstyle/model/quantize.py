@@ -25,7 +25,8 @@ from ..data.splits import parse_splits_csv
 from ..errors import ArtstyleError
 from ..features.extraction import FeatureExtractor, decode_views, repeats_first_view
 from ..features.graph_cache import BundledGraph
-from ..features.int8 import CALIBRATION_BATCH, DEFAULT_CALIBRATION, quantize_graph, resolve_weight_range, scheme
+from ..features.int8 import (CALIBRATION_BATCH, DEFAULT_CALIBRATION, graph_kind, quantize_graph, resolve_weight_range,
+                             scheme)
 from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def quantize_model(model: str | os.PathLike, data: Roots, *, out: str | os.PathL
     for extractor, graph in zip(clf.feature_extractors, graphs, strict=True):
         views = calibration_views([dataset.abspath(r) for r in calibration], extractor, show_progress)
         info = {**graph.info, "quantization": {
-            **scheme(weight_range), "paintings": len(calibration), "sources": sorted({r.source for r in calibration}),
+            **scheme(weight_range, graph_kind(graph.data)), "paintings": len(calibration), "sources": sorted({r.source for r in calibration}),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
         int8.append(BundledGraph(quantize_graph(graph.data, views, weight_range), graph.stats, info, precision="int8"))
     compared, same, diff = _agreement(clf, int8, [dataset.abspath(r) for r in held])
