@@ -142,9 +142,11 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def int8_classifier(recipe: str, cache_dir: Path | bool, calibration: list[Path],
-                    backbone: str = DEFAULT_BACKBONE, weight_range: str = "auto") -> StyleClassifier:
+                    backbone: str = DEFAULT_BACKBONE, weight_range: str = "auto", weights: Path | None = None,
+                    ) -> StyleClassifier:
     """A classifier of `recipe` whose network runs as `artstyle quantize` writes it, calibrated on `calibration`."""
-    clf = StyleClassifier(backbone, features=recipe, cache_dir=cache_dir, engine="onnx", show_progress=False)
+    clf = StyleClassifier(backbone, features=recipe, weights=weights, cache_dir=cache_dir, engine="onnx",
+                          show_progress=False)
     (extractor,) = clf.feature_extractors
     backbone, stats = extractor.backbone, extractor.recipe.stats
     graph = quantize_graph(backbone.graph(stats), calibration_views(calibration, extractor, False), weight_range)

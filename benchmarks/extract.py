@@ -1,6 +1,12 @@
 """Extraction speed: the naive per-image pipeline vs artstyle's, on one set of images, in one run.
 
     python benchmarks/extract.py [--images 200] [--data DIR] [--backbone efficientnet_lite0] [--repeats 3] [--json]
+    python benchmarks/extract.py --backbone clip-vit-b32 [--weights FILE] [--images 64]
+
+A foundation backbone (one that does not ship in a wheel) gets the recipe table alone,
+beside efficientnet_lite0 in the same run: images/s of `global`, `sized` and
+`sized+texture` (token statistics on a ViT), fp32 and int8. Without --weights it runs the
+real architecture with random weights (speed does not depend on their values).
 
 Without --data it writes JPEGs (quality 90) with the size mix of a scan collection: half
 about 800 px on the long side, a third about 1600 px, a fifth about 3000 px.
@@ -128,10 +134,11 @@ def inference_only_ips(backbone_name: str, paths: list[Path], repeats: int) -> t
     return best
 
 
-def artstyle_ips(backbone_name: str, recipe: str, paths: list[Path], repeats: int, int8: bool = False) -> float:
+def artstyle_ips(backbone_name: str, recipe: str, paths: list[Path], repeats: int, int8: bool = False,
+                 weights: Path | None = None) -> float:
     """`int8`: with the embedding `artstyle quantize` writes (calibrated on the first 64 images)."""
-    clf = (int8_classifier(recipe, False, paths[:64], backbone_name) if int8 else
-           StyleClassifier(backbone_name, features=recipe, cache_dir=False, show_progress=False))
+    clf = (int8_classifier(recipe, False, paths[:64], backbone_name, weights=weights) if int8 else
+           StyleClassifier(backbone_name, features=recipe, weights=weights, cache_dir=False, show_progress=False))
     clf.extract(paths[:4])  # load the network and build the engine outside the clock
     return best_ips(lambda: clf.extract(paths), len(paths), repeats)
 
@@ -228,6 +235,22 @@ def int8_accuracy(data: list[Path], seed: int) -> dict:
     return table
 
 
+FOUNDATION_RECIPES = ("global", "sized", "sized+texture")
+
+
+def recipe_table(backbone: str, weights: Path | None, paths: list[Path], repeats: int) -> dict:
+    """Images/s per recipe, fp32 and int8, of `backbone` and of efficientnet_lite0 in the same run."""
+    table: dict = {}
+    for name, file in (("efficientnet_lite0", None), (backbone, weights)):
+        for recipe in FOUNDATION_RECIPES:
+            fp32 = artstyle_ips(name, recipe, paths, repeats, weights=file)
+            int8 = artstyle_ips(name, recipe, paths, repeats, int8=True, weights=file)
+            table[f"{name}|{recipe}"] = {"fp32_ips": fp32, "int8_ips": int8}
+            print(f"{name:20s} {recipe:14s} fp32 {fp32:7.1f} img/s, int8 {int8:7.1f} img/s ({int8 / fp32:.2f}x)",
+                  flush=True)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=200)
@@ -240,7 +263,11 @@ def main() -> None:
                         help="also score fp32 and int8 on artist-disjoint folds of these painting folders "
                         "(benchmarks/accuracy.py's default arm; the full-size collection first)")
     parser.add_argument("--seed", type=int, default=0, help="fold draw of --accuracy")
+    parser.add_argument("--weights", type=Path, help="a foundation backbone's checkpoint (default: random weights)")
     args = parser.parse_args()
+    from artstyle.features.backbones import get_info
+
+    foundation = not args.backbone.startswith("timm:") and not get_info(args.backbone).offline
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -253,6 +280,15 @@ def main() -> None:
             source = "generated scan mix"
         print(f"{len(paths)} images ({source}), {args.backbone}, {torch.get_num_threads()} threads", flush=True)
         result: dict = {"images": len(paths), "source": source, "backbone": args.backbone}
+        if foundation:
+            from artstyle.features.weights_hub import random_checkpoint
+
+            weights = args.weights or random_checkpoint(args.backbone, tmp / "random.safetensors")
+            result["weights"] = str(args.weights) if args.weights else "random (real architecture)"
+            result["recipes"] = recipe_table(args.backbone, weights, paths, args.repeats)
+            if args.json:
+                print(json.dumps(result, indent=2))
+            return
         result["naive_ips"] = naive_ips(args.backbone, paths, args.repeats)
         print(f"naive (full decode, batch 1, eager):   {result['naive_ips']:7.1f} img/s", flush=True)
         result["inference_only_ips"], result["inference_batch"], result["inference_mode"] = inference_only_ips(

@@ -15,7 +15,7 @@ import pytest
 from synth import STYLES, paint
 from artstyle import BundleError, StyleClassifier, default_model_path
 
-HEAVY = ("torch", "timm", "torchvision")
+HEAVY = ("torch", "timm", "torchvision", "open_clip")
 
 # Runs `code` (which leaves its answer in `out`) in a fresh interpreter with an empty
 # user cache and prints the answer and the heavy libraries it imported, as JSON.

@@ -74,6 +74,8 @@ _EXPORTS = {
     "quantize_model": "model.quantize",
     "Quantized": "model.quantize",
     "PRECISIONS": "features.int8",
+    "zero_shot_classifier": "model.zero_shot",
+    "PANDORA_MOVEMENTS": "data.labels",
 }
 
 __all__ = ["__version__", "default_model_path", *sorted(_EXPORTS)]
@@ -119,3 +121,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.prediction import Prediction
     from .model.similar import Neighbour, SimilarityIndex, SimilarPaintings
     from .timing import recording
+    from .model.zero_shot import zero_shot_classifier
+    from .data.labels import PANDORA_MOVEMENTS

@@ -56,11 +56,12 @@ class ImageTower(nn.Module):
         """Parameter groups as timm names them: the stem, each block, then the head
         (what `--finetune --stages N` counts from the top)."""
         if self.timm:
-            return {"stem": r"^visual\.trunk\.(cls_token|pos_embed|reg_token|patch_embed)",
+            return {"stem": r"^visual\.trunk\.(?:cls_token|pos_embed|reg_token|patch_embed)",
                     "blocks": [(r"^visual\.trunk\.blocks\.(\d+)", None),
-                               (r"^visual\.(trunk\.(norm|fc_norm|attn_pool|head)|head)", (99999,))]}
-        return {"stem": r"^visual\.(class_embedding|positional_embedding|conv1|ln_pre)",
-                "blocks": [(r"^visual\.transformer\.resblocks\.(\d+)", None), (r"^visual\.(ln_post|proj)", (99999,))]}
+                               (r"^visual\.(?:trunk\.(?:norm|fc_norm|attn_pool|head)|head)", (99999,))]}
+        return {"stem": r"^visual\.(?:class_embedding|positional_embedding|conv1|ln_pre)",
+                "blocks": [(r"^visual\.transformer\.resblocks\.(\d+)", None),
+                           (r"^visual\.(?:ln_post|proj)", (99999,))]}
 
 
 class TextTower:
@@ -108,10 +109,13 @@ def load(info: BackboneInfo, weights: Path | None) -> Backbone:
     fine-tuned image tower (`backbone.safetensors`: the text tower then stays untrained)."""
     import logging
 
-    import open_clip
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    try:
+        import open_clip
+    except ImportError:
+        raise ArtstyleError(f"{info.name} needs open_clip: pip install 'artstyle[torch]'") from None
     path = weights_file(info, weights)
     weights_id = file_weights_id(path)  # before the load: what was read is what was hashed
     logging.getLogger("root").disabled = True  # open_clip warns that no pretrained weights were loaded

@@ -47,11 +47,11 @@ def token_blocks(model: nn.Module) -> tuple[list[str], int] | None:
 
 
 def _block_taps(model: nn.Module, names: list[str], n: int) -> dict[str, int]:
-    """`n` blocks evenly spread over the depth, the last one included: the ViT's
-    counterpart of feature maps at several strides (early blocks: strokes and local
-    texture; late ones: composition)."""
+    """`n` blocks evenly spread over the depth, the first and the last included: the
+    ViT's counterpart of feature maps at several strides (the first block: strokes and
+    local texture, little mixed across the picture yet; the last: composition)."""
     depth = len(names)
-    chosen = sorted({max(0, round((k + 1) * depth / n) - 1) for k in range(n)})
+    chosen = sorted({round(k * (depth - 1) / max(n - 1, 1)) for k in range(n)})
     width = int(getattr(model, "embed_dim", 0) or model.num_features)
     modules = dict(model.named_modules())
     return {names[i]: _block_width(modules[names[i]], width) for i in chosen}

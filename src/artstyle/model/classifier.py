@@ -124,7 +124,9 @@ class StyleClassifier:
     "auto" for the one this machine joined); needs the `ray` extra.
     `balance` weighs the training paintings (see `balancing.BALANCINGS`; "breadth": movements,
     sources and artists count equally). `size_variants` also shows the head each training
-    painting shrunk (see `SizeVariants`; None: only as it is).
+    painting shrunk (see `SizeVariants`; None: only as it is). `text_prior` (image+text
+    backbones) mixes zero-shot logits into the head, most for movements with few paintings
+    (see `text_prior.TextPrior`).
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class StyleClassifier:
         ray: str | None = None,
         balance: str = DEFAULT_BALANCING,
         size_variants: SizeVariants | None = SizeVariants(),
+        text_prior: bool = False,
         show_progress: bool = True,
     ):
         self.backbone = backbone
@@ -168,6 +171,7 @@ class StyleClassifier:
         self.device = device
         self.balance = balance
         self.size_variants = size_variants
+        self.text_prior = text_prior
         self.show_progress = show_progress
         self._extractors: list[FeatureExtractor] | None = None
 
@@ -301,7 +305,7 @@ class StyleClassifier:
             rows.x, rows.y, len(table.labels), rows.folds,
             kinds=HEAD_KINDS if self.head == "auto" else (self.head,),
             negatives=negatives, labels=table.labels, seed=self.seed, weighting=rows.weighting, scored=rows.scored,
-            groups=rows.groups,
+            groups=rows.groups, prior=self._text_prior(table.labels) if self.text_prior else None,
         )
         trained.held_out = trained.held_out[: len(table.train)]  # the paintings' rows come first
         log.info(
@@ -419,6 +423,22 @@ class StyleClassifier:
             raise ArtstyleError(f"unknown head {self.head!r}; choose auto or one of {', '.join(HEAD_KINDS)}")
         if self.finetune is not None and len(split_backbones(self.backbone)) > 1:
             raise ArtstyleError("fine-tuning trains one backbone; a '+' list of backbones cannot be fine-tuned")
+        if self.text_prior:
+            from ..features.backbones import get_info
+
+            names = split_backbones(self.backbone)
+            if len(names) > 1 or names[0].startswith("timm:") or not get_info(names[0]).text:
+                raise ArtstyleError(f"--text-prior needs one image+text backbone (clip-vit-b32, clip-vit-b16, "
+                                    f"siglip-b16), not {self.backbone}")
+            if self.finetune is not None:
+                raise ArtstyleError("--text-prior and --finetune do not mix: a tuned image tower leaves the text's space")
+
+    def _text_prior(self, labels: list[str]):
+        """The zero-shot prior of `labels` from this classifier's (one) image+text backbone."""
+        from .text_prior import text_prior
+
+        (extractor,) = self.feature_extractors
+        return text_prior(extractor.backbone, getattr(self, "backbone_weights_", None) or self.weights, labels)
 
     def non_painting_features(self, real: FolderNonPaintings | None = None) -> NonPaintings | None:
         """What the painting detector learns from: real non-paintings (the images of
@@ -452,6 +472,8 @@ class StyleClassifier:
             features = np.concatenate([features, extraction.features[extraction.ok][:, cols]])
             kinds = np.concatenate([kinds, real.kinds[extraction.ok]])
             info["real_negatives"] = real.provenance(extraction.ok)
+            if label == "Shipped non-paintings":
+                info["real_negatives"]["folder"] = "artstyle's shipped photographs (assets/negatives/pictures)"
         elif ships_features:
             features = np.concatenate([features, np.concatenate([s.features for s in shipped], axis=1)])
             kinds = np.concatenate([kinds, shipped[0].kind])

@@ -41,6 +41,9 @@ class ProbabilityGraph(nn.Module):
         head = clf.head_
         arrays = {**head.weights(), "mean": head.mean, "scale": head.scale}
         self.head = replace(head, **{k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items()})
+        if head.prior is not None:
+            self.head.prior = replace(head.prior, **{k: torch.from_numpy(np.asarray(getattr(head.prior, k), np.float32))
+                                                     for k in ("weight", "logit_scale", "mix")})
 
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.scores(*images) / self.head.temperature, dim=1)
@@ -53,8 +56,9 @@ class ProbabilityGraph(nn.Module):
             outputs = embedding(views.reshape(n * v, *views.shape[2:]))
             stats = outputs[1].reshape(n, v, -1) if len(outputs) > 1 else None
             features.append(pool_views(outputs[0].reshape(n, v, -1), stats, xp=torch))
-        z = (torch.cat(features, dim=1) - self.head.mean) / self.head.scale
-        return self.head.scores(z)
+        raw = torch.cat(features, dim=1)
+        scores = self.head.scores((raw - self.head.mean) / self.head.scale)
+        return scores if self.head.prior is None else scores + self.head.prior.logits(raw)
 
 
 def input_names(clf) -> list[str]:

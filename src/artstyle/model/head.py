@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ArtstyleError
+from .text_prior import TextPrior
 
 HEAD_KINDS = ("logreg", "svm", "mlp")
 
@@ -32,6 +33,7 @@ class Head:
     mean: np.ndarray  # (dim,)
     scale: np.ndarray  # (dim,)
     temperature: float
+    prior: TextPrior | None = None  # zero-shot logits added to the scores (`train --text-prior`)
 
     kind = "head"
 
@@ -50,8 +52,9 @@ class Head:
         return (features - self.mean) / self.scale
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        """Uncalibrated class scores."""
-        return self.scores(self.standardize(features))
+        """Uncalibrated class scores (with the text prior's, when there is one)."""
+        scores = self.scores(self.standardize(features))
+        return scores if self.prior is None else scores + self.prior.logits(np.asarray(features, np.float32))
 
     def scores(self, z):
         """Class scores of standardised features; written with operators that numpy arrays
@@ -68,7 +71,8 @@ class Head:
 
     def tensors(self) -> dict[str, np.ndarray]:
         """Everything but the temperature, for safetensors."""
-        return {**self.weights(), "feature_mean": self.mean, "feature_scale": self.scale}
+        prior = self.prior.tensors() if self.prior is not None else {}
+        return {**self.weights(), "feature_mean": self.mean, "feature_scale": self.scale, **prior}
 
 
 @dataclass(kw_only=True)
@@ -138,7 +142,8 @@ class CosineHead(Head):
 def head_from_tensors(kind: str, tensors: dict[str, np.ndarray], temperature: float) -> Head:
     """Rebuild a head saved with `tensors()`; shapes are checked."""
     t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
-    common = {"mean": t["feature_mean"], "scale": t["feature_scale"], "temperature": float(temperature)}
+    common = {"mean": t["feature_mean"], "scale": t["feature_scale"], "temperature": float(temperature),
+              "prior": TextPrior.from_tensors(t)}
     d = common["mean"].shape[0]
     if common["scale"].shape != (d,):
         raise ArtstyleError("head tensors have inconsistent shapes")
@@ -155,6 +160,10 @@ def head_from_tensors(kind: str, tensors: dict[str, np.ndarray], temperature: fl
         ok = t["weight"].shape[1] <= d and t["logit_scale"].shape == t["logit_bias"].shape == (1,)
     else:
         raise ArtstyleError(f"unknown head type {kind!r}")
+    prior = common["prior"]
+    if prior is not None and not (prior.weight.shape[0] == prior.mix.shape[0] == head.n_classes
+                                  and prior.weight.shape[1] <= d):
+        ok = False
     if not ok:
         raise ArtstyleError("head tensors have inconsistent shapes")
     return head

@@ -26,6 +26,7 @@ from .head import HEAD_KINDS, Head, softmax
 from .head_fitting import ALPHAS, HeadFitter
 from .metrics import classification_metrics, macro_f1, size_band
 from .painting import NonPaintings, PaintingDetector, fit_painting_detector
+from .text_prior import PRIOR_PAINTINGS, TextPrior
 
 log = logging.getLogger("artstyle")
 
@@ -162,6 +163,18 @@ def _held_out_path(kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, fold
     return path
 
 
+def _prior_out_of_fold(prior: TextPrior, x: np.ndarray, y: np.ndarray, n_classes: int, folds: np.ndarray,
+                       fold_ids: list[int], paintings: np.ndarray) -> np.ndarray:
+    """Each row's prior logits, weighed by the paintings of the folds it was not in (what
+    the head scoring it was trained on)."""
+    out = np.zeros((len(y), n_classes), np.float32)
+    for fold in fold_ids:
+        test = folds == fold
+        counts = np.bincount(y[(folds != fold) & paintings], minlength=n_classes)
+        out[test] = prior.for_counts(counts).logits(x[test])
+    return out
+
+
 def _held_out_summary(proba: np.ndarray, y: np.ndarray, abstention: Abstention, labels: list[str]) -> dict:
     """config.json's held-out figures: the scores, and how often the model is sure and right then."""
     metrics = classification_metrics(y, proba, labels)
@@ -185,6 +198,7 @@ def train_head(
     weighting: RowWeighting | None = None,
     scored: np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    prior: TextPrior | None = None,
 ) -> TrainedHead:
     """Select, refit and calibrate a head on features `x` with labels `y`.
 
@@ -195,6 +209,8 @@ def train_head(
     scored). `weighting` gives each fit its rows' weights (None: classes balanced).
     `negatives` (non-paintings' features) enable the painting detector, whose threshold
     holds in each of `groups` (per row, e.g. size band and source; see `HeadRows.groups`).
+    `prior` (a `TextPrior`) adds zero-shot logits, weighed by each class's paintings, to
+    every head compared and to the one kept.
     """
     y = np.asarray(y, dtype=np.int64)
     fold_ids = [f for f in range(folds.max() + 1) if (folds == f).any()] if len(folds) else []
@@ -205,12 +221,19 @@ def train_head(
     best = None
     oof_by_candidate: dict[tuple[str, float], np.ndarray] = {}
     calibration_weights = source_weights(weighting.sources[held]) if weighting is not None else None
+    paintings = scored if scored is not None else np.ones(len(y), bool)
+    prior_oof = _prior_out_of_fold(prior, x, y, n_classes, folds, fold_ids, paintings) if prior is not None else None
+    without_prior: dict[tuple[str, float], float] = {}
     if len(fold_ids) >= 2:
         for kind in kinds:
             with stage(f"head selection: {kind}"):
                 path = _held_out_path(kind, x, y, n_classes, folds, fold_ids, held, seed, weighting)
             scores[kind] = {}
             for alpha, (logits, f1) in path.items():
+                if prior_oof is not None:
+                    without_prior[(kind, alpha)] = f1
+                    logits = logits + prior_oof
+                    f1 = macro_f1(y[held], logits[held].argmax(axis=1), n_classes)
                 t = fit_temperature(logits[held], y[held], calibration_weights)
                 loss = nll(logits[held] / t, y[held], calibration_weights)
                 scores[kind][f"{alpha:g}"] = round(f1, 4)
@@ -227,6 +250,14 @@ def train_head(
     head.temperature = temperature
     info: dict = {"type": head.kind, "kind": kind, "alpha": alpha, "temperature": temperature,
                   "held_out_macro_f1": scores, "cv_folds": len(fold_ids)}
+    if prior is not None:
+        head.prior = prior.for_counts(np.bincount(y[paintings], minlength=n_classes))
+        info["text_prior"] = {"paintings_at_half_weight": PRIOR_PAINTINGS,
+                              "mix": {(labels or [str(i) for i in range(n_classes)])[c]: round(float(m), 3)
+                                      for c, m in enumerate(head.prior.mix)}}
+        if best is not None:
+            info["text_prior"]["held_out_macro_f1"] = {"with": round(best[0], 4),
+                                                       "without": round(without_prior[(kind, alpha)], 4)}
     held_out_proba = None
     abstention = Abstention()
     if best is not None:

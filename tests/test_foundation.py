@@ -1,0 +1,228 @@
+"""Foundation backbones (CLIP, SigLIP, DINOv2) by name, with randomly initialised weights of
+the real architectures saved in their published layout and passed as `--weights`: they
+build, cut views exactly as their own libraries do, learn, and run the whole chain
+(train, evaluate, predict without torch, export, quantize, serve, Ray, heat-maps,
+fine-tuning). Nothing here downloads (HF_HUB_OFFLINE=1); no accuracy is claimed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from artstyle.features.weights_hub import random_checkpoint
+from PIL import Image
+from synth import STYLES, TEXTURES, make_tree, paint, paint_texture
+from test_cli import run
+
+from artstyle import ArtstyleError, StyleClassifier
+from artstyle.features.backbones import available_backbones, get_info, load_backbone
+from artstyle.features.recipes import TEXTURE_STRIDES
+
+open_clip = pytest.importorskip("open_clip", reason="the torch extra (open_clip) is not installed")
+
+FOUNDATION = ("clip-vit-b32", "clip-vit-b16", "siglip-b16", "dinov2-vit-s14", "dinov2-vit-b14")
+
+
+@pytest.fixture(scope="module")
+def clip_b32(tmp_path_factory) -> Path:
+    return random_checkpoint("clip-vit-b32", tmp_path_factory.mktemp("weights") / "open_clip_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return make_tree(tmp_path_factory.mktemp("paintings"), artists=3, per_artist=5)
+
+
+def _library_transform(name: str, backbone):
+    """The model's own eval transform: open_clip's for CLIP/SigLIP, timm's for DINOv2."""
+    info = get_info(name)
+    if info.family == "open_clip":
+        config = open_clip.get_pretrained_cfg(info.arch, info.pretrained)
+        return open_clip.image_transform(backbone.preprocessing.size, is_train=False, mean=config.get("mean"),
+                                         std=config.get("std"), interpolation=config.get("interpolation"),
+                                         resize_mode=config.get("resize_mode"))
+    import timm.data
+
+    return timm.data.create_transform(**timm.data.resolve_data_config({}, model=backbone.model))
+
+
+def test_the_five_names_are_listed_with_download_licence_and_speed(capsys, monkeypatch):
+    rows = {info.name: info for info in available_backbones()}
+    for name in FOUNDATION:
+        info = rows[name]
+        assert info.download_mb and info.licence in ("MIT", "Apache-2.0") and info.speed and not info.offline
+    assert [n for n in FOUNDATION if rows[n].text] == ["clip-vit-b32", "clip-vit-b16", "siglip-b16"]
+    code, out, _ = run(capsys, monkeypatch, "backbones")
+    assert code == 0 and all(name in out for name in FOUNDATION) and "605" in out and "Apache" in out
+
+
+def test_offline_without_a_file_one_line_names_the_file_and_the_option(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ArtstyleError, match=r"open_clip_model\.safetensors .*--weights FILE"):
+        load_backbone("clip-vit-b32")
+    paint("01_StripedArt", 0, seed=1).save(tmp_path / "a.jpg")
+    code, out, err = run(capsys, monkeypatch, "predict", "--zero-shot", "--backbone", "dinov2-vit-s14", tmp_path / "a.jpg")
+    assert code != 0 and "no text tower" in err and "Traceback" not in err
+    code, out, err = run(capsys, monkeypatch, "train", tmp_path, "--out", tmp_path / "m", "--backbone", "dinov2-vit-s14")
+    assert code != 0 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", FOUNDATION)
+def test_each_name_builds_from_its_published_layout_and_cuts_views_as_its_library(name, tmp_path, clip_b32):
+    """Odd-sized pictures, portrait and landscape: artstyle's view equals the library's
+    own transform; the embedding and the token statistics have the row's dimensions."""
+    weights = clip_b32 if name == "clip-vit-b32" else random_checkpoint(name, tmp_path / "weights.safetensors")
+    backbone = load_backbone(name, weights, engine="torch", keep_graphs=False, stat_strides=TEXTURE_STRIDES)
+    info = get_info(name)
+    assert (backbone.feature_dim, backbone.preprocessing.size) == (info.feature_dim, info.input_size)
+    assert backbone.weights_id.startswith("file:")
+    transform = _library_transform(name, backbone)
+    for size in ((301, 187), (187, 301), (640, 481)):
+        image = paint("02_dot_painting", 1, seed=size[0], size=size)
+        ours = backbone.preprocessing.global_view(image)
+        theirs = transform(image).numpy()
+        np.testing.assert_allclose(ours, theirs, atol=2e-5)
+    pooled, stats = backbone.embed(ours[None], stats=True)
+    assert pooled.shape == (1, info.feature_dim) and np.isfinite(pooled).all()
+    width = next(iter(backbone.taps.values()))
+    assert len(backbone.taps) == 5 and stats.shape == (1, 2 * 5 * width)
+    if weights != clip_b32:
+        weights.unlink()  # hundreds of MB each
+
+
+def test_a_random_vit_with_token_statistics_learns_stroke_textures_on_both_engines(tmp_path):
+    """The recipe that reads texture statistics reads token statistics from five blocks of
+    a ViT; with random weights it still tells mark-making apart, and its folder gives the
+    same probabilities on ONNX Runtime (the bundled graph) and on torch."""
+    weights = random_checkpoint("clip-vit-b16", tmp_path / "open_clip_model.safetensors")
+    images = [paint_texture(m, a, seed=100 * i + 10 * a + n) for i, m in enumerate(TEXTURES[:3])
+              for a in range(3) for n in range(4)]
+    labels = [m for m in TEXTURES[:3] for _ in range(12)]
+    clf = StyleClassifier("clip-vit-b16", weights=weights, features="sized+texture", head="logreg", negatives=0,
+                          test_fraction=0, size_variants=None, cache_dir=False, show_progress=False).fit(images, labels)
+    (extractor,) = clf.feature_extractors
+    assert extractor.dim == 3 * 512 + 2 * 5 * 768
+    new = [paint_texture(m, a, seed=5000 + 10 * a + n) for m in TEXTURES[:3] for a in (7, 8) for n in range(3)]
+    truth = np.array([m for m in TEXTURES[:3] for _ in range(6)])
+    accuracy = np.mean(np.array(clf.predict(new)) == truth)
+    assert accuracy >= 0.8, accuracy
+    folder = clf.save(tmp_path / "model")
+    expected = clf.predict_proba(new[:3])
+    for engine in ("onnx", "torch"):
+        loaded = StyleClassifier.load(folder, engine=engine, cache_dir=False, show_progress=False)
+        np.testing.assert_allclose(loaded.predict_proba(new[:3]), expected, atol=2e-3)
+
+
+def test_the_whole_chain_runs_on_clip_with_random_weights(clip_b32, tree, tmp_path, capsys, monkeypatch):
+    """train -> evaluate -> predict (no torch imported) -> export -> quantize -> serve ->
+    explain, on ViT-B/32 from a `--weights` file; the detector learns the shipped photos."""
+    import subprocess
+    import sys
+
+    model = tmp_path / "model"
+    code, _, err = run(capsys, monkeypatch, "-q", "train", tree, "--out", model, "--backbone", "clip-vit-b32",
+                       "--weights", clip_b32, "--features", "sized", "--head", "logreg", "--split", "stratified",
+                       "--negatives", "24", "--size-variants", "0", "--cache-dir", tmp_path / "cache")
+    assert code == 0, err
+    config = json.loads((model / "config.json").read_text())
+    real = config["head"]["painting_detector"]["real_negatives"]
+    assert real["counts"] == {"photo": 100} and "shipped photographs" in real["folder"]
+    code, out, err = run(capsys, monkeypatch, "evaluate", model, tree, "--format", "json")
+    assert code == 0 and json.loads(out)["n_images"] > 0
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for i, style in enumerate(STYLES):
+        paint(style, artist=9, seed=900 + i).save(scans / f"{i}.jpg")
+    script = (f"import sys, json; from artstyle import StyleClassifier; "
+              f"clf = StyleClassifier.load({str(model)!r}, cache_dir=False, show_progress=False); "
+              f"p = clf.predict_proba(sorted(str(p) for p in __import__('pathlib').Path({str(scans)!r}).glob('*.jpg'))); "
+              f"print(json.dumps([p.tolist(), bool({'torch', 'open_clip'} & set(sys.modules))]))")
+    env = {**os.environ, "ARTSTYLE_CACHE_DIR": str(tmp_path / "empty-cache")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    proba, torch_imported = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not torch_imported
+    local = StyleClassifier.load(model, engine="torch", cache_dir=False, show_progress=False)
+    np.testing.assert_allclose(np.array(proba), local.predict_proba(sorted(str(p) for p in scans.glob("*.jpg"))),
+                               atol=2e-3)
+
+    code, _, err = run(capsys, monkeypatch, "export", model, "--onnx", tmp_path / "whole.onnx")
+    assert code == 0 and (tmp_path / "whole.onnx").stat().st_size > 300e6
+    code, out, err = run(capsys, monkeypatch, "-q", "quantize", model, tree, "--out", tmp_path / "int8", "--paintings", "24")
+    assert code == 0, err
+    record = json.loads((tmp_path / "int8" / "config.json").read_text())["features"]["backbones"][0]["graph_int8"]
+    assert record["quantization"]["operators"] == ["MatMul", "Gemm"]
+    assert record["quantization"]["agreement"]["same_top1"] >= 0.95
+    new = [paint(style, artist=10 + i % 3, seed=950 + i) for i, style in enumerate(list(STYLES) * 4)]
+    fp32, int8 = (StyleClassifier.load(tmp_path / "int8", precision=p, cache_dir=False, show_progress=False)
+                  for p in ("fp32", "int8"))
+    assert int8.precision_ == "int8"
+    same = np.mean(fp32.predict_proba(new).argmax(1) == int8.predict_proba(new).argmax(1))
+    assert same >= 0.95, same
+
+    from fastapi.testclient import TestClient
+
+    from artstyle import create_app
+
+    with TestClient(create_app(local, model_name="vit")) as client:
+        with open(scans / "0.jpg", "rb") as handle:
+            answer = client.post("/api/predict", files=[("files", ("0.jpg", handle, "image/jpeg"))]).json()
+    assert answer[0]["predictions"] and answer[0]["is_painting"] in (True, False)
+
+    (explanation,) = local.explain([str(scans / "1.jpg")])
+    assert explanation.heat.shape == explanation.image.size[::-1] and explanation.heat.max() == pytest.approx(1.0)
+
+
+def test_a_changed_weights_file_is_refused(clip_b32, tree, tmp_path):
+    weights = tmp_path / "copy.safetensors"
+    weights.write_bytes(clip_b32.read_bytes())
+    clf = StyleClassifier("clip-vit-b32", weights=weights, features="global", head="logreg", negatives=0,
+                          size_variants=None, split="stratified", cache_dir=False, show_progress=False).fit(tree)
+    folder = clf.save(tmp_path / "model")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    loaded = StyleClassifier.load(folder, engine="onnx", cache_dir=False, show_progress=False)
+    loaded.predict_proba([paint("02_dot_painting", 2, seed=5)])  # the folder's own graph, checked by digest, still runs
+    with pytest.raises(ArtstyleError, match="weights differ"):
+        loaded.explain([paint("02_dot_painting", 2, seed=5)])  # the network itself is needed: from the changed file
+    with pytest.raises(ArtstyleError, match="weights differ"):
+        StyleClassifier.load(folder, engine="torch", cache_dir=False, show_progress=False).feature_extractors[0].backbone.model
+
+
+def test_fine_tuning_trains_the_last_blocks_of_a_vit(clip_b32, tree, tmp_path):
+    from artstyle import FineTuning
+
+    clf = StyleClassifier("clip-vit-b32", weights=clip_b32, features="global", head="logreg", negatives=0,
+                          size_variants=None, split="stratified", cache_dir=tmp_path / "cache",
+                          finetune=FineTuning(epochs=1, stages=2, batch_size=8), show_progress=False).fit(tree)
+    assert clf.finetuned_["stages_trained"] == 2 and clf.finetuned_["stages"] >= 13  # blocks (the stem with the first), head
+    folder = clf.save(tmp_path / "model")
+    tuned = StyleClassifier.load(folder, engine="torch", cache_dir=False, show_progress=False)
+    image = paint("02_dot_painting", 2, seed=5)
+    np.testing.assert_allclose(tuned.predict_proba([image]), clf.predict_proba([image]), atol=2e-3)
+
+
+def test_ray_extracts_a_vit_into_the_same_cache(clip_b32, tree, tmp_path):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    images = sorted(str(p) for p in tree.rglob("*.jpg"))[:6]
+    local = StyleClassifier("clip-vit-b32", weights=clip_b32, features="global", cache_dir=False, show_progress=False)
+    remote = StyleClassifier("clip-vit-b32", weights=clip_b32, features="global", cache_dir=tmp_path / "cache",
+                             ray="local", show_progress=False)
+    np.testing.assert_allclose(remote.extract(images).features, local.extract(images).features, atol=1e-4)
+
+
+def test_images_of_any_size_reach_a_squash_model_whole():
+    """SigLIP squashes: the whole picture reaches the network, not a centre square."""
+    from artstyle.features.preprocess import Preprocessing
+
+    squash = Preprocessing(224, (0.5,) * 3, (0.5,) * 3, resize_mode="squash")
+    image = Image.new("RGB", (400, 100), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 50, 100))  # a blue strip at the far left edge
+    view = squash.global_view(image)
+    assert view[2, :, :10].mean() > 0.9  # still there: nothing was cropped away
+    assert Preprocessing(224, (0.5,) * 3, (0.5,) * 3, resize_mode="shortest").global_view(image)[2].mean() < -0.9
