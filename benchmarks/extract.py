@@ -44,10 +44,9 @@ from unittest import mock
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
-
 from accuracy import ARMS, int8_classifier
 from accuracy import run as accuracy_run
+from PIL import Image, ImageDraw
 from predict_latency import cold_start_s
 
 from artstyle import StyleClassifier

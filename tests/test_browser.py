@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from synth import paint, photo_like
 
 import artstyle
-from synth import paint, photo_like
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")

@@ -7,9 +7,9 @@ import stat
 
 import numpy as np
 import pytest
+from synth import STYLES, paint
 
 from artstyle import BundleError, StyleClassifier, load_bundle
-from synth import STYLES, paint
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+from synth import STYLES, non_paintings_for_tests, paint
 
 from artstyle import StyleClassifier
 from artstyle.data.dataset import ImageRecord
@@ -12,7 +13,6 @@ from artstyle.data.splits import make_folds
 from artstyle.model.calibration import Abstention, fit_temperature
 from artstyle.model.head import HEAD_KINDS, head_from_tensors, softmax
 from artstyle.model.head_fitting import HeadFitter
-from synth import STYLES, non_paintings_for_tests, paint
 
 
 def _blobs(noise_seed, n_per_class=40, n_classes=4, dim=32):

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synth import make_tree, paint
 from typer.testing import CliRunner
 
 from artstyle import check_dataset
 from artstyle.apps.cli import app
 from artstyle.data.doctor import difference_hash
-from synth import make_tree, paint
 
 MIN_SIDE = ["--min-side", "95"]  # the generated paintings (and the planted copy) are 98-240 px
 

@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from synth import FAST_CLI, STYLES, make_tree, paint
 
 from artstyle.apps.cli import main
-from synth import FAST_CLI, STYLES, make_tree, paint
 
 
 def run(capsys, monkeypatch, *args, stdin=None):
@@ -277,3 +277,14 @@ def test_export_covers_tiles_statistics_and_the_mlp_head(tmp_path, cache_dir):
     prep = clf.feature_extractors[0].preprocessing
     (probabilities,) = session.run(None, {"views": np.stack([prep(img) for img in images[:3]])})
     np.testing.assert_allclose(probabilities, clf.predict_proba(images[:3]), atol=1e-4)
+
+
+def test_a_missing_folder_or_swapped_arguments_answer_in_one_line_before_loading(capsys, monkeypatch, trained_model,
+                                                                                  paintings, tmp_path):
+    _, folder = trained_model
+    code, _, err = run(capsys, monkeypatch, "train", tmp_path / "nope", "--out", tmp_path / "m")
+    assert code == 1 and "nope: no such painting folder" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, monkeypatch, "evaluate", paintings, folder)
+    assert code == 1 and "the model comes first" in " ".join(err.split()) and "Traceback" not in err
+    code, _, err = run(capsys, monkeypatch, "evaluate", tmp_path, paintings)
+    assert code == 1 and "usage: artstyle evaluate MODEL DATA" in " ".join(err.split())

@@ -9,8 +9,8 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-
 from synth import FAST, STYLES, paint
+
 from artstyle import StyleClassifier, load_bundle, make_split, scan_dataset
 from artstyle.data.doctor import check_dataset
 from artstyle.data.splits import artist_key, make_folds, parse_splits_csv
@@ -277,10 +277,10 @@ def test_the_same_path_in_two_roots_keeps_both_images(tmp_path):
 
 
 def test_cli_trains_and_checks_several_folders(tmp_path):
+    from synth import FAST_CLI
     from typer.testing import CliRunner
 
     from artstyle.apps.cli import app
-    from synth import FAST_CLI
 
     roots = []
     for name, size in (("museum", (400, 320)), ("web", (120, 96))):

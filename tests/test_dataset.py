@@ -1,9 +1,9 @@
 import shutil
 
 import pytest
+from synth import paint
 
 from artstyle import DatasetError, scan_dataset
-from synth import paint
 
 
 def _tree(root):

@@ -4,13 +4,13 @@ import json
 import sys
 
 import numpy as np
+from synth import STYLES, non_paintings_for_tests, paint
 
 import artstyle
 from artstyle import StyleClassifier
 from artstyle.apps.cli import main
 from artstyle.apps.model_card import model_card
 from artstyle.model.bundle import load_bundle
-from synth import STYLES, non_paintings_for_tests, paint
 
 
 def test_default_model_ships_with_a_card_that_matches_it():

@@ -11,13 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from synth import make_tree
 from typer.testing import CliRunner
 
 from artstyle import DownloadError, get_dataset, scan_dataset
 from artstyle.apps.cli import app
 from artstyle.data.archive import extract_zip
 from artstyle.data.download import fetch
-from synth import make_tree
 
 
 def _zip_tree(tree: Path, top: str = "Pandora_18k") -> bytes:

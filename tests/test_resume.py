@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from synth import FAST, FAST_CLI, STYLES, paint
+
 from artstyle import StyleClassifier, load_bundle
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import time
-
 import struct
+import time
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
-
 from synth import STYLES, paint, photo_like
 
 httpx = pytest.importorskip("httpx")

@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-
 from synth import FAST_CLI, STYLES, make_tree, paint
+
 from artstyle import StyleClassifier, load_bundle, save_bundle
 from artstyle.data.splits import parse_splits_csv
 from artstyle.errors import BundleError

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from synth import STYLES, paint
+
 from artstyle import BundleError, StyleClassifier, default_model_path
 
 HEAVY = ("torch", "timm", "torchvision", "open_clip")

@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from synth import FAST, STYLES, make_tree, paint, write_png_bomb
 
 from artstyle import NotFittedError, StyleClassifier, normalize_label
-from synth import FAST, STYLES, make_tree, paint, write_png_bomb
 
 
 def test_stratified_model_generalises(trained_model):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from artstyle.features.weights_hub import random_checkpoint
 from PIL import Image
 from test_cli import run
 
@@ -18,8 +17,16 @@ from artstyle.data.labels import PANDORA_MOVEMENTS
 from artstyle.features import backbones, family_open_clip
 from artstyle.features.backbone import Backbone, BackboneInfo
 from artstyle.features.preprocess import Preprocessing
-from artstyle.model.zero_shot import (NOT_PAINTING_PROMPTS, PAINTING_PROMPTS, TEMPLATES, ensemble, parse_labels, prompts,
-                                      zero_shot_classifier)
+from artstyle.features.weights_hub import random_checkpoint
+from artstyle.model.zero_shot import (
+    NOT_PAINTING_PROMPTS,
+    PAINTING_PROMPTS,
+    TEMPLATES,
+    ensemble,
+    parse_labels,
+    prompts,
+    zero_shot_classifier,
+)
 
 open_clip = pytest.importorskip("open_clip", reason="the torch extra (open_clip) is not installed")
 torch = pytest.importorskip("torch")

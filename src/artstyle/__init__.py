@@ -98,28 +98,26 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.dataset import Dataset, ImageRecord, scan_dataset
     from .data.doctor import DatasetCheck, check_dataset
     from .data.download import get_dataset
-    from .data.images import load_image
-    from .data.labels import normalize_label
+    from .data.images import Resized, load_image
+    from .data.labels import PANDORA_MOVEMENTS, normalize_label
     from .data.sizes import size_profile
-    from .data.images import Resized
-    from .features.size_variants import SizeVariants
-    from .model.balancing import BALANCINGS, RowWeighting
     from .data.splits import Split, make_folds, make_split
     from .errors import ArtstyleError, BundleError, DatasetError, DownloadError, ImageLoadError, NotFittedError
     from .features.backbones import BackboneInfo, available_backbones, load_backbone, register_backbone
     from .features.finetune import finetune_backbone
     from .features.finetune_recipe import FineTuning
+    from .features.int8 import PRECISIONS
     from .features.recipes import RECIPES, FeatureRecipe
+    from .features.size_variants import SizeVariants
+    from .model.balancing import BALANCINGS, RowWeighting
     from .model.bundle import load_bundle, save_bundle
     from .model.classifier import Evaluation, StyleClassifier
+    from .model.explain import Explanation, deletion_test
     from .model.head import HEAD_KINDS
     from .model.negatives import non_paintings
-    from .model.quantize import Quantized, quantize_model
-    from .features.int8 import PRECISIONS
     from .model.painting import PaintingDetector
-    from .model.explain import Explanation, deletion_test
     from .model.prediction import Prediction
+    from .model.quantize import Quantized, quantize_model
     from .model.similar import Neighbour, SimilarityIndex, SimilarPaintings
-    from .timing import recording
     from .model.zero_shot import zero_shot_classifier
-    from .data.labels import PANDORA_MOVEMENTS
+    from .timing import recording

@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__
@@ -61,7 +62,7 @@ WeightRange = Enum("WeightRange", {name: name for name in WEIGHT_RANGES}, type=s
 ENGINE_HELP = "Run the network on torch, onnx (ONNX Runtime, faster on CPU) or auto (onnx when installed)."
 PRECISION_HELP = ("Embedding precision: int8 (the model folder's, from `artstyle quantize`), fp32, or auto "
                   "(int8 where the folder has it, the engine is onnx and this CPU gains from it).")
-RAY_HELP = ("Run on Ray Data (pip install 'artstyle[ray]'): 'local' starts Ray here, 'auto' joins this machine's "
+RAY_HELP = ("Run on Ray Data (pip install 'artstyle\\[ray]'): 'local' starts Ray here, 'auto' joins this machine's "
             "cluster, or a cluster address (ray://head:10001).")
 
 
@@ -207,6 +208,7 @@ def train(
     With --finetune the network is first trained on the paintings (checkpointed every epoch:
     an interrupted run resumes when the same command is run again).
     """
+    _folders(data, "painting folder")  # before the heavy imports: a typo answers at once
     from ..features.size_variants import SizeVariants
     from ..model.classifier import StyleClassifier
 
@@ -253,6 +255,7 @@ def evaluate(
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Extract features on Ray. " + RAY_HELP),
 ) -> None:
     """Score a model on a labelled painting folder (its held-out part if it is the training folder)."""
+    _model_then_data(model, data, "evaluate")
     from ..model.classifier import StyleClassifier
 
     clf = StyleClassifier.load(model, cache_dir=cache_dir, engine=engine.value, precision=precision.value, ray=ray,
@@ -268,6 +271,25 @@ def evaluate(
 
         write_report(evaluation, report, title=f"artstyle evaluation of {model.name} on {_names(data)}", clf=clf)
         err.print(f"report written to [bold]{report}[/bold]")
+
+
+def _folders(paths: list[Path], what: str) -> None:
+    """A missing folder is a one-line error before anything is loaded."""
+    for path in paths:
+        if not path.is_dir():
+            raise ArtstyleError(f"{path}: no such {what}" if not path.exists() else f"{path}: not a folder")
+
+
+def _model_then_data(model: Path, data: list[Path], command: str) -> None:
+    """MODEL must be a model folder and DATA painting folders; say so when they look swapped."""
+    if not (model / "config.json").is_file():
+        order = f"usage: artstyle {command} MODEL DATA..."
+        if any((d / "config.json").is_file() for d in data):
+            raise ArtstyleError(f"{model}: is not a model folder, but {next(d for d in data if (d / 'config.json').is_file())} "
+                                f"is: the model comes first ({order})")
+        _folders([model], "model folder")
+        raise ArtstyleError(f"{model}: not an artstyle model folder (no config.json); {order}")
+    _folders(data, "painting folder")
 
 
 def _model_or_default(model: Path | None) -> Path:
@@ -496,6 +518,7 @@ def check(
 
     Reads only: the collection is never modified.
     """
+    _folders(data, "painting folder")
     from ..data.doctor import check_dataset, write_fix_plan
 
     result = check_dataset(data, min_side=min_side, near_distance=near_distance, show_progress=not _QUIET)
@@ -586,22 +609,23 @@ def download(
 @app.command()
 def backbones() -> None:
     """List the feature networks artstyle can train with."""
+    from rich import box
+
     from ..features.backbones import available_backbones
 
-    table = Table(title="Backbones", caption="speed: images per second on 2 CPU cores, global view "
-                  "(fast > 20, medium 5-20, slow 1-5, very slow < 1); docs/performance.md")
-    for column in ("name", "input", "features", "download", "licence", "speed", "zero-shot", "description"):
+    table = Table(title="Backbones", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption="speed: images/s on 2 CPU cores, one view, fp32 "
+                  "(fast > 20, medium 10-20, slow 2-10, very slow < 2; docs/performance.md). zero-shot: names "
+                  "movements from text (predict --zero-shot)")
+    for column in ("name", "input", "download", "licence", "speed", "description"):
         table.add_column(column, no_wrap=column != "description")
     for info in available_backbones():
-        download = "in the wheel" if info.offline else f"{info.download_mb} MB" if info.download_mb else "model's own"
+        download = "in wheel" if info.offline else f"{info.download_mb} MB" if info.download_mb else "its own"
         table.add_row(
             info.name,
-            f"{info.input_size} px" if info.input_size else "model's own",
-            str(info.feature_dim or "model's own"),
+            f"{info.input_size} px" if info.input_size else "its own",
             download,
-            info.licence or "model's own",
+            info.licence or "its own",
             info.speed,
-            "yes" if info.text else "",
             info.description,
         )
     out.print(table)
@@ -715,7 +739,7 @@ def main() -> None:
     try:
         app()
     except ArtstyleError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(1)
 
 

@@ -70,7 +70,7 @@ class Dataset:
     def abspath(self, record: ImageRecord) -> Path:
         return self.files.get(record.path) or self.roots[0] / record.path
 
-    def subset(self, keep: Sequence[bool]) -> "Dataset":
+    def subset(self, keep: Sequence[bool]) -> Dataset:
         """The same dataset with only the records where `keep` is true."""
         records = [r for r, k in zip(self.records, keep) if k]
         files = {r.path: self.files[r.path] for r in records if r.path in self.files}

@@ -22,7 +22,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import ImageLoadError
 
 
-
 @dataclass(frozen=True)
 class Resized:
     """An image file seen smaller: decoded, then its shortest side brought down to

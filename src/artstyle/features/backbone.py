@@ -33,9 +33,10 @@ class BackboneInfo:
     """One named backbone, one row (as open_clip's `pretrained.py` declares its weights):
     what `artstyle backbones` lists, and where its family loader finds the weights.
 
-    `family` names the loader module (`family_<family>.py`), `arch` its architecture name
-    there; `hf_hub`/`filename`: the published checkpoint; `download_mb`: its size;
-    `speed`: images per second class on 2 CPU cores; `text`: a text tower (zero-shot).
+    `family` names the loader module (`family_<family>.py`), `arch` and `pretrained` the
+    architecture and weight tag there (`quick_gelu`: OpenAI CLIP's activation);
+    `hf_hub`/`filename`: the published checkpoint; `download_mb`: its size; `speed`:
+    images per second class on 2 CPU cores; `text`: a text tower (zero-shot).
     Preprocessing is not declared here: it comes from the library's own pretrained
     configuration when the network is built, so it can never drift from it.
     """
@@ -124,8 +125,9 @@ class Backbone:
 
     @property
     def taps(self) -> dict[str, int]:
-        """Module name -> channels of the layers the texture statistics read."""
-        self.model
+        """Module name -> channels of the layers the texture statistics read (known once the
+        network is built)."""
+        _ = self.model
         return self._taps
 
     def read_stats_at(self, stat_strides: tuple[int, ...]) -> None:

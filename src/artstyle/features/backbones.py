@@ -58,12 +58,12 @@ def available_backbones() -> list[BackboneInfo]:
     """Registered backbones plus the open-ended `timm:<model_name>` family."""
     timm_entry = BackboneInfo(
         TIMM_PREFIX + "<model_name>",
-        "any timm model: downloads weights, or --weights FILE",
+        "any timm model (offline: --weights FILE)",
         None,
         None,
         offline=False,
         family="timm",
-        speed="model's own",
+        speed="its own",
     )
     return [info for info, _ in _REGISTRY.values()] + [timm_entry]
 
@@ -129,27 +129,27 @@ def _weights_key(name: str, weights: Path | None) -> str:
 
 
 _ROWS = (
-    BackboneInfo("efficientnet_lite0", "EfficientNet-Lite0, ImageNet, weights ship in the wheel", 224, 1280, True,
+    BackboneInfo("efficientnet_lite0", "EfficientNet-Lite0, ImageNet-1k", 224, 1280, True,
                  arch="tf_efficientnet_lite0", licence="Apache-2.0", download_mb=0, speed="fast"),
-    BackboneInfo("efficientnet_lite2", "EfficientNet-Lite2, ImageNet, weights ship in the wheel", 260, 1280, True,
+    BackboneInfo("efficientnet_lite2", "EfficientNet-Lite2, ImageNet-1k", 260, 1280, True,
                  arch="tf_efficientnet_lite2", licence="Apache-2.0", download_mb=0, speed="fast"),
-    BackboneInfo("clip-vit-b32", "OpenAI CLIP ViT-B/32: image and text (zero-shot)", 224, 512, False,
+    BackboneInfo("clip-vit-b32", "OpenAI CLIP ViT-B/32; zero-shot", 224, 512, False,
                  family="open_clip", arch="ViT-B-32", pretrained="openai", quick_gelu=True,
                  hf_hub="timm/vit_base_patch32_clip_224.openai", filename="open_clip_model.safetensors",
                  licence="MIT", download_mb=605, speed="medium", text=True),
-    BackboneInfo("clip-vit-b16", "OpenAI CLIP ViT-B/16: image and text (zero-shot)", 224, 512, False,
+    BackboneInfo("clip-vit-b16", "OpenAI CLIP ViT-B/16; zero-shot", 224, 512, False,
                  family="open_clip", arch="ViT-B-16", pretrained="openai", quick_gelu=True,
                  hf_hub="timm/vit_base_patch16_clip_224.openai", filename="open_clip_model.safetensors",
                  licence="MIT", download_mb=599, speed="slow", text=True),
-    BackboneInfo("siglip-b16", "SigLIP ViT-B/16 (WebLI): image and text (zero-shot)", 224, 768, False,
+    BackboneInfo("siglip-b16", "SigLIP ViT-B/16 (WebLI); zero-shot", 224, 768, False,
                  family="open_clip", arch="ViT-B-16-SigLIP", pretrained="webli",
                  hf_hub="timm/ViT-B-16-SigLIP", filename="open_clip_model.safetensors",
                  licence="Apache-2.0", download_mb=813, speed="slow", text=True),
-    BackboneInfo("dinov2-vit-s14", "DINOv2 ViT-S/14 (LVD-142M): image only, self-supervised", 518, 384, False,
+    BackboneInfo("dinov2-vit-s14", "DINOv2 ViT-S/14, self-supervised", 518, 384, False,
                  family="timm", arch="vit_small_patch14_dinov2", pretrained="lvd142m",
                  hf_hub="timm/vit_small_patch14_dinov2.lvd142m", filename="model.safetensors",
-                 licence="Apache-2.0", download_mb=88, speed="slow"),
-    BackboneInfo("dinov2-vit-b14", "DINOv2 ViT-B/14 (LVD-142M): image only, self-supervised", 518, 768, False,
+                 licence="Apache-2.0", download_mb=88, speed="very slow"),
+    BackboneInfo("dinov2-vit-b14", "DINOv2 ViT-B/14, self-supervised", 518, 768, False,
                  family="timm", arch="vit_base_patch14_dinov2", pretrained="lvd142m",
                  hf_hub="timm/vit_base_patch14_dinov2.lvd142m", filename="model.safetensors",
                  licence="Apache-2.0", download_mb=346, speed="very slow"),

@@ -57,6 +57,6 @@ class FineTuning:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FineTuning":
+    def from_dict(cls, data: dict) -> FineTuning:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

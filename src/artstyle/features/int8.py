@@ -93,11 +93,20 @@ def quantize_graph(graph: bytes, views: Iterable[np.ndarray], weight_range: str 
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    batches = [np.ascontiguousarray(v, np.float32) for v in views]
+    batches = [np.ascontiguousarray(chunk, np.float32) for v in views for chunk in _chunks(v)]
 
     class Views(CalibrationDataReader):
+        """The chunks, one range at a time (ONNX Runtime's strided calibration merges the
+        min/max after each range and frees its activations)."""
+
         def __init__(self) -> None:
-            self.batches = ({"images": v} for v in batches)
+            self.set_range(0, len(batches))
+
+        def __len__(self) -> int:
+            return len(batches)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.batches = ({"images": v} for v in batches[start_index:end_index])
 
         def get_next(self):
             return next(self.batches, None)
@@ -123,11 +132,25 @@ def quantize_graph(graph: bytes, views: Iterable[np.ndarray], weight_range: str 
             quantize_static(str(source), str(target), Views(), quant_format=QuantFormat.QDQ, per_channel=True,
                             reduce_range=plan["weight_range"] == "reduced", activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, op_types_to_quantize=list(plan["operators"]),
-                            nodes_to_exclude=excluded)
+                            nodes_to_exclude=excluded,
+                            # ranges merged after every chunk: a ViT at 518 px keeps ~350 MB of
+                            # activations per view, all chunks at once did not fit in 24 GB
+                            extra_options={"CalibStridedMinMax": 1})
         finally:
             root.removeFilter(advice)
         quantized = target.read_bytes()
     return _corrected(quantized, graph, batches) if correct_outputs else quantized
+
+
+CALIBRATION_PIXELS = CALIBRATION_BATCH * 224 * 224  # views of one calibration run, in 224-px equivalents
+
+
+def _chunks(views: np.ndarray) -> list[np.ndarray]:
+    """A batch of views cut so that each run sees about CALIBRATION_PIXELS pixels: what
+    bounds the activations a calibration run holds at large input sizes."""
+    per_view = int(np.prod(views.shape[-2:]))
+    size = max(1, CALIBRATION_PIXELS // per_view)
+    return [views[i : i + size] for i in range(0, len(views), size)]
 
 
 def _corrected(quantized: bytes, graph: bytes, views: list[np.ndarray]) -> bytes:

@@ -161,7 +161,7 @@ class Preprocessing:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Preprocessing":
+    def from_dict(cls, data: dict) -> Preprocessing:
         return cls(
             size=int(data["size"]),
             mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]

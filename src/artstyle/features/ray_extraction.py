@@ -58,7 +58,7 @@ class ExtractorSpec:
     graph: BundledGraph | None = None  # an int8 graph, which the actors run instead of the network
 
     @classmethod
-    def of(cls, extractor: FeatureExtractor, weights: str | os.PathLike | None, engine: str) -> "ExtractorSpec":
+    def of(cls, extractor: FeatureExtractor, weights: str | os.PathLike | None, engine: str) -> ExtractorSpec:
         b = extractor.backbone
         return cls(b.name, None if weights is None else str(weights), extractor.recipe.name,
                    extractor.preprocessing.to_dict(), engine, b.graphs if b.precision != "fp32" else None)

@@ -45,7 +45,7 @@ class SizeVariants:
         return self.low + draw % (self.high - self.low + 1)
 
     def plan(self, sources: Sequence[ImageInput], keys: Sequence[str],
-             short_sides: Sequence[int | None]) -> "Variants":
+             short_sides: Sequence[int | None]) -> Variants:
         """The variants of files `sources` (content hashes `keys`, short sides as scanned):
         only sides smaller than the painting's own; in-memory images get none."""
         parents, images, variant_keys = [], [], []
@@ -76,7 +76,7 @@ class Variants:
     def __len__(self) -> int:
         return len(self.images)
 
-    def select(self, keep: np.ndarray, renumber: np.ndarray | None = None) -> "Variants":
+    def select(self, keep: np.ndarray, renumber: np.ndarray | None = None) -> Variants:
         """The variants where `keep` is true (e.g. those extracted, or of training
         paintings), their parents mapped through `renumber` (old row -> new row) when given."""
         keep = np.asarray(keep, bool)

@@ -5,6 +5,7 @@ brings. Offline without a file, one line names the file to get and the option to
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..errors import ArtstyleError
@@ -25,11 +26,16 @@ def weights_file(info: BackboneInfo, weights: Path | None) -> Path:
     except ImportError:
         raise ArtstyleError(f"{info.name}: fetching weights needs huggingface_hub (pip install 'artstyle[torch]'), "
                             f"or download {where} and pass --weights FILE") from None
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its warning of each failed request: the one line below says it
     try:
         return Path(hf_hub_download(info.hf_hub, info.filename))
     except Exception as exc:  # offline, refused, gone: the hub's errors come in many types
         raise ArtstyleError(f"{info.name}: could not fetch its weights ({type(exc).__name__}); download {where} "
                             f"({info.download_mb} MB) and pass --weights FILE") from None
+    finally:
+        hub_log.setLevel(level)
 
 
 def random_checkpoint(name: str, path: Path, seed: int = 0) -> Path:

@@ -59,11 +59,11 @@ class Abstention:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Abstention":
+    def from_dict(cls, data: dict) -> Abstention:
         return cls(float(data["uncertain_below"]), float(data["mixed_margin"]))
 
     @classmethod
-    def fit(cls, proba: np.ndarray, y: np.ndarray) -> "Abstention":
+    def fit(cls, proba: np.ndarray, y: np.ndarray) -> Abstention:
         """Thresholds minimising expected cost on held-out calibrated probabilities."""
         proba, y = np.asarray(proba), np.asarray(y)
         if len(y) == 0:

@@ -39,14 +39,30 @@ from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, spl
 from ..features.size_variants import SizeVariants
 from ..progress import progress_bar
 from ..timing import stage
-from .bundle import (BACKBONE_FILE, FORMAT_NAME, FORMAT_VERSION, Bundle, has_int8, int8_weight_range, load_bundle,
-                     load_int8_graphs, save_bundle, tensor_layout)
 from .balancing import DEFAULT_BALANCING, check_balancing
+from .bundle import (
+    BACKBONE_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    Bundle,
+    has_int8,
+    int8_weight_range,
+    load_bundle,
+    load_int8_graphs,
+    save_bundle,
+    tensor_layout,
+)
 from .calibration import Abstention
 from .head import HEAD_KINDS
 from .metrics import classification_metrics, metrics_by_group, score_once, size_band
-from .negatives import (GENERATED_KIND, FolderNonPaintings, folder_non_paintings, non_paintings, shipped_negatives,
-                        shipped_pictures)
+from .negatives import (
+    GENERATED_KIND,
+    FolderNonPaintings,
+    folder_non_paintings,
+    non_paintings,
+    shipped_negatives,
+    shipped_pictures,
+)
 from .painting import NonPaintings
 from .prediction import Prediction
 from .similar import THUMBNAIL_SIDE, SimilarityIndex, SimilarPaintings, thumbnail_webp
@@ -257,7 +273,7 @@ class StyleClassifier:
         test_dir: str | os.PathLike | None = None,
         strict: bool = False,
         non_paintings: str | os.PathLike | None = None,
-    ) -> "StyleClassifier":
+    ) -> StyleClassifier:
         """Train on painting trees (one path, several merged as one tree, or a scanned Dataset),
         or on images `data` with labels `y`.
 
@@ -701,7 +717,7 @@ class StyleClassifier:
                 for e in self.feature_extractors]
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, precision: str = "auto", **params) -> "StyleClassifier":
+    def load(cls, path: str | os.PathLike, *, precision: str = "auto", **params) -> StyleClassifier:
         """Read a model folder; `params` (cache_dir, batch_size, ...) tune how it runs.
         `precision` "int8" runs the folder's int8 embedding (see `quantize_model`), "fp32"
         ignores it, "auto" takes it where the engine is onnx and this CPU gains from it."""

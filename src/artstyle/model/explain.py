@@ -112,16 +112,18 @@ def square_map(graph, extractors, image: Image.Image, target: int | None = None)
     return total.numpy(), target, proba
 
 
-def place_on_image(square: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def place_on_image(square: np.ndarray, size: tuple[int, int], squash: bool = False) -> np.ndarray:
     """A map of the centre square -> (height, width) map of the whole picture, zero where
-    the model does not look, scaled to [0, 1]."""
+    the model does not look, scaled to [0, 1]. `squash`: the model saw the whole picture
+    squashed into its square (SigLIP), so the map stretches back over all of it."""
     width, height = size
     side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    resized = np.asarray(Image.fromarray(square.astype(np.float32)).resize((side, side), Image.Resampling.BILINEAR))
+    box = (width, height) if squash else (side, side)
+    left, top = (0, 0) if squash else ((width - side) // 2, (height - side) // 2)
+    resized = np.asarray(Image.fromarray(square.astype(np.float32)).resize(box, Image.Resampling.BILINEAR))
     peak = float(resized.max())
     heat = np.zeros((height, width), np.float32)
-    heat[top : top + side, left : left + side] = np.clip(resized / peak if peak > 0 else resized, 0, 1)
+    heat[top : top + box[1], left : left + box[0]] = np.clip(resized / peak if peak > 0 else resized, 0, 1)
     return heat
 
 
@@ -147,7 +149,8 @@ def explain_images(clf, images: list[ImageInput], movement: str | None = None) -
             results.append(Explanation(name, error=str(exc)))
             continue
         square, k, proba = square_map(graph, extractors, image, target)
-        results.append(Explanation(name, labels[k], float(proba[k]), place_on_image(square, image.size), image))
+        squash = extractors[0].preprocessing.resize_mode == "squash"
+        results.append(Explanation(name, labels[k], float(proba[k]), place_on_image(square, image.size, squash), image))
     return results
 
 

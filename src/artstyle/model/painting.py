@@ -76,7 +76,7 @@ class PaintingDetector:
         return {"bias": self.bias, "threshold": self.threshold}
 
     @classmethod
-    def from_saved(cls, tensors: dict[str, np.ndarray], config: dict) -> "PaintingDetector":
+    def from_saved(cls, tensors: dict[str, np.ndarray], config: dict) -> PaintingDetector:
         t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
         # Bundles from before the k-NN score was dropped call it "detector_threshold".
         threshold = config["threshold"] if "threshold" in config else config["detector_threshold"]

@@ -25,8 +25,14 @@ from ..data.splits import parse_splits_csv
 from ..errors import ArtstyleError
 from ..features.extraction import FeatureExtractor, decode_views, repeats_first_view
 from ..features.graph_cache import BundledGraph
-from ..features.int8 import (CALIBRATION_BATCH, DEFAULT_CALIBRATION, graph_kind, quantize_graph, resolve_weight_range,
-                             scheme)
+from ..features.int8 import (
+    CALIBRATION_BATCH,
+    DEFAULT_CALIBRATION,
+    graph_kind,
+    quantize_graph,
+    resolve_weight_range,
+    scheme,
+)
 from ..progress import progress_bar
 
 log = logging.getLogger(__name__)

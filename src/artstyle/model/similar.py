@@ -119,7 +119,7 @@ class SimilarityIndex:
 
     @classmethod
     def build(cls, features: np.ndarray, rows: Sequence[dict], thumbnails: list[bytes] | None = None,
-              ann: bool | None = None, seed: int = 0) -> "SimilarityIndex":
+              ann: bool | None = None, seed: int = 0) -> SimilarityIndex:
         """Fit the projection on `features` (one row per painting) and index them.
 
         `ann`: True builds the faiss graph, False never, None when there are `ANN_MIN` rows
@@ -213,7 +213,7 @@ class SimilarityIndex:
         return data, graph
 
     @classmethod
-    def from_bytes(cls, data: bytes, graph: bytes | None = None) -> "SimilarityIndex":
+    def from_bytes(cls, data: bytes, graph: bytes | None = None) -> SimilarityIndex:
         """Read what `to_bytes` wrote; errors propagate for the caller to name the file."""
         from safetensors.numpy import load
 

@@ -226,6 +226,8 @@ def train_head(
     without_prior: dict[tuple[str, float], float] = {}
     if len(fold_ids) >= 2:
         for kind in kinds:
+            log.info("head: cross-validating %s on %d folds (%d of %d kinds)", kind, len(fold_ids),
+                     kinds.index(kind) + 1, len(kinds))
             with stage(f"head selection: {kind}"):
                 path = _held_out_path(kind, x, y, n_classes, folds, fold_ids, held, seed, weighting)
             scores[kind] = {}
