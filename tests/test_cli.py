@@ -283,7 +283,7 @@ def test_a_missing_folder_or_swapped_arguments_answer_in_one_line_before_loading
                                                                                   paintings, tmp_path):
     _, folder = trained_model
     code, _, err = run(capsys, monkeypatch, "train", tmp_path / "nope", "--out", tmp_path / "m")
-    assert code == 1 and "nope: no such painting folder" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "nope: not a folder (no such painting folder)" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, monkeypatch, "evaluate", paintings, folder)
     assert code == 1 and "the model comes first" in " ".join(err.split()) and "Traceback" not in err
     code, _, err = run(capsys, monkeypatch, "evaluate", tmp_path, paintings)

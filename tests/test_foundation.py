@@ -147,7 +147,7 @@ def test_the_whole_chain_runs_with_random_weights(name, clip_b32, tree, tmp_path
     script = (f"import sys, json; from artstyle import StyleClassifier; "
               f"clf = StyleClassifier.load({str(model)!r}, cache_dir=False, show_progress=False); "
               f"p = clf.predict_proba(sorted(str(p) for p in __import__('pathlib').Path({str(scans)!r}).glob('*.jpg'))); "
-              f"print(json.dumps([p.tolist(), bool({'torch', 'open_clip'} & set(sys.modules))]))")
+              f"print(json.dumps([p.tolist(), bool({{'torch', 'open_clip'}} & set(sys.modules))]))")
     env = {**os.environ, "ARTSTYLE_CACHE_DIR": str(tmp_path / "empty-cache")}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
@@ -218,12 +218,15 @@ def test_fine_tuning_trains_the_last_blocks_of_a_vit(clip_b32, tree, tmp_path):
 
 
 def test_ray_extracts_a_vit_into_the_same_cache(clip_b32, tree, tmp_path):
-    pytest.importorskip("ray", reason="the ray extra is not installed")
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     images = sorted(str(p) for p in tree.rglob("*.jpg"))[:6]
     local = StyleClassifier("clip-vit-b32", weights=clip_b32, features="global", cache_dir=False, show_progress=False)
     remote = StyleClassifier("clip-vit-b32", weights=clip_b32, features="global", cache_dir=tmp_path / "cache",
                              ray="local", show_progress=False)
-    np.testing.assert_allclose(remote.extract(images).features, local.extract(images).features, atol=1e-4)
+    try:
+        np.testing.assert_allclose(remote.extract(images).features, local.extract(images).features, atol=1e-4)
+    finally:
+        ray.shutdown()  # the Ray it started: test_ray starts its own
 
 
 def test_images_of_any_size_reach_a_squash_model_whole():

@@ -277,7 +277,7 @@ def _folders(paths: list[Path], what: str) -> None:
     """A missing folder is a one-line error before anything is loaded."""
     for path in paths:
         if not path.is_dir():
-            raise ArtstyleError(f"{path}: no such {what}" if not path.exists() else f"{path}: not a folder")
+            raise ArtstyleError(f"{path}: not a folder (no such {what})" if not path.exists() else f"{path}: not a folder")
 
 
 def _model_then_data(model: Path, data: list[Path], command: str) -> None:
