@@ -239,10 +239,18 @@ def resolve_engine(engine: str) -> str:
 
 def file_weights_id(path: Path) -> str:
     """Id of a weights file: its digest."""
+    return weights_id_of(read_weights(path))
+
+
+def read_weights(path: Path) -> bytes:
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return path.read_bytes()
     except OSError as exc:
         raise ArtstyleError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
-    return f"file:{digest}"
+
+
+def weights_id_of(data: bytes) -> str:
+    """Id of weights read into memory: the digest of exactly the bytes that are loaded."""
+    return f"file:{hashlib.sha256(data).hexdigest()[:16]}"
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ArtstyleError
-from .backbone import Backbone, BackboneInfo, file_weights_id
+from .backbone import Backbone, BackboneInfo, file_weights_id, read_weights, weights_id_of
 from .preprocess import Preprocessing
 from .weights_hub import weights_file
 
@@ -110,23 +110,25 @@ def load(info: BackboneInfo, weights: Path | None) -> Backbone:
     import logging
 
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_tensors
 
     try:
         import open_clip
     except ImportError:
         raise ArtstyleError(f"{info.name} needs open_clip: pip install 'artstyle[torch]'") from None
     path = weights_file(info, weights)
-    weights_id = file_weights_id(path)  # before the load: what was read is what was hashed
+    data = read_weights(path)
+    weights_id = weights_id_of(data)  # of the very bytes loaded below
     logging.getLogger("root").disabled = True  # open_clip warns that no pretrained weights were loaded
     try:
         model = open_clip.create_model(info.arch, pretrained=None, force_quick_gelu=info.quick_gelu)
     finally:
         logging.getLogger("root").disabled = False
     try:
-        state = load_file(str(path))
-    except (OSError, SafetensorError) as exc:
+        state = load_tensors(data)
+    except SafetensorError as exc:
         raise ArtstyleError(f"{path}: cannot read weights ({exc})") from None
+    del data
     tower_only = all(k.startswith("visual.") for k in state)
     try:
         if tower_only:

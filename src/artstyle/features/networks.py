@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ArtstyleError
-from .backbone import Backbone, file_weights_id
+from .backbone import Backbone, read_weights, weights_id_of
 from .preprocess import Preprocessing
 
 
@@ -237,11 +237,12 @@ def timm_preprocessing(model: nn.Module, resize_mode: str = "crop") -> Preproces
 
 def load_safetensors_into(model: nn.Module, path: Path) -> str:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
+    data = read_weights(path)
     try:
-        state = load_file(str(path))
-    except (OSError, SafetensorError) as exc:
+        state = load(data)
+    except SafetensorError as exc:
         raise ArtstyleError(f"{path}: cannot read weights ({exc})") from None
     classifier = str(getattr(model, "pretrained_cfg", {}).get("classifier") or "classifier") + "."
     expected = model.state_dict()
@@ -251,4 +252,4 @@ def load_safetensors_into(model: nn.Module, path: Path) -> str:
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ArtstyleError(f"{path}: weights do not fit the model ({first})") from None
-    return file_weights_id(path)
+    return weights_id_of(data)  # of the very bytes loaded
