@@ -238,8 +238,19 @@ def resolve_engine(engine: str) -> str:
 
 
 def file_weights_id(path: Path) -> str:
-    """Id of a weights file: its digest."""
-    return weights_id_of(read_weights(path))
+    """Id of a weights file: its digest, hashed once per file version in this process (a
+    foundation checkpoint is 0.1-0.8 GB; a loader still hashes the very bytes it loads)."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise ArtstyleError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_IDS:
+        _FILE_IDS[key] = weights_id_of(read_weights(path))
+    return _FILE_IDS[key]
+
+
+_FILE_IDS: dict[tuple[str, int, int], str] = {}
 
 
 def read_weights(path: Path) -> bytes:

@@ -475,20 +475,19 @@ class StyleClassifier:
         info: dict = {"generated_negatives": len(generated), "real_negatives": None}
         ships_features = all(s is not None for s in shipped) and len({len(s.features) for s in shipped}) == 1
         missing = ", ".join(e.backbone.name for e, s in zip(self.feature_extractors, shipped) if s is None)
-        label = "Real non-paintings"
-        if real is None and not ships_features and (real := shipped_pictures()) is not None:
-            label = "Shipped non-paintings"
+        from_package = real is None and not ships_features and (real := shipped_pictures()) is not None
+        if from_package:
             log.info("no non-painting features ship for %s: its detector learns from the %d photographs that ship as "
                      "pictures (embedded once, then cached) and generated charts and documents; --non-paintings DIR "
                      "gives it more", missing or "these backbones together", len(real.paths))
         if real is not None:
-            extraction = self.extract(real.paths, None, label)
+            extraction = self.extract(real.paths, None, "Shipped non-paintings" if from_package else "Real non-paintings")
             for i, reason in sorted(extraction.errors.items()):
                 log.warning("%s: skipped (%s)", real.paths[i], reason)
             features = np.concatenate([features, extraction.features[extraction.ok][:, cols]])
             kinds = np.concatenate([kinds, real.kinds[extraction.ok]])
             info["real_negatives"] = real.provenance(extraction.ok)
-            if label == "Shipped non-paintings":
+            if from_package:
                 info["real_negatives"]["folder"] = "artstyle's shipped photographs (assets/negatives/pictures)"
         elif ships_features:
             features = np.concatenate([features, np.concatenate([s.features for s in shipped], axis=1)])

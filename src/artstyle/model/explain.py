@@ -140,6 +140,7 @@ def explain_images(clf, images: list[ImageInput], movement: str | None = None) -
     extractors = clf.feature_extractors
     graph = ProbabilityGraph(clf, keep_maps=True).eval()  # builds the torch networks: gradients need them
     min_side = max(e.preprocessing.min_side for e in extractors)
+    squash = extractors[0].preprocessing.resize_mode == "squash"
     results = []
     for i, source in enumerate(images):
         name = source_name(source, i)
@@ -149,7 +150,6 @@ def explain_images(clf, images: list[ImageInput], movement: str | None = None) -
             results.append(Explanation(name, error=str(exc)))
             continue
         square, k, proba = square_map(graph, extractors, image, target)
-        squash = extractors[0].preprocessing.resize_mode == "squash"
         results.append(Explanation(name, labels[k], float(proba[k]), place_on_image(square, image.size, squash), image))
     return results
 

@@ -56,9 +56,7 @@ class ProbabilityGraph(nn.Module):
             outputs = embedding(views.reshape(n * v, *views.shape[2:]))
             stats = outputs[1].reshape(n, v, -1) if len(outputs) > 1 else None
             features.append(pool_views(outputs[0].reshape(n, v, -1), stats, xp=torch))
-        raw = torch.cat(features, dim=1)
-        scores = self.head.scores((raw - self.head.mean) / self.head.scale)
-        return scores if self.head.prior is None else scores + self.head.prior.logits(raw)
+        return self.head.raw_scores(torch.cat(features, dim=1))
 
 
 def input_names(clf) -> list[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ArtstyleError
-from .text_prior import TextPrior
+from .text_prior import TextPrior, cosines
 
 HEAD_KINDS = ("logreg", "svm", "mlp")
 
@@ -45,16 +45,21 @@ class Head:
     def n_classes(self) -> int:
         raise NotImplementedError
 
-    def standardize(self, features: np.ndarray) -> np.ndarray:
+    def checked(self, features: np.ndarray) -> np.ndarray:
+        """`features` as float32, refused unless (n, dim)."""
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != self.dim:
             raise ArtstyleError(f"expected features of shape (n, {self.dim}), got {features.shape}")
-        return (features - self.mean) / self.scale
+        return features
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Uncalibrated class scores (with the text prior's, when there is one)."""
-        scores = self.scores(self.standardize(features))
-        return scores if self.prior is None else scores + self.prior.logits(np.asarray(features, np.float32))
+        return self.raw_scores(self.checked(features))
+
+    def raw_scores(self, features):
+        """`logits` of raw features, numpy arrays or torch tensors (what the export traces)."""
+        scores = self.scores((features - self.mean) / self.scale)
+        return scores if self.prior is None else scores + self.prior.logits(features)
 
     def scores(self, z):
         """Class scores of standardised features; written with operators that numpy arrays
@@ -131,9 +136,7 @@ class CosineHead(Head):
         return int(self.weight.shape[0])
 
     def scores(self, z):
-        embedding = z[:, : self.weight.shape[1]]
-        unit = embedding / ((embedding * embedding).sum(1, keepdims=True) ** 0.5 + 1e-12)
-        return (unit @ self.weight.T) * self.logit_scale + self.logit_bias
+        return cosines(z, self.weight) * self.logit_scale + self.logit_bias
 
     def weights(self) -> dict[str, np.ndarray]:
         return {"weight": self.weight, "logit_scale": self.logit_scale, "logit_bias": self.logit_bias}

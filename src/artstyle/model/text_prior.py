@@ -20,6 +20,14 @@ import numpy as np
 PRIOR_PAINTINGS = 8.0  # training paintings at which a movement weighs its own data and the text alike
 
 
+def cosines(features, text):
+    """Cosine of each row's image embedding (its first columns: the global view's pooled,
+    projected embedding) with each unit row of `text`; numpy arrays or torch tensors (the
+    ONNX export traces this same code)."""
+    embedding = features[:, : text.shape[1]]
+    return (embedding / ((embedding * embedding).sum(1, keepdims=True) ** 0.5 + 1e-12)) @ text.T
+
+
 @dataclass
 class TextPrior:
     """Unit text embeddings of the classes (their prompt ensembles), the model's logit
@@ -37,9 +45,7 @@ class TextPrior:
     def logits(self, features):
         """Weighted, centred zero-shot logits of raw features; numpy arrays or torch tensors
         (the ONNX export traces this same code)."""
-        embedding = features[:, : self.weight.shape[1]]
-        unit = embedding / ((embedding * embedding).sum(1, keepdims=True) ** 0.5 + 1e-12)
-        cosine = (unit @ self.weight.T) * self.logit_scale
+        cosine = cosines(features, self.weight) * self.logit_scale
         return (cosine - cosine.mean(1, keepdims=True)) * self.mix
 
     def tensors(self) -> dict[str, np.ndarray]:

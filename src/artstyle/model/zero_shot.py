@@ -27,6 +27,7 @@ from ..files import atomic_write_bytes, user_cache_root
 from .calibration import Abstention
 from .head import CosineHead
 from .negatives import NOT_PAINTING_KINDS
+from .text_prior import cosines
 
 log = logging.getLogger("artstyle")
 
@@ -91,9 +92,8 @@ class TextDetector:
     kinds_embedding: np.ndarray  # (len(NOT_PAINTING_KINDS), d) unit
 
     def _cosines(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = np.asarray(features, np.float32)[:, : len(self.painting)]
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        return x @ self.painting, x @ self.kinds_embedding.T
+        both = cosines(np.asarray(features, np.float32), np.vstack([self.painting, self.kinds_embedding]))
+        return both[:, 0], both[:, 1:]
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """How much closer the nearest non-painting kind is than painting (> 0: not one)."""
