@@ -49,20 +49,23 @@ from artstyle.features.size_variants import SizeVariants
 from artstyle.model.head import HEAD_KINDS
 from artstyle.model.metrics import classification_metrics
 from artstyle.model.quantize import calibration_views, stratified
+from artstyle.model.size_bands import fit_size_bands, tile_columns
 from artstyle.model.training import calibration_folds, head_rows, train_head
 
 LITE2, FUSION = "efficientnet_lite2", f"{DEFAULT_BACKBONE}+efficientnet_lite2"
-# (name, recipe, balance, size variant copies, backbone): the previous default, the new steps
-# one by one, statistics of five maps instead of two, then the default's steps on the larger
-# network and on both networks together
+# (name, recipe, balance, size variant copies, backbone, size bands): the previous default,
+# the new steps one by one, statistics of five maps instead of two, the default's steps on the
+# larger network and on both networks together, then the full-size pictures' own correction
+# (model/size_bands.py)
 ARMS = (
-    ("multicrop (0.1 default)", "multicrop", "class", 0, DEFAULT_BACKBONE),
-    ("sized", "sized", "class", 0, DEFAULT_BACKBONE),
-    ("sized + variants + breadth", "sized", "breadth", 2, DEFAULT_BACKBONE),
-    ("sized+stats + variants + breadth", "sized+stats", "breadth", 2, DEFAULT_BACKBONE),
-    ("sized+texture + variants + breadth", "sized+texture", "breadth", 2, DEFAULT_BACKBONE),
-    ("lite2 sized+stats + variants + breadth", "sized+stats", "breadth", 2, LITE2),
-    ("lite0+lite2 sized+stats + variants + breadth", "sized+stats", "breadth", 2, FUSION),
+    ("multicrop (0.1 default)", "multicrop", "class", 0, DEFAULT_BACKBONE, False),
+    ("sized", "sized", "class", 0, DEFAULT_BACKBONE, False),
+    ("sized + variants + breadth", "sized", "breadth", 2, DEFAULT_BACKBONE, False),
+    ("sized+stats + variants + breadth", "sized+stats", "breadth", 2, DEFAULT_BACKBONE, False),
+    ("sized+texture + variants + breadth", "sized+texture", "breadth", 2, DEFAULT_BACKBONE, False),
+    ("lite2 sized+stats + variants + breadth", "sized+stats", "breadth", 2, LITE2, False),
+    ("lite0+lite2 sized+stats + variants + breadth", "sized+stats", "breadth", 2, FUSION, False),
+    ("sized+texture + variants + breadth + size bands", "sized+texture", "breadth", 2, DEFAULT_BACKBONE, True),
 )
 SHRUNK_LONG_SIDE = 224  # (iii): WikiArt's copies have this long side
 
@@ -172,8 +175,10 @@ def run(args: argparse.Namespace) -> dict:
     eval_negatives = evaluation_non_paintings()
     cost_sample = [paths[i] for i in np.random.default_rng(0).permutation(len(paths))[: args.cost_images]]
     results: dict = {"arms": [], "folds": args.folds, "seed": args.seed, "data": [str(d) for d in args.data]}
-    for name, recipe, balance, copies, backbone in args.arms:
+    for name, recipe, balance, copies, backbone, bands in args.arms:
         clf = StyleClassifier(backbone, features=recipe, cache_dir=args.cache_dir, show_progress=False, balance=balance)
+        first = clf.feature_extractors[0]
+        tiles = tile_columns(first.backbone.feature_dim, first.recipe.grid, first.recipe.sized) if bands else None
         x = clf.extract(paths, keys).features
         x_small = np.zeros_like(x)
         x_small[full] = clf.extract(small, small_keys).features
@@ -184,6 +189,8 @@ def run(args: argparse.Namespace) -> dict:
         x_neg = clf.extract(eval_negatives).features
         ms = extraction_cost(clf, cost_sample)
         for data in ("paintings", "+extra") if len(args.data) > 1 else ("paintings",):
+            if bands and data == "paintings":  # one size band: the same model as the arm without it
+                continue
             usable = np.ones(len(y), bool) if data == "+extra" else full
             proba = np.zeros((len(y), len(labels)))
             proba_small = np.zeros_like(proba)
@@ -203,9 +210,10 @@ def run(args: argparse.Namespace) -> dict:
                                  [records[i].artist for i in rows_train], balance,
                                  [records[i].short_side for i in rows_train],
                                  plan.select(take, position) if plan else None, x_variants[take] if plan else None)
-                trained = train_head(rows.x, rows.y, len(labels), rows.folds, kinds=args.heads, negatives=negatives,
-                                     labels=labels, seed=args.seed, weighting=rows.weighting, scored=rows.scored,
-                                     groups=rows.groups)
+                trained = fit_size_bands(
+                    train_head(rows.x, rows.y, len(labels), rows.folds, kinds=args.heads, negatives=negatives,
+                               labels=labels, seed=args.seed, weighting=rows.weighting, scored=rows.scored,
+                               groups=rows.groups), rows.x, rows.y, rows.folds, tiles, labels)
                 kinds.append(trained.head_kind)
                 proba[test] = trained.head.predict_proba(x[test])
                 proba_small[test & full] = trained.head.predict_proba(x_small[test & full])
@@ -292,7 +300,22 @@ def _paired_gains(results: dict) -> None:
             gain(f"{name}: +extra - paintings", by[(name, "paintings")], arm, ("i", "iii"))
         if name != first and (first, data) in by:
             gain(f"{name} - {first}, {data}", by[(first, data)], arm, ("i", "ii", "iii"))
+        if data == "+extra" and (first, "paintings") in by:
+            base = by[(first, "paintings")]
+            gain(f"{name}, +extra - {first}, paintings", base, arm, ("i", "iii"))
+            results.setdefault("recall_change", {})[name] = recall_change(base["i"], arm["i"])
     results["gains"] = gains
+
+
+def recall_change(base: dict, arm: dict, min_support: int = 10) -> dict[str, list]:
+    """Per movement with at least `min_support` scored paintings: recall of `base`, of
+    `arm` and the change; printed, largest loss first."""
+    rows = {label: [c["recall"], arm["per_class"][label]["recall"], arm["per_class"][label]["recall"] - c["recall"]]
+            for label, c in base["per_class"].items() if c["support"] >= min_support}
+    rows = dict(sorted(rows.items(), key=lambda kv: kv[1][2]))
+    print(f"  recall (i), movements with >= {min_support} paintings: "
+          + ", ".join(f"{k} {a:.2f}->{b:.2f}" for k, (a, b, _) in rows.items()), flush=True)
+    return rows
 
 
 def _format(arm: dict) -> str:
@@ -314,9 +337,9 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--heads", default=",".join(HEAD_KINDS), help="head kinds the inner folds choose among")
-    parser.add_argument("--arms", default=",".join(a[0] for a in ARMS[:4]),
+    parser.add_argument("--arms", default=",".join(a[0] for a in (ARMS[4], ARMS[7])),
                         help="comma-separated arm names, the first the baseline of the others (see ARMS; "
-                        "the texture and Lite2 arms run when named)")
+                        "the other arms run when named)")
     parser.add_argument("--cost-images", type=int, default=64, help="images timed for extraction cost")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "artstyle-bench-cache")
     parser.add_argument("--int8", action="store_true", help="also score the int8 embedding (see above)")

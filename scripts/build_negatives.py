@@ -4,8 +4,9 @@
     python scripts/build_negatives.py ../shared/data/not_paintings --pictures
 
 Each supported backbone gets one safetensors file: the global-view embedding (float16)
-of every image under NOT_PAINTINGS/<kind>/..., decoded the way the default multicrop
-recipe decodes, with its kind (photo, chart, document) and source. The painting
+of every image under NOT_PAINTINGS/<kind>/..., and the texture statistics of the default
+recipe (`sized+texture`: mean and std of five feature maps, over its views), with its kind
+(photo, chart, document) and source. The painting
 detector of every model trained on that backbone learns from them, so a user who never
 gives artstyle a photo still gets a detector that knows photos. Provenance (counts per
 kind and source, the manifest's hash, weights id, date) is stored in the file's metadata
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from artstyle import StyleClassifier
+from artstyle.features.recipes import DEFAULT_RECIPE
 from artstyle.model.negatives import NEGATIVES_DIR, REAL_KINDS
 
 SHIPPED_BACKBONES = ("efficientnet_lite0", "efficientnet_lite2")
@@ -66,16 +68,18 @@ def main() -> None:
     source_ids = np.array([source_names.index(sources.get(r, "unknown")) for r in rel], np.uint8)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.backbone:
-        clf = StyleClassifier(name, features="multicrop")
+        clf = StyleClassifier(name, features=DEFAULT_RECIPE)
         (extractor,) = clf.feature_extractors
         extraction = clf.extract([str(p) for p in paths], None, f"Non-paintings ({name})")
         ok = extraction.ok
-        dim = extractor.backbone.feature_dim
+        dim, stats_dim = extractor.backbone.feature_dim, extractor.backbone.stats_dim
         features = extraction.features[ok, :dim].astype(np.float16)  # the global view's embedding
+        stats = extraction.features[ok, -stats_dim:].astype(np.float16)  # the recipe's texture statistics
         meta = {
             "backbone": name,
             "weights_id": extractor.backbone.weights_id,
-            "view": "global view of the multicrop recipe",
+            "view": f"global view of the {DEFAULT_RECIPE} recipe",
+            "stats_recipe": DEFAULT_RECIPE,
             "preprocessing": json.dumps(extractor.preprocessing.to_dict()),
             "kinds": json.dumps(list(REAL_KINDS)),
             "sources": json.dumps(source_names),
@@ -85,9 +89,10 @@ def main() -> None:
             "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         target = args.out / f"{name}.safetensors"
-        tensors = {"features": features, "kind": kinds[ok], "source": source_ids[ok]}
+        tensors = {"features": features, "stats": stats, "kind": kinds[ok], "source": source_ids[ok]}
         atomic_write_bytes(target, save(tensors, metadata=meta))
-        print(f"{target}: {int(ok.sum())} non-paintings, {features.shape[1]} dims, {target.stat().st_size / 1e6:.1f} MB")
+        print(f"{target}: {int(ok.sum())} non-paintings, {features.shape[1]} + {stats.shape[1]} dims, "
+              f"{target.stat().st_size / 1e6:.1f} MB")
 
 
 def ship_pictures(folder: Path, out: Path) -> None:

@@ -295,6 +295,11 @@ def test_cli_trains_and_checks_several_folders(tmp_path):
                                *FAST_CLI])
     assert done.exit_code == 0, done.output
     assert done.output.count("median short side differs") == 1 and "source web" in done.output
+    scored = runner.invoke(app, ["evaluate", str(tmp_path / "model"), *roots, "--all", "--cache-dir", str(tmp_path / "cache")],
+                           terminal_width=160)
+    assert scored.exit_code == 0, scored.output
+    assert "By size band and source" in scored.output  # the headline's parts: each source and size band
+    assert "source: museum" in scored.output and "source: web" in scored.output and "size: full size" in scored.output
     rows = parse_splits_csv((tmp_path / "model" / "splits.csv").read_text())
     assert {r["source"] for r in rows} == {"museum", "web"} and len(rows) == 36
     checked = runner.invoke(app, ["check", *roots, "--format", "json"])

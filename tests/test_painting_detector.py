@@ -23,6 +23,10 @@ from artstyle.model.negatives import NOT_PAINTING_KINDS, non_paintings, shipped_
 def test_real_non_paintings_ship_for_every_backbone_with_weights_in_a_wheel(backbone):
     shipped = shipped_negatives(backbone, wheel_weights_path(backbone).stem)
     assert shipped is not None and shipped.features.shape == (len(shipped.kind), 1280)
+    stats = shipped.stats_for("sized+texture")  # the default recipe's texture statistics ship too
+    assert stats is not None and len(stats) == len(shipped.kind) and np.abs(stats).max() > 0
+    assert shipped.stats_for("multicrop+stats") is None  # other strides: not these numbers
+    assert len(shipped.sources) >= 10  # eight photo sources, charts, documents
     assert np.isfinite(shipped.features).all() and np.abs(shipped.features).max() > 0
     assert set(shipped.kind.tolist()) == {0, 1, 2}  # photos, charts, documents
     provenance = shipped.provenance()
@@ -100,3 +104,62 @@ def test_kinds_survive_a_save_and_load(trained_model, cache_dir):
     images = [photo_like(7), paint(list(STYLES)[0], 2, seed=3)]
     assert [p.not_painting_kind for p in loaded.predict_top_k(images)] == [
         p.not_painting_kind for p in clf.predict_top_k(images)]
+
+
+def _camera(image, camera: str, seed: int):
+    """`image` as a camera sees it: sensor noise, a soft lens, a warm white balance, or the
+    held-out one, unlike all three: a dim, cold, grainy night shot with a vignette."""
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    if camera == "soft lens":
+        return image.filter(ImageFilter.GaussianBlur(2.5))
+    pixels = np.asarray(image, np.float64)
+    if camera == "grainy":
+        pixels = pixels + rng.normal(0, 14, pixels.shape)
+    elif camera == "warm":
+        pixels = pixels * [1.18, 1.0, 0.78]
+    else:  # night
+        h, w = pixels.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w]
+        vignette = 1 - 0.6 * (((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2) * 2
+        pixels = pixels * 0.45 * [0.8, 0.95, 1.25] * vignette[..., None] + rng.normal(0, 9, pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def test_source_folds_hold_out_whole_sources_and_weights_count_each_source_alike():
+    from artstyle.model.painting import source_balanced, source_folds
+
+    sources = np.array(["imagenet"] * 60 + ["night"] * 10 + ["sky"] * 10 + ["charts"] * 20)
+    folds = source_folds(sources, 3)
+    assert all(len(set(folds[sources == s])) == 1 for s in set(sources))  # a source is never split
+    assert sorted(np.bincount(folds).tolist()) == [20, 20, 60]
+    weights = source_balanced(40, sources)
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[:40].sum() == pytest.approx(weights[40:].sum())  # paintings weigh as much as the rest
+    per_source = {s: weights[40:][sources == s].sum() for s in set(sources)}
+    assert max(per_source.values()) == pytest.approx(min(per_source.values()))
+
+
+def test_a_camera_the_detector_never_saw_is_still_flagged(paintings, cache_dir):
+    """Photos from three generated cameras teach the detector (each source held out whole
+    from the fold that scores it); a fourth camera, unlike the three, is still flagged."""
+    from artstyle.data.dataset import scan_dataset
+    from artstyle.model.painting import fit_painting_detector
+    from artstyle.model.training import calibration_folds
+
+    clf = StyleClassifier(features="global", cache_dir=cache_dir, show_progress=False)
+    dataset = scan_dataset([paintings], show_progress=False)
+    records = list(dataset.records)
+    x = clf.extract([dataset.abspath(r) for r in records], [r.sha256 for r in records]).features
+    folds, _ = calibration_folds(records)
+    cameras = ("grainy", "soft lens", "warm")
+    photos = {c: clf.extract([_camera(photo_like(300 + i, (320, 240)), c, i) for i in range(12)]).features
+              for c in (*cameras, "night")}
+    negatives = np.concatenate([photos[c] for c in cameras])
+    sources = np.repeat(cameras, 12)
+    detector, info = fit_painting_detector(x, folds, negatives, negative_sources=sources)
+    assert sorted(info["held_out_negatives_flagged_by_source"]) == sorted(cameras)
+    assert min(info["held_out_negatives_flagged_by_source"].values()) >= 0.8  # each camera, held out, is caught
+    assert np.mean(~detector.is_painting(photos["night"])) >= 0.9
+    assert info["held_out_paintings_flagged"] <= 0.1

@@ -132,7 +132,25 @@ def _metrics_tables(metrics: dict) -> list[Table]:
             per_class.add_row(label, f"{c['precision']:.2f}", f"{c['recall']:.2f}", f"{c['f1']:.2f}", str(c["support"]))
         else:
             per_class.add_row(label, "", "", "", "[dim]untested[/dim]")
-    return [summary, per_class]
+    slices = _slices_table(metrics)
+    return [summary, per_class, *([slices] if slices else [])]
+
+
+def _slices_table(metrics: dict) -> Table | None:
+    """Scores per size band and per source, when the images have more than one: a headline
+    over web copies and full-size scans together hides how each kind fares."""
+    groups = [(f"size: {name}", m) for name, m in metrics.get("by_size", {}).items() if len(metrics["by_size"]) > 1]
+    groups += [(f"source: {name}", m) for name, m in metrics.get("by_source", {}).items()]
+    if not groups:
+        return None
+    table = Table(title="By size band and source")
+    for column in ("slice", "images", "accuracy", "top-3", "macro-F1", "ECE"):
+        table.add_column(column, justify="left" if column == "slice" else "right")
+    for name, m in groups:
+        se = (m["accuracy"] * (1 - m["accuracy"]) / m["n_images"]) ** 0.5 if m["n_images"] else 0.0
+        table.add_row(name, str(m["n_images"]), f"{m['accuracy']:.1%} ± {se:.1%}", f"{m['top3_accuracy']:.1%}",
+                      f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}")
+    return table
 
 
 DATA_HELP = ("Painting folder(s): DATA/<movement>/<artist>/<image>; several folders merge by movement and "
@@ -685,7 +703,14 @@ def info(
 ) -> None:
     """Show what a model folder holds: backbone, movements, data, split and scores."""
     from ..model.bundle import load_bundle
-    from .model_card import finetune_summary, precision_summary, similar_summary
+    from .model_card import (
+        finetune_summary,
+        precision_summary,
+        similar_summary,
+        size_bands_summary,
+        split_summary,
+        trained_on,
+    )
 
     bundle = load_bundle(model)
     config, metrics = bundle.config, bundle.metrics
@@ -712,9 +737,11 @@ def info(
             table.add_row("fine-tuned", finetune_summary(b["finetuned"]))
     table.add_row("embedding", precision_summary(config, here=True))
     table.add_row("head", f"{config['head'].get('kind', config['head']['type'])}")
+    if config["head"].get("size_bands"):
+        table.add_row("size bands", size_bands_summary(config["head"]["size_bands"]))
     table.add_row("movements", f"{len(config['labels'])}: " + ", ".join(config["labels"]))
-    table.add_row("trained on", f"{dataset.get('n_images')} images from {dataset.get('root')}")
-    table.add_row("split", f"{split.get('mode')} (seed {split.get('seed')}): {split.get('counts')}")
+    table.add_row("trained on", trained_on(dataset))
+    table.add_row("split", split_summary(split))
     table.add_row("temperature", f"{config['temperature']:.3f}")
     abstention = config["abstention"]
     table.add_row(

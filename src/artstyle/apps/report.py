@@ -141,6 +141,16 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
         f"<td>{c['f1']:.2f}</td><td>{c['support']}</td></tr>"
         for label, c in m["per_class"].items()
     )
+    slices = [(f"size: {name}", g) for name, g in m.get("by_size", {}).items() if len(m["by_size"]) > 1]
+    slices += [(f"source: {name}", g) for name, g in m.get("by_source", {}).items()]
+    slice_rows = "".join(
+        f"<tr><td>{esc(name)}</td><td>{g['n_images']}</td><td>{g['accuracy']:.1%} ± "
+        f"{(g['accuracy'] * (1 - g['accuracy']) / max(g['n_images'], 1)) ** 0.5:.1%}</td>"
+        f"<td>{g['top3_accuracy']:.1%}</td><td>{g['macro_f1']:.3f}</td><td>{g['ece']:.3f}</td></tr>"
+        for name, g in slices)
+    slice_table = ("<h2>By size band and source</h2><table><tr><th>slice</th><th>images</th><th>accuracy "
+                   "(± standard error)</th><th>top-3</th><th>macro-F1</th><th>ECE</th></tr>"
+                   f"{slice_rows}</table>") if slices else ""
     mistakes = []
     worst = confident_mistakes(evaluation)
     context = _mistake_context(clf, [evaluation.paths[row] for row, _, _ in worst],
@@ -178,6 +188,7 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
 <h2>Confusion matrix</h2>{f'<img class=plot alt="confusion matrix" src="{confusion}">' if confusion else '<p>No images scored.</p>'}
 <h2>Per movement</h2>{f'<img class=plot alt="F1 per class" src="{f1}">' if f1 else ''}
 <table><tr><th>movement</th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>{rows}</table>
+{slice_table}
 <h2>Calibration</h2>{f'<img class=plot alt="reliability diagram" src="{calibration}">' if calibration else ''}
 <p class=note>Points on the diagonal mean the probabilities can be taken at their word; below it the model is over-confident, above it under-confident.</p>
 <h2>Most confident mistakes</h2>{''.join(mistakes) or '<p>None.</p>'}""")

@@ -66,6 +66,7 @@ from .negatives import (
 from .painting import NonPaintings
 from .prediction import Prediction
 from .similar import THUMBNAIL_SIDE, SimilarityIndex, SimilarPaintings, thumbnail_webp
+from .size_bands import fit_size_bands, tile_columns
 
 if TYPE_CHECKING:
     from ..features.finetune_recipe import FineTuning
@@ -323,6 +324,9 @@ class StyleClassifier:
             negatives=negatives, labels=table.labels, seed=self.seed, weighting=rows.weighting, scored=rows.scored,
             groups=rows.groups, prior=self._text_prior(table.labels) if self.text_prior else None,
         )
+        first = self.feature_extractors[0]
+        tiles = tile_columns(first.backbone.feature_dim, first.recipe.grid, first.recipe.sized)
+        trained = fit_size_bands(trained, rows.x, rows.y, rows.folds, tiles, table.labels)
         trained.held_out = trained.held_out[: len(table.train)]  # the paintings' rows come first
         log.info(
             "head: %s (alpha %g) chosen by %d-fold cross-validation by %s; temperature %.2f",
@@ -459,23 +463,32 @@ class StyleClassifier:
     def non_painting_features(self, real: FolderNonPaintings | None = None) -> NonPaintings | None:
         """What the painting detector learns from: real non-paintings (the images of
         `real`, embedded here, else the features shipped for the backbone(s)) plus
-        generated ones (None: no detector). All in the global view's columns of each
-        backbone, the part of every recipe's vector they share."""
+        generated ones (None: no detector). In each backbone's global-view columns, the
+        part of every recipe's vector they share, and its texture statistics when the
+        real ones come with the recipe's own (photographs differ from paint in grain)."""
         if self.negatives <= 0:
             return None
-        columns, offset, shipped = [], 0, []
-        for extractor in self.feature_extractors:
-            columns.append(offset + np.arange(extractor.backbone.feature_dim))
-            offset += extractor.dim
-            shipped.append(shipped_negatives(extractor.backbone.name, extractor.backbone.weights_id))
+        extractors = self.feature_extractors
+        recipe = get_recipe(self.features).name
+        shipped = [shipped_negatives(e.backbone.name, e.backbone.weights_id) for e in extractors]
+        ships_features = all(s is not None for s in shipped) and len({len(s.features) for s in shipped}) == 1
+        missing = ", ".join(e.backbone.name for e, s in zip(extractors, shipped) if s is None)
+        from_package = real is None and not ships_features and (real := shipped_pictures()) is not None
+        with_stats = get_recipe(self.features).stats and (
+            real is not None or (ships_features and all(s.stats_for(recipe) is not None for s in shipped)))
+        columns, offset = [], 0
+        for e in extractors:
+            columns.append(offset + np.arange(e.backbone.feature_dim))
+            if with_stats:
+                columns.append(offset + np.arange(e.dim - e.backbone.stats_dim, e.dim))
+            offset += e.dim
         cols = np.concatenate(columns)
         generated = non_paintings(self.negatives, seed=0)  # same seed: their features come from the cache
         features = self.extract([img for _, img in generated], None, "Non-paintings").features[:, cols]
         kinds = np.array([GENERATED_KIND.get(kind, -1) for kind, _ in generated], np.int64)
-        info: dict = {"generated_negatives": len(generated), "real_negatives": None}
-        ships_features = all(s is not None for s in shipped) and len({len(s.features) for s in shipped}) == 1
-        missing = ", ".join(e.backbone.name for e, s in zip(self.feature_extractors, shipped) if s is None)
-        from_package = real is None and not ships_features and (real := shipped_pictures()) is not None
+        sources = np.full(len(generated), "generated", dtype=object)
+        info: dict = {"generated_negatives": len(generated), "real_negatives": None,
+                      "columns": "global view" + (" and texture statistics" if with_stats else "")}
         if from_package:
             log.info("no non-painting features ship for %s: its detector learns from the %d photographs that ship as "
                      "pictures (embedded once, then cached) and generated charts and documents; --non-paintings DIR "
@@ -486,18 +499,21 @@ class StyleClassifier:
                 log.warning("%s: skipped (%s)", real.paths[i], reason)
             features = np.concatenate([features, extraction.features[extraction.ok][:, cols]])
             kinds = np.concatenate([kinds, real.kinds[extraction.ok]])
+            sources = np.concatenate([sources, real.sources()[extraction.ok]])
             info["real_negatives"] = real.provenance(extraction.ok)
             if from_package:
                 info["real_negatives"]["folder"] = "artstyle's shipped photographs (assets/negatives/pictures)"
         elif ships_features:
-            features = np.concatenate([features, np.concatenate([s.features for s in shipped], axis=1)])
+            parts = [[s.features, *([s.stats_for(recipe)] if with_stats else [])] for s in shipped]
+            features = np.concatenate([features, np.concatenate([p for part in parts for p in part], axis=1)])
             kinds = np.concatenate([kinds, shipped[0].kind])
+            sources = np.concatenate([sources, shipped[0].source_names()])
             info["real_negatives"] = shipped[0].provenance()
         else:
             log.warning("no real non-paintings ship for %s: the 'not a painting' detector learns from generated ones "
                         "only and will pass most photos (give it a folder of them: --non-paintings)",
                         missing or "these backbones together (their files hold different images)")
-        return NonPaintings(features, kinds, cols, info)
+        return NonPaintings(features, kinds, cols, info, sources)
 
     def _adopt(self, trained: TrainedHead, labels: list[str]) -> None:
         self.classes_ = np.array(labels)

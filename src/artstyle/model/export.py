@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +37,7 @@ class ProbabilityGraph(nn.Module):
             Embedding(e.backbone, e.recipe.stats, keep_maps,
                       model=static_same_padding(e.backbone.model, e.preprocessing.size) if constant_pads else None)
             for e in extractors)
-        head = clf.head_
-        arrays = {**head.weights(), "mean": head.mean, "scale": head.scale}
-        self.head = replace(head, **{k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items()})
-        if head.prior is not None:
-            self.head.prior = replace(head.prior, **{k: torch.from_numpy(np.asarray(getattr(head.prior, k), np.float32))
-                                                     for k in ("weight", "logit_scale", "mix")})
+        self.head = clf.head_.map_arrays(lambda a: torch.from_numpy(np.asarray(a, np.float32)))
 
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.scores(*images) / self.head.temperature, dim=1)

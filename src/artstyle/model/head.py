@@ -10,7 +10,7 @@ All standardise features with the training mean/scale and store plain tensors
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -73,6 +73,13 @@ class Head:
     def weights(self) -> dict[str, np.ndarray]:
         """The kind's own parameters."""
         raise NotImplementedError
+
+    def map_arrays(self, fn) -> Head:
+        """A copy with every array passed through `fn` (the export makes torch tensors)."""
+        arrays = {**self.weights(), "mean": self.mean, "scale": self.scale}
+        prior = None if self.prior is None else replace(
+            self.prior, **{k: fn(getattr(self.prior, k)) for k in ("weight", "logit_scale", "mix")})
+        return replace(self, **{k: fn(v) for k, v in arrays.items()}, prior=prior)
 
     def tensors(self) -> dict[str, np.ndarray]:
         """Everything but the temperature, for safetensors."""
@@ -144,6 +151,13 @@ class CosineHead(Head):
 
 def head_from_tensors(kind: str, tensors: dict[str, np.ndarray], temperature: float) -> Head:
     """Rebuild a head saved with `tensors()`; shapes are checked."""
+    if kind == "size_bands":
+        from .size_bands import SizeBandHead
+
+        try:
+            return SizeBandHead.from_tensors(tensors, temperature, lambda t, temp: head_from_tensors(_kind_of(t), t, temp))
+        except (KeyError, ValueError) as exc:
+            raise ArtstyleError(f"size band head tensors are incomplete or inconsistent ({exc})") from None
     t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
     common = {"mean": t["feature_mean"], "scale": t["feature_scale"], "temperature": float(temperature),
               "prior": TextPrior.from_tensors(t)}
@@ -170,3 +184,8 @@ def head_from_tensors(kind: str, tensors: dict[str, np.ndarray], temperature: fl
     if not ok:
         raise ArtstyleError("head tensors have inconsistent shapes")
     return head
+
+
+def _kind_of(tensors: dict[str, np.ndarray]) -> str:
+    """The head type whose tensors these are (a size-band head's base stores no type of its own)."""
+    return "mlp" if "weight1" in tensors else "cosine" if "logit_scale" in tensors else "linear"

@@ -214,13 +214,22 @@ REAL_KIND = {"photo": 0, "chart": 1, "document": 2}
 
 @dataclass
 class ShippedNegatives:
-    """Global-view embeddings of real non-paintings for one backbone, with kind and source."""
+    """Global-view embeddings of real non-paintings for one backbone, with kind and source,
+    and the texture statistics of `stats_recipe` (None in files built before them)."""
 
     features: np.ndarray  # (n, embedding_dim) float32
     kind: np.ndarray  # index into NOT_PAINTING_KINDS
     source: np.ndarray  # index into sources
     sources: list[str]
     meta: dict
+    stats: np.ndarray | None = None  # (n, stats_dim) float32
+
+    def stats_for(self, recipe: str) -> np.ndarray | None:
+        """The texture statistics, when they are the ones `recipe` computes."""
+        return self.stats if self.stats is not None and self.meta.get("stats_recipe") == recipe else None
+
+    def source_names(self) -> np.ndarray:
+        return np.asarray(self.sources, dtype=object)[self.source]
 
     def provenance(self) -> dict:
         return {
@@ -247,8 +256,9 @@ def shipped_negatives(backbone: str, weights_id: str) -> ShippedNegatives | None
             return None
         kinds = json.loads(meta["kinds"])
         kind = np.array([REAL_KIND[kinds[k]] for k in handle.get_tensor("kind")], np.int64)
+        stats = handle.get_tensor("stats").astype(np.float32) if "stats" in handle.keys() else None
         return ShippedNegatives(handle.get_tensor("features").astype(np.float32), kind,
-                                handle.get_tensor("source").astype(np.int64), json.loads(meta["sources"]), meta)
+                                handle.get_tensor("source").astype(np.int64), json.loads(meta["sources"]), meta, stats)
 
 
 def shipped_pictures() -> FolderNonPaintings | None:
@@ -267,6 +277,15 @@ class FolderNonPaintings:
     folder: Path
     paths: list[Path]
     kinds: np.ndarray
+
+    def sources(self) -> np.ndarray:
+        """Where each image comes from: the first folder under `folder` below its kind's
+        (a camera, a site), else its kind's folder, else the folder itself."""
+        names = []
+        for path in self.paths:
+            parts = path.relative_to(self.folder).parts[:-1]
+            names.append("/".join(parts[:2]) if parts else self.folder.name)
+        return np.array(names, dtype=object)
 
     def provenance(self, read: np.ndarray) -> dict:
         """What config.json and the model card say of them (`read`: which could be read)."""

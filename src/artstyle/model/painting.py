@@ -34,12 +34,14 @@ MIN_GROUP = 100  # held-out paintings a group needs for its own quantile (3 % of
 @dataclass
 class NonPaintings:
     """What the detector learns "not a painting" from: features in the painting vectors'
-    `columns`, the kind of each (index into NOT_PAINTING_KINDS, -1: no name), provenance."""
+    `columns`, the kind of each (index into NOT_PAINTING_KINDS, -1: no name), where each
+    comes from (a camera, a chart library, the generator), provenance."""
 
     features: np.ndarray
     kinds: np.ndarray
     columns: np.ndarray
     info: dict
+    sources: np.ndarray | None = None
 
 
 @dataclass
@@ -92,13 +94,39 @@ class PaintingDetector:
         return detector
 
 
-def _fit(paintings: np.ndarray, negatives: np.ndarray) -> PaintingDetector:
-    """Detector with threshold 0 (even odds); the caller sets the calibrated threshold."""
+def source_balanced(n_paintings: int, sources: np.ndarray | None) -> np.ndarray | None:
+    """Row weights (mean 1): paintings and non-paintings weigh half each, and inside the
+    non-paintings every source the same (a thousand ImageNet samples must not drown fifty
+    night shots or satellite views). None without sources (classes balanced)."""
+    if sources is None:
+        return None
+    _, inverse, counts = np.unique(np.asarray(sources, dtype=object), return_inverse=True, return_counts=True)
+    negative = 1.0 / counts[inverse] / len(counts)
+    weights = np.r_[np.full(n_paintings, 1.0 / n_paintings), negative] / 2
+    return weights * len(weights) / weights.sum()
+
+
+def source_folds(sources: np.ndarray, n_folds: int) -> np.ndarray:
+    """A fold per non-painting, whole sources at a time (largest first, each to the fold
+    with the fewest so far): a source is held out from the detector that scores it, as a
+    user's camera is always one it never saw. Needs two sources or more (one alone would
+    leave its folds nothing to learn from)."""
+    names, inverse, counts = np.unique(np.asarray(sources, dtype=object), return_inverse=True, return_counts=True)
+    load, fold_of = np.zeros(n_folds), np.zeros(len(names), np.int64)
+    for i in np.argsort(-counts, kind="stable"):
+        fold_of[i] = int(np.argmin(load))
+        load[fold_of[i]] += counts[i]
+    return fold_of[inverse]
+
+
+def _fit(paintings: np.ndarray, negatives: np.ndarray, sources: np.ndarray | None = None) -> PaintingDetector:
+    """Detector with threshold 0 (even odds); the caller sets the calibrated threshold.
+    `sources` (one per negative) weigh every source alike (`source_balanced`)."""
     from .head_fitting import HeadFitter  # torch: fitting only, never when predicting
 
     x = np.concatenate([paintings, negatives])
     y = np.r_[np.zeros(len(paintings), np.int64), np.ones(len(negatives), np.int64)]
-    head = HeadFitter("logreg", x, y, 2).fit(DETECTOR_ALPHA)
+    head = HeadFitter("logreg", x, y, 2, sample_weight=source_balanced(len(paintings), sources)).fit(DETECTOR_ALPHA)
     weight = (head.weight[1] - head.weight[0]).astype(np.float32)
     return PaintingDetector(head.mean, head.scale, weight, float(head.bias[1] - head.bias[0]), 0.0)
 
@@ -134,6 +162,7 @@ def fit_painting_detector(
     *,
     columns: np.ndarray | None = None,
     negative_kinds: np.ndarray | None = None,
+    negative_sources: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     flag_rate: float = DEFAULT_FLAG_RATE,
     seed: int = 0,
@@ -144,23 +173,36 @@ def fit_painting_detector(
 
     `columns`: the columns of the painting features the detector reads (all by default);
     `negatives` are given in those columns only. `negative_kinds`: index into
-    `NOT_PAINTING_KINDS` per negative (-1: no name), to learn `kinds`.
+    `NOT_PAINTING_KINDS` per negative (-1: no name), to learn `kinds`. `negative_sources`
+    (where each negative comes from): every source weighs the same, and each is held out
+    whole from the fold detector that scores it, so the held-out flag rate per source is
+    what a camera the detector never saw gets.
     """
     dim = paintings.shape[1]
     columns = np.arange(dim) if columns is None else np.asarray(columns)
     paintings, negatives = np.asarray(paintings, np.float32)[:, columns], np.asarray(negatives, np.float32)
-    rng = np.random.default_rng(seed)
-    neg_folds = rng.permutation(np.arange(len(negatives)) % max(1, folds.max() + 1))
+    n_folds = max(1, folds.max() + 1)
+    if negative_sources is not None:
+        negative_sources = np.asarray(negative_sources, dtype=object)
+    if negative_sources is not None and len(set(negative_sources.tolist())) > 1:
+        neg_folds = source_folds(negative_sources, n_folds)
+    else:
+        neg_folds = np.random.default_rng(seed).permutation(np.arange(len(negatives)) % n_folds)
+
+    def sources_of(rows: np.ndarray) -> np.ndarray | None:
+        return None if negative_sources is None else negative_sources[rows]
+
     groups = np.zeros(len(paintings), np.int64) if groups is None else np.asarray(groups)
-    held, held_groups, held_neg = [], [], []
+    held, held_groups = [], []
+    held_neg = np.full(len(negatives), np.nan)
     for fold in range(folds.max() + 1):
         test = folds == fold
         if test.any():
-            fold_detector = _fit(paintings[~test], negatives[neg_folds != fold])
+            fold_detector = _fit(paintings[~test], negatives[neg_folds != fold], sources_of(neg_folds != fold))
             held.append(fold_detector.scores(paintings[test]))
             held_groups.append(groups[test])
-            held_neg.append(fold_detector.scores(negatives[neg_folds == fold]))
-    detector = _fit(paintings, negatives)
+            held_neg[neg_folds == fold] = fold_detector.scores(negatives[neg_folds == fold])
+    detector = _fit(paintings, negatives, sources_of(np.ones(len(negatives), bool)))
     if held:
         scores, by = np.concatenate(held), np.concatenate(held_groups)
         names, counts = np.unique(by, return_counts=True)
@@ -171,8 +213,13 @@ def fit_painting_detector(
             "held_out_paintings_flagged": float(np.mean(scores > detector.threshold)),
             "held_out_paintings_flagged_by_group": {str(g): float(np.mean(scores[by == g] > detector.threshold))
                                                     for g in names},
-            "held_out_negatives_flagged": float(np.mean(np.concatenate(held_neg) > detector.threshold)),
+            "held_out_negatives_flagged": float(np.mean(held_neg[~np.isnan(held_neg)] > detector.threshold)),
         }
+        if negative_sources is not None:
+            scored = ~np.isnan(held_neg)
+            info["held_out_negatives_flagged_by_source"] = {
+                str(name): float(np.mean(held_neg[scored & (negative_sources == name)] > detector.threshold))
+                for name in np.unique(negative_sources[scored])}
     else:  # no folds: threshold from the training paintings themselves (optimistic)
         detector.threshold = float(np.quantile(detector.scores(paintings), 1 - flag_rate))
         info = {"held_out_paintings": 0}

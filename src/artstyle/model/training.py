@@ -96,6 +96,12 @@ class HeadRows:
     def n_paintings(self) -> int:
         return int(self.scored.sum())
 
+    def subset(self, mask: np.ndarray) -> HeadRows:
+        """These rows where `mask` is True, weighted afresh among themselves."""
+        w = self.weighting
+        weighting = RowWeighting(w.scheme, w.y[mask], w.sources[mask], w.artists[mask], w.multiplicity[mask])
+        return HeadRows(self.x[mask], self.y[mask], self.folds[mask], self.scored[mask], weighting, self.groups[mask])
+
 
 def head_rows(x: np.ndarray, y: np.ndarray, folds: np.ndarray, sources: Sequence[str], artists: Sequence[str],
               balance: str, short_sides: Sequence[int | None] | None = None, variants: Variants | None = None,
@@ -175,7 +181,7 @@ def _prior_out_of_fold(prior: TextPrior, x: np.ndarray, y: np.ndarray, n_classes
     return out
 
 
-def _held_out_summary(proba: np.ndarray, y: np.ndarray, abstention: Abstention, labels: list[str]) -> dict:
+def held_out_summary(proba: np.ndarray, y: np.ndarray, abstention: Abstention, labels: list[str]) -> dict:
     """config.json's held-out figures: the scores, and how often the model is sure and right then."""
     metrics = classification_metrics(y, proba, labels)
     summary = {k: metrics[k] for k in ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")}
@@ -266,14 +272,14 @@ def train_head(
         with stage("calibration and thresholds"):
             held_out_proba = softmax(oof_by_candidate[(kind, alpha)][held] / temperature)
             abstention = Abstention.fit(held_out_proba, y[held])
-            info["held_out"] = _held_out_summary(held_out_proba, y[held], abstention, labels or
+            info["held_out"] = held_out_summary(held_out_proba, y[held], abstention, labels or
                                                  [str(i) for i in range(n_classes)])
     info["abstention"] = abstention.to_dict()
     detector = None
     if negatives is not None and len(negatives.features):
         with stage("painting detector"):
             detector, info["painting_detector"] = fit_painting_detector(
-                x, folds, negatives.features, columns=negatives.columns, negative_kinds=negatives.kinds, groups=groups,
-                seed=seed)
+                x, folds, negatives.features, columns=negatives.columns, negative_kinds=negatives.kinds,
+                negative_sources=negatives.sources, groups=groups, seed=seed)
         info["painting_detector"].update(negatives.info)
     return TrainedHead(head, kind, abstention, detector, info, held_out_proba, held)
