@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> dict:
                 trained = fit_size_bands(
                     train_head(rows.x, rows.y, len(labels), rows.folds, kinds=args.heads, negatives=negatives,
                                labels=labels, seed=args.seed, weighting=rows.weighting, scored=rows.scored,
-                               groups=rows.groups), rows.x, rows.y, rows.folds, tiles, labels)
+                               groups=rows.groups), rows, tiles, labels)
                 kinds.append(trained.head_kind)
                 proba[test] = trained.head.predict_proba(x[test])
                 proba_small[test & full] = trained.head.predict_proba(x_small[test & full])

@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--features", default=DEFAULT_RECIPE)
     parser.add_argument("--generated", type=int, default=120)
+    parser.add_argument("--global-only", action="store_true",
+                        help="read the global view's embedding only, not the texture statistics too")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -55,6 +57,11 @@ def main() -> None:
     if known.info["real_negatives"] is None:
         raise SystemExit(f"no real non-paintings for {args.backbone}: run scripts/build_negatives.py first")
     negatives, kinds, sources, columns = known.features, known.kinds, known.sources, known.columns
+    if args.global_only:  # the arm of earlier rounds: the global view's embedding alone
+        (extractor,) = clf.feature_extractors
+        keep = columns < extractor.backbone.feature_dim
+        negatives, columns = negatives[:, keep], columns[keep]
+        known.info["columns"] = "global view"
     rows = []
     for name in np.unique(sources):
         held = sources == name

@@ -92,7 +92,7 @@ def test_size_bands_give_back_full_size_recall_of_the_movements_the_broad_source
     for seed in range(5):
         w = _world(seed)
         trained, rows = _trained(w)
-        bands = fit_size_bands(trained, rows.x, rows.y, rows.folds, TILES, list("abcd")).head
+        bands = fit_size_bands(trained, rows, TILES, list("abcd")).head
         museum_only = _trained(w, only="museum")[0].head
         assert isinstance(bands, SizeBandHead) and not bands.band_bias[0].any()
         full = [_recall(h, w["test_full"], w["test_full_y"], NARROW) for h in (museum_only, trained.head, bands)]
@@ -111,7 +111,7 @@ def test_size_band_tensors_round_trip_and_trace_with_torch():
     torch = pytest.importorskip("torch")
     w = _world(0)
     trained, rows = _trained(w)
-    head = fit_size_bands(trained, rows.x, rows.y, rows.folds, TILES, list("abcd")).head
+    head = fit_size_bands(trained, rows, TILES, list("abcd")).head
     tensors = {k: np.asarray(v) for k, v in head.tensors().items()}
     again = head_from_tensors("size_bands", tensors, head.temperature)
     both = np.concatenate([w["test_full"], w["test_small"]])
@@ -128,8 +128,8 @@ def test_size_band_tensors_round_trip_and_trace_with_torch():
 def test_one_size_band_keeps_the_plain_head():
     w = _world(1)
     trained, rows = _trained(w, only="museum")  # full size, and variants that are never scored
-    assert fit_size_bands(trained, rows.x, rows.y, rows.folds, TILES, list("abcd")) is trained
-    assert fit_size_bands(trained, rows.x, rows.y, rows.folds, None, list("abcd")) is trained
+    assert fit_size_bands(trained, rows, TILES, list("abcd")) is trained
+    assert fit_size_bands(trained, rows, None, list("abcd")) is trained
 
 
 def _two_folders(root):

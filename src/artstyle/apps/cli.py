@@ -709,6 +709,7 @@ def info(
         similar_summary,
         size_bands_summary,
         split_summary,
+        temperature_summary,
         trained_on,
     )
 
@@ -742,7 +743,7 @@ def info(
     table.add_row("movements", f"{len(config['labels'])}: " + ", ".join(config["labels"]))
     table.add_row("trained on", trained_on(dataset))
     table.add_row("split", split_summary(split))
-    table.add_row("temperature", f"{config['temperature']:.3f}")
+    table.add_row("temperature", temperature_summary(config))
     abstention = config["abstention"]
     table.add_row(
         "flags", f"uncertain below {abstention['uncertain_below']:.0%}; mixed within {abstention['mixed_margin']:.0%}; "

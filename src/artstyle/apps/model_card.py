@@ -50,6 +50,14 @@ def size_bands_summary(bands: dict) -> str:
             f"keep the head's answer with their own temperature")
 
 
+def temperature_summary(config: dict) -> str:
+    """'1.23', or one per size band when the model has them."""
+    bands = config["head"].get("size_bands")
+    if bands:
+        return ", ".join(f"{t:.2f} ({band} pictures)" for band, t in bands["temperature"].items())
+    return f"{config['temperature']:.2f}"
+
+
 def _pct(value: float) -> str:
     return f"{value:.0%}"
 
@@ -144,7 +152,7 @@ def _model_section(config: dict) -> list[str]:
         f"- Embedding precision: {precision_summary(config)}.",
         f"- Head: {head.get('kind', head['type'])} (regularisation {head.get('alpha', '?')}), chosen by "
         f"{head.get('cv_folds', '?')}-fold cross-validation by {config['split'].get('cv_grouping', 'artist')}; "
-        f"temperature {config['temperature']:.2f}.",
+        f"temperature {temperature_summary(config)}.",
         *([f"- Size bands: {size_bands_summary(head['size_bands'])}."] if head.get("size_bands") else []),
         f"- `uncertain` when the top probability is below {_pct(abstention['uncertain_below'])}; " + (
             f"`mixed` when the second movement is within {abstention['mixed_margin']:.1%} of the first."

@@ -324,14 +324,14 @@ class StyleClassifier:
             negatives=negatives, labels=table.labels, seed=self.seed, weighting=rows.weighting, scored=rows.scored,
             groups=rows.groups, prior=self._text_prior(table.labels) if self.text_prior else None,
         )
-        first = self.feature_extractors[0]
-        tiles = tile_columns(first.backbone.feature_dim, first.recipe.grid, first.recipe.sized)
-        trained = fit_size_bands(trained, rows.x, rows.y, rows.folds, tiles, table.labels)
-        trained.held_out = trained.held_out[: len(table.train)]  # the paintings' rows come first
         log.info(
             "head: %s (alpha %g) chosen by %d-fold cross-validation by %s; temperature %.2f",
             trained.head_kind, trained.info["alpha"], trained.info["cv_folds"], fold_mode, trained.head.temperature,
         )
+        first = self.feature_extractors[0]
+        tiles = tile_columns(first.backbone.feature_dim, first.recipe.grid, first.recipe.sized)
+        trained = fit_size_bands(trained, rows, tiles, table.labels)
+        trained.held_out = trained.held_out[: len(table.train)]  # the paintings' rows come first
         self._adopt(trained, table.labels)
         with stage("similarity index"):
             self.similar_ = self._similarity_index(images, table.train, x[table.train])

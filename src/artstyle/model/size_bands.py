@@ -9,8 +9,9 @@ unseen artists: abstract art 0.71 -> 0.29, early renaissance 0.80 -> 0.20).
 So full-size pictures get their own logit correction: one bias per movement, fitted on
 the held-out (artist-disjoint, out-of-fold) full-size paintings with every movement
 counting alike (a class-balanced log-loss, shrunk towards zero), and each size band gets
-its own temperature, so that "80 %" means 80 % on thumbnails and on scans alike. Small
-pictures keep the head's answer: they are what the broad source taught.
+its own temperature, so that "80 %" means 80 % on thumbnails and on scans alike (the small
+band's is fitted on the web copies and the full-size paintings' shrunk variants, each source
+weighing the same). Small pictures keep the head's answer: they are what the broad source taught.
 
 A picture's own vector says which band it is in: the `sized` recipes give a picture
 tiles only when its short side has the pixels for them, so its tile max equals its tile
@@ -29,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import minimize
 
-from .calibration import Abstention, fit_temperature
+from .calibration import Abstention, fit_temperature, source_weights
 from .head import Head, softmax
 
 log = logging.getLogger("artstyle")
@@ -128,17 +129,26 @@ def fit_band_bias(logp: np.ndarray, y: np.ndarray, n_classes: int, l2: float = B
     return (bias - bias.mean()).astype(np.float32)  # softmax ignores a common shift
 
 
-def fit_size_bands(trained, x: np.ndarray, y: np.ndarray, folds: np.ndarray, tiles: tuple[int, int] | None,
-                   labels: list[str]):
+def _small_band_scale(trained, x: np.ndarray, y: np.ndarray, sources: np.ndarray, tiles: tuple[int, int]) -> float:
+    """Inverse temperature of small pictures, fitted on every small row scored out of fold,
+    the size variants of full-size paintings among them, each source weighing the same:
+    a web source's own copies must not set it for shrunk scans."""
+    rows = np.flatnonzero(trained.out_of_fold_rows)
+    rows = rows[np.asarray(small_pictures(x[rows], tiles))]
+    return 1.0 / fit_temperature(trained.out_of_fold[rows], y[rows], source_weights(sources[rows]))
+
+
+def fit_size_bands(trained, rows, tiles: tuple[int, int] | None, labels: list[str]):
     """`trained` (a `training.TrainedHead`) with a `SizeBandHead` when its held-out paintings
-    hold at least MIN_BAND of each band; otherwise unchanged. `x`/`y`/`folds`: the rows it
-    was trained on; `tiles`: see `tile_columns` (None: the recipe has no sized tiles).
+    hold at least MIN_BAND of each band; otherwise unchanged. `rows`: the `training.HeadRows`
+    it was trained on; `tiles`: see `tile_columns` (None: the recipe has no sized tiles).
     The held-out figures stay honest: each fold's paintings are corrected by a bias fitted
     on the other folds' (cross-fitting); the bias kept is fitted on them all."""
     from .training import TrainedHead, held_out_summary
 
     if tiles is None or trained.held_out_proba is None:
         return trained
+    x, y, folds, sources = rows.x, rows.y, rows.folds, rows.weighting.sources
     held = np.flatnonzero(trained.held_out)
     small, y_held = np.asarray(small_pictures(x[held], tiles)), y[held]
     if small.sum() < MIN_BAND or (~small).sum() < MIN_BAND:
@@ -153,7 +163,8 @@ def fit_size_bands(trained, x: np.ndarray, y: np.ndarray, folds: np.ndarray, til
     for fold in np.unique(fold_of):
         here, rest = ~small & (fold_of == fold), ~small & (fold_of != fold)
         corrected[here] += fit_band_bias(logp[rest], y_held[rest], n_classes) if rest.any() else 0.0
-    scale = np.array([1.0 / fit_temperature(corrected[band == b], y_held[band == b]) for b in (0, 1)], np.float32)
+    scale = np.array([_small_band_scale(trained, x, y, sources, tiles),
+                      1.0 / fit_temperature(corrected[band == 1], y_held[band == 1])], np.float32)
     proba = softmax(corrected * scale[band][:, None])
     head = SizeBandHead(trained.head.mean, trained.head.scale, 1.0, base=trained.head, tiles=tiles,
                         band_bias=bias, band_scale=scale)

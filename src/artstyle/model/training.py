@@ -141,6 +141,10 @@ class TrainedHead:
     info: dict = field(default_factory=dict)
     held_out_proba: np.ndarray | None = None  # calibrated out-of-fold probabilities (rows of `held_out`)
     held_out: np.ndarray | None = None  # which rows were scored out of fold (`scorable_rows`)
+    # calibrated out-of-fold logits of every row `scorable_rows` allows, size variants included
+    # (zeros elsewhere): what a band's calibration reads beside the paintings themselves
+    out_of_fold: np.ndarray | None = None
+    out_of_fold_rows: np.ndarray | None = None
 
 
 def _held_out_path(kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, folds: np.ndarray, fold_ids: list[int],
@@ -220,9 +224,8 @@ def train_head(
     """
     y = np.asarray(y, dtype=np.int64)
     fold_ids = [f for f in range(folds.max() + 1) if (folds == f).any()] if len(folds) else []
-    held = scorable_rows(y, folds)
-    if scored is not None:
-        held &= scored
+    scorable = scorable_rows(y, folds)
+    held = scorable & scored if scored is not None else scorable
     scores: dict[str, dict[str, float]] = {}
     best = None
     oof_by_candidate: dict[tuple[str, float], np.ndarray] = {}
@@ -282,4 +285,5 @@ def train_head(
                 x, folds, negatives.features, columns=negatives.columns, negative_kinds=negatives.kinds,
                 negative_sources=negatives.sources, groups=groups, seed=seed)
         info["painting_detector"].update(negatives.info)
-    return TrainedHead(head, kind, abstention, detector, info, held_out_proba, held)
+    out_of_fold = oof_by_candidate[(kind, alpha)] / temperature if best is not None else None
+    return TrainedHead(head, kind, abstention, detector, info, held_out_proba, held, out_of_fold, scorable)
