@@ -92,7 +92,10 @@ def test_size_bands_give_back_full_size_recall_of_the_movements_the_broad_source
     for seed in range(5):
         w = _world(seed)
         trained, rows = _trained(w)
-        bands = fit_size_bands(trained, rows, TILES, list("abcd")).head
+        fitted = fit_size_bands(trained, rows, TILES, list("abcd"))
+        bands = fitted.head
+        chosen = fitted.info["size_bands"]["full_size_bias_macro_f1"]
+        assert (fitted.info["size_bands"]["full_size_bias"] is not None) == (chosen["with"] > chosen["without"])
         museum_only = _trained(w, only="museum")[0].head
         assert isinstance(bands, SizeBandHead) and not bands.band_bias[0].any()
         full = [_recall(h, w["test_full"], w["test_full_y"], NARROW) for h in (museum_only, trained.head, bands)]
@@ -102,7 +105,7 @@ def test_size_bands_give_back_full_size_recall_of_the_movements_the_broad_source
         small_same.append(np.array_equal(small[1], small[2]))
         small_gain.append(np.mean(small[1] == w["test_small_y"]) - np.mean(small[0] == w["test_small_y"]))
     assert np.mean(lost) >= 0.05, lost  # today's balancing loses them at full size...
-    assert np.mean(regained) >= 0.08 and min(regained) >= 0, regained  # ...the full-size correction gives them back
+    assert np.mean(regained) >= 0.05 and min(regained) >= 0, regained  # ...the full-size correction gives much back
     assert all(small_same)  # small copies: the head's own answers, what the web source taught
     assert np.mean(small_gain) >= 0.2, small_gain
 
@@ -182,5 +185,5 @@ def test_a_model_trained_on_full_size_and_small_folders_answers_each_band_and_sa
     assert "120 images by 24 artists from museum (60) and web (60)" in text
     assert "by artist (seed 0): 120 train" in text and "None" not in text and "{" not in text
     card = CliRunner().invoke(app, ["info", str(folder), "--format", "markdown"]).output
-    assert "Size bands: full-size pictures get their own per-movement correction" in card
+    assert "Size bands: each size band has its own temperature" in card
     assert "| source | paintings |" in card

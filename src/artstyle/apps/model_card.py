@@ -43,11 +43,15 @@ def split_summary(split: dict) -> str:
 def size_bands_summary(bands: dict) -> str:
     """How the model treats full-size pictures apart from small ones (`model/size_bands.py`)."""
     before, after = bands["held_out_before"]["full size"], bands["held_out_after"]["full size"]
-    return (f"full-size pictures get their own per-movement correction and temperature, fitted on "
-            f"{bands['held_out_paintings']['full size']} held-out full-size paintings (their top-1 "
-            f"{before['accuracy']:.1%} -> {after['accuracy']:.1%}, macro-F1 {before['macro_f1']:.3f} -> "
-            f"{after['macro_f1']:.3f}, ECE {before['ece']:.3f} -> {after['ece']:.3f}, cross-fitted); small ones "
-            f"keep the head's answer with their own temperature")
+    f1 = bands["full_size_bias_macro_f1"]
+    bias = ("full-size pictures also get a per-movement correction, kept because it raised their cross-fitted "
+            f"macro-F1 from {f1['without']:.3f} to {f1['with']:.3f}" if bands["full_size_bias"] else
+            "a per-movement correction for full-size pictures was tried and left out (cross-fitted macro-F1 "
+            f"{f1['with']:.3f} with it, {f1['without']:.3f} without)")
+    return (f"each size band has its own temperature, fitted on held-out paintings "
+            f"({bands['held_out_paintings']['full size']} full-size, {bands['held_out_paintings']['small']} small); "
+            f"{bias}. On the full-size ones: top-1 {before['accuracy']:.1%} -> {after['accuracy']:.1%}, "
+            f"ECE {before['ece']:.3f} -> {after['ece']:.3f}")
 
 
 def temperature_summary(config: dict) -> str:
@@ -188,6 +192,13 @@ def _model_section(config: dict) -> list[str]:
                f"{_pct(detector['held_out_negatives_flagged'])} of held-out non-paintings."
                if held is not None else "its threshold was not validated.")
         )
+        by_source = detector.get("held_out_negatives_flagged_by_source")
+        if by_source:
+            lines.append(f"- Non-paintings flagged when their source, with the others of its fold "
+                         f"({config['head'].get('cv_folds', '?')} folds), was held out from the detector that scored them "
+                         "(what a camera it never saw gets): "
+                         + ", ".join(f"{name} {_pct(rate)}" for name, rate in sorted(by_source.items(), key=lambda kv: kv[1]))
+                         + ".")
     return lines
 
 
