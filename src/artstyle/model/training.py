@@ -96,12 +96,6 @@ class HeadRows:
     def n_paintings(self) -> int:
         return int(self.scored.sum())
 
-    def subset(self, mask: np.ndarray) -> HeadRows:
-        """These rows where `mask` is True, weighted afresh among themselves."""
-        w = self.weighting
-        weighting = RowWeighting(w.scheme, w.y[mask], w.sources[mask], w.artists[mask], w.multiplicity[mask])
-        return HeadRows(self.x[mask], self.y[mask], self.folds[mask], self.scored[mask], weighting, self.groups[mask])
-
 
 def head_rows(x: np.ndarray, y: np.ndarray, folds: np.ndarray, sources: Sequence[str], artists: Sequence[str],
               balance: str, short_sides: Sequence[int | None] | None = None, variants: Variants | None = None,
