@@ -176,6 +176,10 @@ def test_a_model_trained_on_full_size_and_small_folders_answers_each_band_and_sa
     prep = clf.feature_extractors[0].preprocessing
     (probabilities,) = session.run(None, {"views": np.stack([prep(img) for img in images])})
     np.testing.assert_allclose(probabilities, clf.predict_proba(images), atol=1e-4)
+    from artstyle.apps.report import write_report
+
+    report = write_report(loaded.evaluate([museum, web], include_training=True), tmp_path / "report.html").read_text()
+    assert "By size band and source" in report and "source: museum" in report and "source: web" in report
     # info names both folders and prints the split in words; the card explains the bands
     from typer.testing import CliRunner
 
