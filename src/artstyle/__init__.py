@@ -67,6 +67,7 @@ _EXPORTS = {
     "FeatureRecipe": "features.recipes",
     "HEAD_KINDS": "model.head",
     "PaintingDetector": "model.painting",
+    "SizeBandHead": "model.size_bands",
     "create_app": "apps.serve",
     "check_dataset": "data.doctor",
     "DatasetCheck": "data.doctor",
@@ -119,5 +120,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.prediction import Prediction
     from .model.quantize import Quantized, quantize_model
     from .model.similar import Neighbour, SimilarityIndex, SimilarPaintings
+    from .model.size_bands import SizeBandHead
     from .model.zero_shot import zero_shot_classifier
     from .timing import recording
