@@ -119,7 +119,7 @@ def test_size_band_tensors_round_trip_and_trace_with_torch():
     again = head_from_tensors("size_bands", tensors, head.temperature)
     both = np.concatenate([w["test_full"], w["test_small"]])
     np.testing.assert_allclose(again.predict_proba(both), head.predict_proba(both), atol=1e-6)
-    assert (head.band(both) == np.r_[np.ones(len(w["test_full"])), np.zeros(len(w["test_small"]))]).all()
+    assert (small_pictures(both, head.tiles) == np.r_[np.zeros(len(w["test_full"])), np.ones(len(w["test_small"]))]).all()
     as_torch = head.map_arrays(lambda a: torch.from_numpy(np.asarray(a, np.float32)))
     traced = softmax(as_torch.raw_scores(torch.from_numpy(both)).numpy() / head.temperature)
     np.testing.assert_allclose(traced, head.predict_proba(both), atol=1e-5)
@@ -171,7 +171,7 @@ def test_a_model_trained_on_full_size_and_small_folders_answers_each_band_and_sa
               for size in ((520, 480), (150, 130))]
     loaded = StyleClassifier.load(folder, cache_dir=tmp_path / "cache", show_progress=False)
     np.testing.assert_allclose(loaded.predict_proba(images), clf.predict_proba(images), atol=1e-6)
-    assert loaded.head_.band(loaded.extract(images).features).tolist() == [1, 0] * 3
+    assert small_pictures(loaded.extract(images).features, loaded.head_.tiles).tolist() == [False, True] * 3
     session = ort.InferenceSession(str(export_onnx(clf, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
     prep = clf.feature_extractors[0].preprocessing
     (probabilities,) = session.run(None, {"views": np.stack([prep(img) for img in images])})

@@ -139,15 +139,15 @@ def _metrics_tables(metrics: dict) -> list[Table]:
 def _slices_table(metrics: dict) -> Table | None:
     """Scores per size band and per source, when the images have more than one: a headline
     over web copies and full-size scans together hides how each kind fares."""
-    groups = [(f"size: {name}", m) for name, m in metrics.get("by_size", {}).items() if len(metrics["by_size"]) > 1]
-    groups += [(f"source: {name}", m) for name, m in metrics.get("by_source", {}).items()]
-    if not groups:
+    from ..model.metrics import slices
+
+    rows = slices(metrics)
+    if not rows:
         return None
     table = Table(title="By size band and source")
     for column in ("slice", "images", "accuracy", "top-3", "macro-F1", "ECE"):
         table.add_column(column, justify="left" if column == "slice" else "right")
-    for name, m in groups:
-        se = (m["accuracy"] * (1 - m["accuracy"]) / m["n_images"]) ** 0.5 if m["n_images"] else 0.0
+    for name, m, se in rows:
         table.add_row(name, str(m["n_images"]), f"{m['accuracy']:.1%} ± {se:.1%}", f"{m['top3_accuracy']:.1%}",
                       f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}")
     return table

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..files import atomic_write_bytes
 from ..model.classifier import Evaluation
-from ..model.metrics import reliability
+from ..model.metrics import reliability, slices
 from .html_parts import cards, data_uri, figure_uri, image_uri, page, thumbnail_figure
 
 N_MISTAKES = 12
@@ -141,16 +141,13 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
         f"<td>{c['f1']:.2f}</td><td>{c['support']}</td></tr>"
         for label, c in m["per_class"].items()
     )
-    slices = [(f"size: {name}", g) for name, g in m.get("by_size", {}).items() if len(m["by_size"]) > 1]
-    slices += [(f"source: {name}", g) for name, g in m.get("by_source", {}).items()]
     slice_rows = "".join(
-        f"<tr><td>{esc(name)}</td><td>{g['n_images']}</td><td>{g['accuracy']:.1%} ± "
-        f"{(g['accuracy'] * (1 - g['accuracy']) / max(g['n_images'], 1)) ** 0.5:.1%}</td>"
+        f"<tr><td>{esc(name)}</td><td>{g['n_images']}</td><td>{g['accuracy']:.1%} ± {se:.1%}</td>"
         f"<td>{g['top3_accuracy']:.1%}</td><td>{g['macro_f1']:.3f}</td><td>{g['ece']:.3f}</td></tr>"
-        for name, g in slices)
+        for name, g, se in slices(m))
     slice_table = ("<h2>By size band and source</h2><table><tr><th>slice</th><th>images</th><th>accuracy "
                    "(± standard error)</th><th>top-3</th><th>macro-F1</th><th>ECE</th></tr>"
-                   f"{slice_rows}</table>") if slices else ""
+                   f"{slice_rows}</table>") if slice_rows else ""
     mistakes = []
     worst = confident_mistakes(evaluation)
     context = _mistake_context(clf, [evaluation.paths[row] for row, _, _ in worst],

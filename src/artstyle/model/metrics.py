@@ -130,3 +130,14 @@ def metrics_by_group(y_true: np.ndarray, proba: np.ndarray, labels: list[str], g
         m = classification_metrics(y_true[rows], proba[rows], labels, keys=[keys[i] for i in rows] if keys else None)
         out[group] = {k: m[k] for k in ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")}
     return out
+
+
+def slices(metrics: dict) -> list[tuple[str, dict, float]]:
+    """A metrics block's scores per size band (when it has more than one) and per source, as
+    (name, scores, binomial standard error of the accuracy): what `train`, `evaluate` and
+    the report show beside the headline."""
+    by_size = metrics.get("by_size", {})
+    groups = [(f"size: {name}", m) for name, m in by_size.items() if len(by_size) > 1]
+    groups += [(f"source: {name}", m) for name, m in metrics.get("by_source", {}).items()]
+    return [(name, m, (m["accuracy"] * (1 - m["accuracy"]) / m["n_images"]) ** 0.5 if m["n_images"] else 0.0)
+            for name, m in groups]

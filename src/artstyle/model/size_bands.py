@@ -82,10 +82,6 @@ class SizeBandHead(Head):
         scale = self.band_scale[1] + (self.band_scale[0] - self.band_scale[1]) * small
         return (self.base.raw_scores(features) / self.base.temperature + bias) * scale
 
-    def band(self, features: np.ndarray) -> np.ndarray:
-        """Index into BANDS per row."""
-        return np.where(small_pictures(self.checked(features), self.tiles), 0, 1)
-
     def weights(self) -> dict[str, np.ndarray]:
         return {"band_bias": self.band_bias, "band_scale": self.band_scale,
                 "band_tiles": np.asarray(self.tiles, np.int64),
@@ -134,12 +130,11 @@ def fit_band_bias(logp: np.ndarray, y: np.ndarray, n_classes: int, l2: float = B
     return (bias - bias.mean()).astype(np.float32)  # softmax ignores a common shift
 
 
-def _small_band_scale(trained, x: np.ndarray, y: np.ndarray, sources: np.ndarray, tiles: tuple[int, int]) -> float:
-    """Inverse temperature of small pictures, fitted on every small row scored out of fold,
-    the size variants of full-size paintings among them, each source weighing the same:
-    a web source's own copies must not set it for shrunk scans."""
-    rows = np.flatnonzero(trained.out_of_fold_rows)
-    rows = rows[np.asarray(small_pictures(x[rows], tiles))]
+def _small_band_scale(trained, small: np.ndarray, y: np.ndarray, sources: np.ndarray) -> float:
+    """Inverse temperature of small pictures (`small`, per row), fitted on every small row
+    scored out of fold, the size variants of full-size paintings among them, each source
+    weighing the same: a web source's own copies must not set it for shrunk scans."""
+    rows = np.flatnonzero(trained.out_of_fold_rows & small)
     return 1.0 / fit_temperature(trained.out_of_fold[rows], y[rows], source_weights(sources[rows]))
 
 
@@ -154,9 +149,10 @@ def fit_size_bands(trained, rows, tiles: tuple[int, int] | None, labels: list[st
 
     if tiles is None or trained.held_out_proba is None:
         return trained
-    x, y, folds, sources = rows.x, rows.y, rows.folds, rows.weighting.sources
+    y, folds, sources = rows.y, rows.folds, rows.weighting.sources
+    small_rows = np.asarray(small_pictures(rows.x, tiles))
     held = np.flatnonzero(trained.held_out)
-    small, y_held = np.asarray(small_pictures(x[held], tiles)), y[held]
+    small, y_held = small_rows[held], y[held]
     if small.sum() < MIN_BAND or (~small).sum() < MIN_BAND:
         return trained
     n_classes = trained.head.n_classes
@@ -174,7 +170,7 @@ def fit_size_bands(trained, rows, tiles: tuple[int, int] | None, labels: list[st
     if f1["with"] > f1["without"]:
         bias[1] = fit_band_bias(logp[full], y_held[full], n_classes)
         corrected = crossed
-    scale = np.array([_small_band_scale(trained, x, y, sources, tiles),
+    scale = np.array([_small_band_scale(trained, small_rows, y, sources),
                       1.0 / fit_temperature(corrected[full], y_held[full])], np.float32)
     proba = softmax(corrected * scale[band][:, None])
     head = SizeBandHead(trained.head.mean, trained.head.scale, 1.0, base=trained.head, tiles=tiles,
