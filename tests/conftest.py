@@ -11,7 +11,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
-from synth import make_tree  # noqa: E402
+from synth import NEEDS_TORCH, TORCH_MISSING, make_tree  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `torch` are skipped, saying what to install, where PyTorch is not."""
+    if TORCH_MISSING:
+        skip = pytest.mark.skip(reason=NEEDS_TORCH)
+        for item in items:
+            if "torch" in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)

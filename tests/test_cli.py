@@ -245,6 +245,7 @@ def test_python_dash_m_entry_point():
     assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout
 
 
+@pytest.mark.torch
 def test_export_onnx_gives_the_same_probabilities(capsys, monkeypatch, trained_model, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     clf, folder = trained_model
@@ -262,6 +263,7 @@ def test_export_onnx_gives_the_same_probabilities(capsys, monkeypatch, trained_m
     np.testing.assert_allclose(probabilities, clf.predict_proba(images), atol=1e-4)
 
 
+@pytest.mark.torch
 def test_export_covers_tiles_statistics_and_the_mlp_head(tmp_path, cache_dir):
     ort = pytest.importorskip("onnxruntime")
     from artstyle import StyleClassifier

@@ -14,7 +14,7 @@ from synth import FAST, STYLES, paint
 from artstyle import StyleClassifier, load_bundle, make_split, scan_dataset
 from artstyle.data.doctor import check_dataset
 from artstyle.data.splits import artist_key, make_folds, parse_splits_csv
-from artstyle.features.finetune import FineTuning
+from artstyle.features.finetune_recipe import FineTuning
 from artstyle.model.head_fitting import HeadFitter
 from artstyle.model.metrics import classification_metrics, score_once
 from artstyle.model.training import scorable_rows, train_head
@@ -125,6 +125,7 @@ def test_fit_and_evaluate_on_painters_in_several_movements(wandering, tmp_path):
     assert evaluation.metrics["accuracy"] == pytest.approx(clf.metrics_["accuracy"])
 
 
+@pytest.mark.torch
 def test_finetuning_validation_artists_leave_every_movement_in_training(wandering, tmp_path):
     clf = StyleClassifier(**FAST, split="artist", test_fraction=0.2, cache_dir=tmp_path / "cache", show_progress=False,
                           finetune=FineTuning(stages=1, epochs=1, batch_size=8)).fit(wandering)

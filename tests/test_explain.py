@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from synth import FAST, STYLES, make_tree, paint
+from synth import FAST, NEEDS_TORCH, STYLES, make_tree, paint
+
+pytest.importorskip("torch", reason=NEEDS_TORCH)  # every test here needs it
 
 from artstyle import StyleClassifier, normalize_label
 from artstyle.errors import ArtstyleError

@@ -11,9 +11,10 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from synth import FAST, STYLES, make_tree, paint, paint_crossed, photo_like
+from synth import FAST, NEEDS_TORCH, STYLES, make_tree, paint, paint_crossed, photo_like
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)  # every test here needs it
 
 from artstyle import StyleClassifier, load_bundle
 from artstyle.data.labels import normalize_label

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from synth import STYLES, TEXTURES, make_tree, paint, paint_texture
+from synth import NEEDS_TORCH, STYLES, TEXTURES, make_tree, paint, paint_texture
 from test_cli import run
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)  # every test here needs it
 
 from artstyle import ArtstyleError, StyleClassifier
 from artstyle.features.backbones import available_backbones, get_info, load_backbone

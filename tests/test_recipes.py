@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from artstyle.errors import ArtstyleError
@@ -54,7 +53,10 @@ def test_multicrop_pools_tile_embeddings_next_to_the_global_one(lite0):
     np.testing.assert_allclose(vector[2560:], tiles.max(axis=0), atol=1e-4)
 
 
+@pytest.mark.torch
 def test_texture_statistics_are_channel_mean_and_std_of_intermediate_maps(lite0):
+    import torch
+
     extractor = FeatureExtractor(lite0, get_recipe("multicrop+stats"))
     assert extractor.dim == 3 * 1280 + 2 * (40 + 112)
     views = torch.from_numpy(extractor.preprocessing(_picture(seed=2)))[None]
@@ -76,6 +78,7 @@ def test_recipes_differ_in_cache_identity(lite0):
     assert len(identities) == len(RECIPES)
 
 
+@pytest.mark.torch
 def test_texture_recipe_reads_statistics_from_five_maps_and_keeps_the_rest_of_the_vector(lite0, tmp_path,
                                                                                       monkeypatch):
     """sized+texture = sized+stats with statistics at strides 2-32: same views and pooled
@@ -110,6 +113,7 @@ def test_recipe_and_backbone_names_are_checked():
         split_backbones("efficientnet_lite0+efficientnet_lite0")
 
 
+@pytest.mark.torch
 def test_a_texture_model_learns_and_its_folder_round_trips_on_both_engines(tmp_path, cache_dir):
     """A model on `sized+texture` keeps its strides through the folder: loaded on onnx (its
     bundled graph) and on torch (the network rebuilt with the recipe's taps), it gives the

@@ -261,6 +261,18 @@ def test_a_photo_is_answered_as_not_a_painting_with_its_kind(client):
     assert answer["is_painting"] is False and answer["not_painting_kind"] == "photo"
 
 
+def test_without_torch_explain_answers_501_saying_what_to_install(client, painting_bytes, monkeypatch):
+    from artstyle import errors
+
+    monkeypatch.setattr(errors, "_installed", lambda name: name != "torch")
+    data = next(iter(painting_bytes.values()))
+    answer = client.post("/api/explain", files={"file": ("one.jpg", data, "image/jpeg")})
+    assert answer.status_code == 501
+    assert "pip install 'artstyle[torch]'" in answer.json()["detail"]
+    assert client.post("/api/predict", files=[("files", ("one.jpg", data, "image/jpeg"))]).status_code == 200
+
+
+@pytest.mark.torch
 def test_explain_answers_with_the_overlay(client, trained_model, painting_bytes):
     clf, _ = trained_model
     style, data = next(iter(painting_bytes.items()))

@@ -110,6 +110,7 @@ def test_size_bands_give_back_full_size_recall_of_the_movements_the_broad_source
     assert np.mean(small_gain) >= 0.2, small_gain
 
 
+@pytest.mark.torch
 def test_size_band_tensors_round_trip_and_trace_with_torch():
     torch = pytest.importorskip("torch")
     w = _world(0)
@@ -151,6 +152,7 @@ def _two_folders(root):
     return root / "museum", root / "web"
 
 
+@pytest.mark.torch  # its ONNX export traces the head with torch
 def test_a_model_trained_on_full_size_and_small_folders_answers_each_band_and_says_so(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     from synth import STYLES, paint

@@ -228,6 +228,7 @@ def test_painting_detector_threshold_holds_in_each_group_of_paintings():
     assert info["held_out_paintings_flagged"] == pytest.approx((900 * by_group["web"] + 150 * by_group["scans"]) / 1050)
 
 
+@pytest.mark.torch
 def test_explaining_a_picture_too_small_for_tiles_gives_one_whole_view_map(paintings, cache_dir):
     from artstyle.model.explain import square_map
     from artstyle.model.export import ProbabilityGraph

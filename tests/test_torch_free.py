@@ -1,5 +1,7 @@
-"""Predicting needs no torch: a model folder that carries its network's ONNX graph (or a
-warm graph cache) runs on ONNX Runtime, numpy and Pillow alone, from the first call."""
+"""The light install: training with the embedded backbones (every recipe), evaluating and
+predicting need no torch. Their graphs ship in the package, a model folder carries its
+own, the heads are fitted in numpy; what needs torch says in one line what to install.
+Each check runs in a fresh interpreter where torch, timm and open_clip cannot be imported."""
 
 from __future__ import annotations
 
@@ -18,9 +20,15 @@ from artstyle import BundleError, StyleClassifier, default_model_path
 HEAVY = ("torch", "timm", "torchvision", "open_clip")
 
 # Runs `code` (which leaves its answer in `out`) in a fresh interpreter with an empty
-# user cache and prints the answer and the heavy libraries it imported, as JSON.
+# user cache, where importing a heavy library fails as it does where it is not installed,
+# and prints the answer and the heavy libraries it imported, as JSON.
 _RUNNER = """
-import json, sys
+import importlib.abc, json, sys
+class _NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {heavy!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, _NotInstalled())
 out = None
 {code}
 heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))
@@ -34,6 +42,59 @@ def _fresh(code: str, cache: Path) -> dict:
                             text=True, timeout=180, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _cli(*args: str, cache: Path) -> tuple[int, str, str, list[str]]:
+    """`artstyle ARGS` without torch: (exit code, stdout, stderr, heavy libraries imported)."""
+    code = ("from artstyle.apps.cli import main\n"
+            f"sys.argv = ['artstyle', *{[str(a) for a in args]!r}]\n"
+            "try:\n    main()\nexcept SystemExit as exit:\n    out = exit.code\n")
+    env = {**os.environ, "ARTSTYLE_CACHE_DIR": str(cache), "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-c", _RUNNER.format(code=code, heavy=HEAVY)], capture_output=True,
+                            text=True, timeout=300, env=env)
+    *printed, last = result.stdout.strip().splitlines() or [""]
+    answer = json.loads(last)
+    return answer["out"] or 0, "\n".join(printed), result.stderr, answer["heavy"]
+
+
+def test_training_evaluating_and_predicting_need_no_torch(paintings, images, tmp_path):
+    """`train` with a recipe that cuts the shipped graph (statistics of two maps of five), then
+    `evaluate` and `predict`; the same training with torch installed gives the same model."""
+    model, cache = tmp_path / "model", tmp_path / "cache"
+    settings = ["--features", "sized+stats", "--head", "logreg", "--size-variants", "0", "--seed", "3"]
+    code, printed, errors, heavy = _cli("train", paintings, "--out", model, *settings, cache=cache)
+    assert (code, heavy) == (0, []), errors
+    assert "model saved" in printed + errors
+    code, printed, errors, heavy = _cli("evaluate", model, paintings, "--format", "json", cache=cache)
+    assert (code, heavy) == (0, []), errors
+    assert json.loads(printed)["accuracy"] >= 0.75
+    code, printed, errors, heavy = _cli("predict", "--model", model, *images, "--format", "json", cache=cache)
+    assert (code, heavy) == (0, []), errors
+    light = StyleClassifier.load(model, cache_dir=False, show_progress=False)
+    np.testing.assert_array_equal([p["predictions"][0]["label"] for p in json.loads(printed)], light.predict(images))
+
+    with_torch = StyleClassifier(features="sized+stats", head="logreg", size_variants=None, seed=3,
+                                 cache_dir=tmp_path / "cache-2", show_progress=False).fit(paintings)
+    for name, tensor in with_torch.head_.weights().items():
+        np.testing.assert_allclose(tensor, light.head_.weights()[name], atol=1e-6)
+    np.testing.assert_allclose(with_torch.predict_proba(images), light.predict_proba(images), atol=1e-6)
+
+
+@pytest.mark.parametrize("args", [
+    ["explain", "--model", "{model}", "{image}", "--out", "{out}"],
+    ["train", "{data}", "--out", "{out}", "--finetune"],
+    ["train", "{data}", "--out", "{out}", "--backbone", "timm:resnet18"],
+    ["export", "{model}", "--onnx", "{out}"],
+    ["predict", "--model", "{model}", "{image}", "--engine", "torch"],
+])
+def test_what_needs_torch_says_in_one_line_what_to_install(args, trained_model, paintings, images, tmp_path):
+    _, folder = trained_model
+    values = {"model": folder, "image": images[0], "data": paintings, "out": tmp_path / "out"}
+    code, printed, errors, heavy = _cli(*[a.format(**values) for a in args], cache=tmp_path / "cache")
+    assert code != 0 and heavy == []
+    (line,) = [line for line in (printed + errors).splitlines() if "pip install 'artstyle[torch]'" in line]
+    assert "needs PyTorch" in line and "Traceback" not in errors
+    assert not (tmp_path / "out").exists()  # refused before any work
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +148,7 @@ def test_a_model_folder_with_its_graph_predicts_the_same_without_torch(trained_m
     assert top == clf.predict(images) and len(nearest) == len(images)
 
 
-def test_without_its_graph_a_model_still_predicts_and_builds_the_network_once(trained_model, images, tmp_path):
+def test_without_its_graph_a_model_of_an_embedded_backbone_runs_the_shipped_one(trained_model, images, tmp_path):
     clf, _ = trained_model
     folder = clf.save(tmp_path / "no-graph", graphs=False)
     assert not (folder / "embedding.onnx").exists()
@@ -96,12 +157,10 @@ def test_without_its_graph_a_model_still_predicts_and_builds_the_network_once(tr
         "from artstyle import StyleClassifier\n"
         f"out = StyleClassifier.load({str(folder)!r}, cache_dir=False, show_progress=False).predict_proba({images!r}).tolist()\n"
     )
-    first = _fresh(code, tmp_path / "cache")
-    assert "torch" in first["heavy"]  # an empty cache: the network is built and exported once
-    again = _fresh(code, tmp_path / "cache")
-    assert again["heavy"] == []  # ... and the exported graph serves every later process
-    np.testing.assert_allclose(first["out"], clf.predict_proba(images), atol=1e-5)
-    np.testing.assert_allclose(again["out"], first["out"], atol=1e-6)
+    answer = _fresh(code, tmp_path / "cache")
+    assert answer["heavy"] == []
+    np.testing.assert_allclose(answer["out"], clf.predict_proba(images), atol=1e-5)
+    assert not (tmp_path / "cache" / "graphs").exists()  # nothing exported
 
 
 def test_an_altered_graph_is_refused_and_a_resave_without_graphs_removes_it(trained_model, tmp_path):

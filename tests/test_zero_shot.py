@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synth import NEEDS_TORCH
 from test_cli import run
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)  # every test here needs it
 
 from artstyle import ArtstyleError
 from artstyle.data.labels import PANDORA_MOVEMENTS
@@ -29,7 +32,6 @@ from artstyle.model.zero_shot import (
 )
 
 open_clip = pytest.importorskip("open_clip", reason="the torch extra (open_clip) is not installed")
-torch = pytest.importorskip("torch")
 
 
 def test_labels_are_parsed_as_written_each_once():

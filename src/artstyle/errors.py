@@ -37,3 +37,23 @@ class NotFittedError(ArtstyleError):
 
 class DownloadError(ArtstyleError):
     """A dataset archive could not be fetched, verified or unpacked safely."""
+
+
+TORCH_INSTALL = "pip install 'artstyle[torch]'"
+
+
+def require_torch(purpose: str) -> None:
+    """Refuse, in one line that says what to install, what the light install cannot do:
+    `purpose` needs PyTorch (and timm), which `pip install artstyle` leaves out."""
+    missing = [name for name in ("torch", "timm") if not _installed(name)]
+    if missing:
+        raise ArtstyleError(f"{purpose} needs PyTorch ({' and '.join(missing)} not installed): {TORCH_INSTALL}")
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: blocked (`sys.modules[name] = None`)
+        return False

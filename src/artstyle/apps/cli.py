@@ -470,10 +470,12 @@ def explain(
     max_side: int = typer.Option(1024, min=64, help="Longer side of the written overlays, in pixels."),
 ) -> None:
     """Write each painting with a heat-map (Grad-CAM) of what drove the movement's score."""
+    from ..errors import require_torch
     from ..files import atomic_write_bytes
     from ..model.classifier import StyleClassifier
     from .output import collect_inputs, display_path, unique_names
 
+    require_torch("explain (heat-maps need the network's gradients)")
     inputs = collect_inputs(paths)
     if not inputs:
         raise ArtstyleError("no images to explain (folders held no image files)")
@@ -655,6 +657,9 @@ def export(
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write."),
 ) -> None:
     """Write a model as one ONNX graph: normalised views in, calibrated probabilities out."""
+    from ..errors import require_torch
+
+    require_torch("export (it traces the model with torch)")
     from ..model.classifier import StyleClassifier
     from ..model.export import export_onnx, input_names
 

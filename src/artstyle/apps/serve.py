@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from .. import __version__
 from ..data.images import probe_image
-from ..errors import ImageLoadError
+from ..errors import ArtstyleError, ImageLoadError, require_torch
 from ..model.classifier import StyleClassifier
 
 DEFAULT_MAX_UPLOAD_MB = 25.0
@@ -350,9 +350,14 @@ def create_app(
     ):
         """The painting with a Grad-CAM heat-map of what drove the movement's score (PNG,
         longer side at most 768 px). Headers X-Movement and X-Probability name what it
-        shows. Statuses as /api/predict; an unknown movement is 422."""
+        shows. Statuses as /api/predict; an unknown movement is 422; 501 where PyTorch
+        (the torch extra) is not installed."""
         if movement is not None and movement not in summary["labels"]:
             return _problem(422, f"unknown movement {movement!r}; this model knows {', '.join(summary['labels'])}")
+        try:
+            require_torch("a heat-map")
+        except ArtstyleError as exc:  # the light install: say what to install, not 500
+            return _problem(501, str(exc))
         answer = await answer_uploads([file], lambda paths, names: explain_file(paths, names, movement),
                                       lambda name, reason: {"path": name, "error": reason})
         if isinstance(answer, Response):

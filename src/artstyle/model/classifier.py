@@ -28,7 +28,7 @@ from ..data.dataset import Dataset, ImageRecord, LabelledImages, Roots, labelled
 from ..data.images import ImageInput, load_image, source_name
 from ..data.sizes import size_profile, size_shift, size_warning
 from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
-from ..errors import ArtstyleError, BundleError, DatasetError, ImageLoadError, NotFittedError
+from ..errors import ArtstyleError, BundleError, DatasetError, ImageLoadError, NotFittedError, require_torch
 from ..features.backbones import load_backbone, resolve_engine
 from ..features.cache import FeatureCache, default_cache_dir
 from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, extract_features
@@ -287,7 +287,7 @@ class StyleClassifier:
         instead of the ones that ship (embedded by this model's own network: a fine-tuned
         one needs them, the shipped features come from the ImageNet weights).
         """
-        from .training import calibration_folds, train_head, training_table  # torch: fitting only
+        from .training import calibration_folds, train_head, training_table
 
         self._check_params()
         # listed now: a wrong folder is refused before the extraction, not after it
@@ -443,6 +443,8 @@ class StyleClassifier:
             raise ArtstyleError(f"unknown head {self.head!r}; choose auto or one of {', '.join(HEAD_KINDS)}")
         if self.finetune is not None and len(split_backbones(self.backbone)) > 1:
             raise ArtstyleError("fine-tuning trains one backbone; a '+' list of backbones cannot be fine-tuned")
+        if self.finetune is not None:
+            require_torch("fine-tuning (--finetune)")
         if self.text_prior:
             from ..features.backbones import get_info
 
@@ -635,7 +637,8 @@ class StyleClassifier:
     def explain(self, images: Sequence[ImageInput], movement: str | None = None) -> list[Explanation]:
         """Grad-CAM heat-maps of `movement` (None: each image's predicted movement) over
         each image; an unreadable image gets an error instead of failing the rest."""
-        from .explain import explain_images  # gradients: the torch network, whatever the engine
+        require_torch("explain (heat-maps need the network's gradients)")
+        from .explain import explain_images
 
         return explain_images(self, _as_list(images), movement)
 

@@ -137,7 +137,10 @@ async function loadExplanation(card, file, movement) {
     overlay.src = URL.createObjectURL(await heat.value.blob());
     overlay.alt = `heat-map of ${movement} over ${file.name}`;
   } else {
-    card.querySelector(".overlay figcaption").textContent = "The heat-map could not be made.";
+    // the server's reason when it gave one (e.g. 501: this install has no PyTorch for heat-maps)
+    const detail = heat.status === "fulfilled" ? (await heat.value.json().catch(() => ({}))).detail : null;
+    card.querySelector(".overlay figcaption").textContent = detail
+      ? `No heat-map: ${detail}` : "The heat-map could not be made.";
     overlay.remove();
   }
   if (similar.status === "fulfilled" && similar.value.ok) {
