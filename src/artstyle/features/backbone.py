@@ -121,7 +121,10 @@ class Backbone:
         with self._lock:
             if self._model is None:
                 require_torch(f"building the {self.name} network")
-                self._adopt(self._build())
+                import torch
+
+                with torch.random.fork_rng(devices=[]):  # its random init must not shift a seeded caller's draws
+                    self._adopt(self._build())
         return self._model
 
     @property

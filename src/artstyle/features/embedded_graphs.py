@@ -49,6 +49,7 @@ class EmbeddedGraphs:
         if missing:
             raise BundleError(f"{name}: its embedded graph has no feature maps at stride(s) {sorted(missing)}")
         self.path = GRAPHS_DIR / self.manifest["file"]
+        self._graphs: dict[bool, bytes] = {}  # cut once: a session per thread count asks again
 
     def description(self) -> dict:
         channels = self.manifest["stats_channels"]
@@ -60,10 +61,12 @@ class EmbeddedGraphs:
         }
 
     def graph(self, stats: bool) -> bytes:
-        data = self._full()
-        if stats and self.stat_strides == TEXTURE_STRIDES:
-            return data
-        return cut_graph(data, [TEXTURE_STRIDES.index(s) for s in self.stat_strides] if stats else None)
+        if stats not in self._graphs:
+            data = self._full()
+            if not stats or self.stat_strides != TEXTURE_STRIDES:
+                data = cut_graph(data, [TEXTURE_STRIDES.index(s) for s in self.stat_strides] if stats else None)
+            self._graphs[stats] = data
+        return self._graphs[stats]
 
     def _full(self) -> bytes:
         try:

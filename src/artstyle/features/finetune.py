@@ -150,9 +150,8 @@ class _Run:
     def __init__(self, backbone: Backbone, n_classes: int, config: FineTuning, device: torch.device,
                  steps_per_epoch: int):
         self.config, self.device = config, device
-        network = backbone.model  # built first where it is built lazily: building draws random numbers
         torch.manual_seed(config.seed)
-        self.model = copy.deepcopy(network).to(device)
+        self.model = copy.deepcopy(backbone.model).to(device)
         self.classifier = nn.Linear(backbone.feature_dim, n_classes).to(device)
         groups = stage_groups(self.model)
         trained = groups if config.stages is None else groups[-config.stages:]
