@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__
-from ..errors import ArtstyleError
+from ..errors import ArtstyleError, require_torch
 from ..features.finetune_recipe import FineTuning
 from ..features.int8 import DEFAULT_CALIBRATION, PRECISIONS, WEIGHT_RANGES
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, ENGINES, RECIPES
@@ -470,7 +470,6 @@ def explain(
     max_side: int = typer.Option(1024, min=64, help="Longer side of the written overlays, in pixels."),
 ) -> None:
     """Write each painting with a heat-map (Grad-CAM) of what drove the movement's score."""
-    from ..errors import require_torch
     from ..files import atomic_write_bytes
     from ..model.classifier import StyleClassifier
     from .output import collect_inputs, display_path, unique_names
@@ -657,8 +656,6 @@ def export(
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write."),
 ) -> None:
     """Write a model as one ONNX graph: normalised views in, calibrated probabilities out."""
-    from ..errors import require_torch
-
     require_torch("export (it traces the model with torch)")
     from ..model.classifier import StyleClassifier
     from ..model.export import export_onnx, input_names

@@ -151,9 +151,10 @@ class HeadFitter:
             weight, bias = params[: k * dim].reshape(k, dim), params[k * dim:]
             value, d_scores = data_loss(self.x @ weight.T + bias)
             d_weight = d_scores.T @ self.x + alpha * weight
-            return value + 0.5 * alpha * float(np.vdot(weight, weight)), np.concatenate([d_weight.ravel(), d_scores.sum(axis=0)])
+            value += 0.5 * alpha * float(np.vdot(weight, weight))
+            return value, np.concatenate([d_weight.ravel(), d_scores.sum(axis=0)])
 
-        start = np.zeros(k * dim + k, np.float32) if self._state is None else np.r_[self._state[0].ravel(), self._state[1]]
+        start = np.zeros(k * dim + k) if self._state is None else np.r_[self._state[0].ravel(), self._state[1]]
         params = lbfgs(loss, start.astype(np.float32), LBFGS_ITERATIONS)
         return params[: k * dim].reshape(k, dim).copy(), params[k * dim:].copy()
 
