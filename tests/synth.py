@@ -8,7 +8,6 @@ brushwork; artists shift hue, scale and density, so held-out artists are new but
 from __future__ import annotations
 
 import colorsys
-import importlib.util
 import io
 import math
 from pathlib import Path
@@ -16,10 +15,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from artstyle.errors import TORCH_INSTALL, missing_torch
+
 # What the light install leaves out (`pip install artstyle` has no PyTorch): tests that need
 # it are marked `torch` (or, where every test of a module does, import it by importorskip).
-TORCH_MISSING = [name for name in ("torch", "timm") if importlib.util.find_spec(name) is None]
-NEEDS_TORCH = "needs PyTorch, which the light install leaves out: pip install 'artstyle[torch]'"
+TORCH_MISSING = missing_torch()
+NEEDS_TORCH = f"needs PyTorch, which the light install leaves out: {TORCH_INSTALL}"
 
 # folder name -> (base hues, mark style); folder names in several real-world spellings
 STYLES = {

@@ -36,12 +36,18 @@ print(json.dumps({{"out": out, "heavy": heavy}}))
 """
 
 
-def _fresh(code: str, cache: Path) -> dict:
-    env = {**os.environ, "ARTSTYLE_CACHE_DIR": str(cache)}
+def _run(code: str, cache: Path) -> tuple[dict, list[str], str]:
+    """`code` in the runner: (its answer, the lines it printed before it, stderr)."""
+    env = {**os.environ, "ARTSTYLE_CACHE_DIR": str(cache), "COLUMNS": "200"}
     result = subprocess.run([sys.executable, "-c", _RUNNER.format(code=code, heavy=HEAVY)], capture_output=True,
-                            text=True, timeout=180, env=env)
+                            text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    *printed, last = result.stdout.strip().splitlines()
+    return json.loads(last), printed, result.stderr
+
+
+def _fresh(code: str, cache: Path) -> dict:
+    return _run(code, cache)[0]
 
 
 def _cli(*args: str, cache: Path) -> tuple[int, str, str, list[str]]:
@@ -49,12 +55,8 @@ def _cli(*args: str, cache: Path) -> tuple[int, str, str, list[str]]:
     code = ("from artstyle.apps.cli import main\n"
             f"sys.argv = ['artstyle', *{[str(a) for a in args]!r}]\n"
             "try:\n    main()\nexcept SystemExit as exit:\n    out = exit.code\n")
-    env = {**os.environ, "ARTSTYLE_CACHE_DIR": str(cache), "COLUMNS": "200"}
-    result = subprocess.run([sys.executable, "-c", _RUNNER.format(code=code, heavy=HEAVY)], capture_output=True,
-                            text=True, timeout=300, env=env)
-    *printed, last = result.stdout.strip().splitlines() or [""]
-    answer = json.loads(last)
-    return answer["out"] or 0, "\n".join(printed), result.stderr, answer["heavy"]
+    answer, printed, errors = _run(code, cache)
+    return answer["out"] or 0, "\n".join(printed), errors, answer["heavy"]
 
 
 def test_training_evaluating_and_predicting_need_no_torch(paintings, images, tmp_path):
@@ -109,19 +111,9 @@ def images(tmp_path_factory) -> list[str]:
 
 
 def test_the_shipped_model_predicts_without_torch_from_an_empty_cache(images, tmp_path):
-    code = (
-        "from artstyle.apps.cli import main\n"
-        f"sys.argv = ['artstyle', 'predict', *{images!r}, '--format', 'json']\n"
-        "try:\n    main()\nexcept SystemExit as exit:\n    out = exit.code\n"
-    )
-    env = {**os.environ, "ARTSTYLE_CACHE_DIR": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, "-c", _RUNNER.format(code=code, heavy=HEAVY)], capture_output=True,
-                            text=True, timeout=180, env=env)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    answer = json.loads(lines[-1])
-    assert answer["heavy"] == [] and answer["out"] in (None, 0)
-    predictions = json.loads("\n".join(lines[:-1]))
+    code, printed, errors, heavy = _cli("predict", *images, "--format", "json", cache=tmp_path / "cache")
+    assert (code, heavy) == (0, []), errors
+    predictions = json.loads(printed)
     assert [p["path"] for p in predictions] == images
     for p in predictions:
         probabilities = [x["probability"] for x in p["predictions"]]

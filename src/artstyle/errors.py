@@ -45,9 +45,14 @@ TORCH_INSTALL = "pip install 'artstyle[torch]'"
 def require_torch(purpose: str) -> None:
     """Refuse, in one line that says what to install, what the light install cannot do:
     `purpose` needs PyTorch (and timm), which `pip install artstyle` leaves out."""
-    missing = [name for name in ("torch", "timm") if not _installed(name)]
+    missing = missing_torch()
     if missing:
         raise ArtstyleError(f"{purpose} needs PyTorch ({' and '.join(missing)} not installed): {TORCH_INSTALL}")
+
+
+def missing_torch() -> list[str]:
+    """Which of torch and timm (the torch extra) this install lacks."""
+    return [name for name in ("torch", "timm") if not _installed(name)]
 
 
 def _installed(name: str) -> bool:
