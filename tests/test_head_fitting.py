@@ -78,3 +78,36 @@ def test_adamw_takes_torchs_steps():
         reference.step()
         optimizer.step([grad])
     np.testing.assert_allclose(ours, theirs.detach().numpy(), atol=1e-7)
+
+
+def _rings(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes a line cannot split (an inner disc, an outer ring) in 8 dimensions."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    radius = np.where(y == 0, rng.uniform(0, 1, n), rng.uniform(1.6, 2.6, n))
+    angle = rng.uniform(0, 2 * np.pi, n)
+    x = np.column_stack([radius * np.cos(angle), radius * np.sin(angle), rng.normal(0, 1, (n, 6))])
+    return x.astype(np.float32), y
+
+
+@pytest.mark.parametrize("nonlinear", [False, True])
+def test_auto_keeps_the_simplest_head_unless_another_is_better_by_more_than_the_noise(nonlinear):
+    """Linear classes: every kind scores alike and logreg is kept, with the rule and its
+    standard error recorded. Rings: the MLP wins by far more than the noise and is kept."""
+    from artstyle.model.training import train_head
+
+    if nonlinear:
+        x, y = _rings(240, seed=3)
+    else:
+        rng = np.random.default_rng(4)
+        y = np.arange(240) % 3
+        x = (rng.normal(0, 1, (240, 8)) + 2.5 * np.eye(3, 8)[y]).astype(np.float32)
+    folds = np.arange(len(y)) % 4
+    trained = train_head(x, y, int(y.max()) + 1, folds)
+    selection = trained.info["selection"]
+    scores = {kind: max(path.values()) for kind, path in trained.info["held_out_macro_f1"].items()}
+    assert 0 < selection["standard_error"] < 0.1 and selection["best_macro_f1"] == max(scores.values())
+    assert trained.head_kind == ("mlp" if nonlinear else "logreg"), (scores, selection)
+    if not nonlinear:  # on these draws another kind edges ahead by less than the noise
+        assert selection["best_kind"] != "logreg"
+        assert scores["logreg"] >= max(scores.values()) - selection["standard_error"]

@@ -251,6 +251,10 @@ def train(
         f"{'artist' if clf.config_['split']['mode'] == 'artist' else 'image'}), {len(clf.classes_)} movements; "
         f"head {head_info['kind']} chosen by {head_info['cv_folds']}-fold cross-validation"
     )
+    selection = head_info.get("selection", {})
+    if selection.get("best_kind", head_info["kind"]) != head_info["kind"]:
+        err.print(f"  ({selection['best_kind']} scored {selection['best_macro_f1']:.3f}, within one standard error "
+                  f"(± {selection['standard_error']:.3f}) of {head_info['kind']}: the simpler head is kept)")
     prior = head_info.get("text_prior", {}).get("held_out_macro_f1")
     if prior:
         err.print(f"text prior: held-out macro-F1 {prior['with']:.3f} with it, {prior['without']:.3f} without")

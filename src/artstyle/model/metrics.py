@@ -32,6 +32,16 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(f1[support > 0].mean()) if (support > 0).any() else 0.0
 
 
+def macro_f1_standard_error(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, draws: int = 200,
+                            seed: int = 0) -> float:
+    """Bootstrap standard error of `macro_f1` (rows resampled `draws` times): how far two
+    heads' held-out macro-F1 may differ by the luck of which paintings were held out."""
+    if len(y_true) < 2:
+        return 0.0
+    rows = np.random.default_rng(seed).integers(0, len(y_true), (draws, len(y_true)))
+    return float(np.std([macro_f1(y_true[r], y_pred[r], n_classes) for r in rows], ddof=1))
+
+
 def reliability(proba: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> list[tuple[float, float, int]]:
     """(mean confidence, accuracy, count) of the top-1 answers in each non-empty
     equal-width confidence bin: the points of a reliability diagram."""

@@ -24,7 +24,7 @@ from .balancing import RowWeighting
 from .calibration import Abstention, fit_temperature, nll, source_weights
 from .head import HEAD_KINDS, Head, softmax
 from .head_fitting import ALPHAS, HeadFitter
-from .metrics import classification_metrics, macro_f1, size_band
+from .metrics import classification_metrics, macro_f1, macro_f1_standard_error, size_band
 from .painting import NonPaintings, PaintingDetector, fit_painting_detector
 from .text_prior import PRIOR_PAINTINGS, TextPrior
 
@@ -179,6 +179,20 @@ def _prior_out_of_fold(prior: TextPrior, x: np.ndarray, y: np.ndarray, n_classes
     return out
 
 
+def _simplest_within_one_error(best_of_kind: dict[str, tuple], oof: dict[tuple[str, float], np.ndarray],
+                               y: np.ndarray, held: np.ndarray, n_classes: int, seed: int) -> tuple[tuple, dict]:
+    """The one-standard-error rule over head kinds: the first kind (simplest first, as
+    `HEAD_KINDS` orders them) whose best held-out macro-F1 is within one bootstrap standard
+    error of the best of all. Without it, the MLP's random draws alone could swing the
+    choice between two installs or two seeds."""
+    top = max(best_of_kind.values(), key=lambda b: b[:2])
+    _, _, kind, alpha, _ = top
+    error = macro_f1_standard_error(y[held], oof[(kind, alpha)][held].argmax(axis=1), n_classes, seed=seed)
+    chosen = next(b for b in best_of_kind.values() if b[0] >= top[0] - error)
+    return chosen, {"rule": "simplest head kind within one standard error of the best held-out macro-F1",
+                    "standard_error": round(error, 4), "best_kind": kind, "best_macro_f1": round(top[0], 4)}
+
+
 def held_out_summary(proba: np.ndarray, y: np.ndarray, abstention: Abstention, labels: list[str]) -> dict:
     """config.json's held-out figures: the scores, and how often the model is sure and right then."""
     metrics = classification_metrics(y, proba, labels)
@@ -221,7 +235,8 @@ def train_head(
     scorable = scorable_rows(y, folds)
     held = scorable & scored if scored is not None else scorable
     scores: dict[str, dict[str, float]] = {}
-    best = None
+    best = selection = None
+    best_of_kind: dict[str, tuple[float, float, str, float, float]] = {}
     oof_by_candidate: dict[tuple[str, float], np.ndarray] = {}
     calibration_weights = source_weights(weighting.sources[held]) if weighting is not None else None
     paintings = scored if scored is not None else np.ones(len(y), bool)
@@ -243,8 +258,10 @@ def train_head(
                 loss = nll(logits[held] / t, y[held], calibration_weights)
                 scores[kind][f"{alpha:g}"] = round(f1, 4)
                 oof_by_candidate[(kind, alpha)] = logits
-                if best is None or (f1, -loss) > (best[0], best[1]):
-                    best = (f1, -loss, kind, alpha, t)
+                if kind not in best_of_kind or (f1, -loss) > best_of_kind[kind][:2]:
+                    best_of_kind[kind] = (f1, -loss, kind, alpha, t)
+    if best_of_kind:
+        best, selection = _simplest_within_one_error(best_of_kind, oof_by_candidate, y, held, n_classes, seed)
     if best is None:
         log.warning("too few artists to cross-validate: default head, probabilities not calibrated")
         kind, alpha, temperature = FALLBACK[0], FALLBACK[1], 1.0
@@ -255,6 +272,8 @@ def train_head(
     head.temperature = temperature
     info: dict = {"type": head.kind, "kind": kind, "alpha": alpha, "temperature": temperature,
                   "held_out_macro_f1": scores, "cv_folds": len(fold_ids)}
+    if selection is not None:
+        info["selection"] = selection
     if prior is not None:
         head.prior = prior.for_counts(np.bincount(y[paintings], minlength=n_classes))
         info["text_prior"] = {"paintings_at_half_weight": PRIOR_PAINTINGS,
