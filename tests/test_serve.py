@@ -308,8 +308,8 @@ def test_similar_answers_like_the_classifier(client, trained_model, painting_byt
     for got, want in zip(answer.json(), expected):
         assert [n["file"] for n in got["neighbours"]] == [n.file for n in want.neighbours]
         assert [n["similarity"] for n in got["neighbours"]] == pytest.approx([n.similarity for n in want.neighbours], abs=1e-5)
-        assert all(n["thumbnail"] is None for n in got["neighbours"])  # trained without --thumbnails
-    assert client.get("/api/thumbnails/0").status_code == 404
+        assert [n["thumbnail"] for n in got["neighbours"]] == [f"api/thumbnails/{n.index}" for n in want.neighbours]
+    assert client.get("/api/thumbnails/0").headers["content-type"] == "image/webp"  # kept by default
 
     text = ("files", ("notes.jpg", b"my notes", "image/jpeg"))
     mixed = client.post("/api/similar", files=[("files", ("good.jpg", images[0], "image/jpeg")), text])
@@ -318,19 +318,25 @@ def test_similar_answers_like_the_classifier(client, trained_model, painting_byt
     assert client.post("/api/similar", files=[("files", ("a.jpg", images[0], "image/jpeg"))], data={"k": 0}).status_code == 422
 
 
-def test_thumbnails_are_served_for_a_model_that_keeps_them(trained_model, tmp_path, painting_bytes):
+def test_thumbnails_are_served_and_a_model_without_them_says_so(trained_model, painting_bytes, paintings):
     from artstyle import StyleClassifier
-    from artstyle.model.similar import thumbnail_webp
 
     clf, folder = trained_model
-    with_thumbs = StyleClassifier.load(folder, cache_dir=False)
-    index = with_thumbs.similar_
-    index.thumbnails = [thumbnail_webp(paint(list(STYLES)[i % 4], artist=1, seed=i)) for i in range(len(index))]
-    with TestClient(create_app(with_thumbs)) as client:
-        answer = client.post("/api/similar", files=[("files", ("a.jpg", next(iter(painting_bytes.values())), "image/jpeg"))])
-        first = answer.json()[0]["neighbours"][0]
-        assert first["thumbnail"] == f"api/thumbnails/{first['index']}"
+    upload = [("files", ("a.jpg", next(iter(painting_bytes.values())), "image/jpeg"))]
+    with TestClient(create_app(clf)) as client:
+        first = client.post("/api/similar", files=upload).json()[0]["neighbours"][0]
         served = client.get("/" + first["thumbnail"])
         assert served.status_code == 200 and served.headers["content-type"] == "image/webp"
-        assert served.content == index.thumbnails[first["index"]]
-        assert client.get(f"/api/thumbnails/{len(index)}").status_code == 404
+        assert served.content == clf.similar_.thumbnails[first["index"]]
+        assert client.get(f"/api/thumbnails/{len(clf.similar_)}").status_code == 404
+        assert client.get("/api/model").json()["similar"] == {"paintings": len(clf.similar_), "thumbnails": True}
+        training = clf.similar_.rows[3]["file"]  # an upload of a training painting is that painting
+        answer = client.post("/api/similar", files=[("files", ("t.jpg", (paintings / training).read_bytes()))]).json()[0]
+        assert answer["in_training"]["file"] == training and training not in [n["file"] for n in answer["neighbours"]]
+    bare = StyleClassifier.load(folder, cache_dir=False)
+    bare.similar_.thumbnails = None
+    with TestClient(create_app(bare)) as client:
+        answer = client.post("/api/similar", files=upload).json()[0]
+        assert all(n["thumbnail"] is None for n in answer["neighbours"])
+        assert client.get("/api/thumbnails/0").status_code == 404
+        assert client.get("/api/model").json()["similar"]["thumbnails"] is False

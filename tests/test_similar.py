@@ -1,8 +1,10 @@
-"""Similar paintings: every model folder indexes its training paintings; the nearest
-neighbour of a training painting is itself; the index travels, checked, with the model."""
+"""Similar paintings: every model folder indexes its training paintings, with thumbnails
+unless told not to; a training painting is recognised as itself, not listed as its own
+neighbour; the index travels, checked, with the model."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -21,15 +23,21 @@ from artstyle.errors import BundleError
 from artstyle.model.similar import THUMBNAIL_SIDE, SimilarityIndex
 
 
-def test_a_training_painting_is_its_own_nearest_neighbour(trained_model, paintings):
+def test_a_training_painting_is_marked_as_itself_not_listed_as_its_own_neighbour(trained_model, paintings):
+    """By its file's hash, and as a decoded picture (no file to hash) by similarity."""
     clf, _ = trained_model
     training = [row["path"] for row in parse_splits_csv(clf.splits_csv_) if row["split"] == "train"][:12]
-    results = clf.similar([paintings / p for p in training], k=3)
-    for path, result in zip(training, results):
-        first = result.neighbours[0]
-        assert first.file == path and first.similarity == pytest.approx(1.0, abs=1e-5)
-        assert len(result.neighbours) == 3 and result.neighbours[1].similarity < 1.0 - 1e-3
-        assert first.movement == clf.similar_.rows[first.index]["movement"]
+    by_file = clf.similar([paintings / p for p in training], k=3)
+    as_pictures = clf.similar([Image.open(paintings / p) for p in training[:4]], k=3)
+    for path, result in zip(training, by_file + as_pictures):
+        assert result.itself is not None and result.itself.file == path
+        assert result.itself.similarity == pytest.approx(1.0, abs=1e-5)
+        assert result.itself.movement == clf.similar_.rows[result.itself.index]["movement"]
+        assert len(result.neighbours) == 3 and path not in [n.file for n in result.neighbours]
+        assert result.neighbours[0].similarity < 1.0 - 1e-3
+        assert result.to_dict()["in_training"]["file"] == path
+    new = clf.similar([paint(list(STYLES)[0], artist=9, seed=99)], k=3)[0]
+    assert new.itself is None and len(new.neighbours) == 3
     split = parse_splits_csv(clf.splits_csv_)
     indexed = {row["file"] for row in clf.similar_.rows}
     assert indexed == {r["path"] for r in split if r["split"] in ("train", "val")}  # test images stay out
@@ -119,11 +127,11 @@ def test_exact_search_is_used_below_the_approximate_threshold():
     assert index.ann is None and index.vectors.shape == (500, 32)
 
 
-def test_cli_similar_with_thumbnails(tmp_path):
+def test_cli_similar_shows_thumbnails_kept_by_default(tmp_path):
     tree = make_tree(tmp_path / "data", styles=list(STYLES)[:2], artists=2, per_artist=3)
     model = tmp_path / "model"
     trained = subprocess.run([sys.executable, "-m", "artstyle", "-q", "train", str(tree), "--out", str(model),
-                              *FAST_CLI, "--test-fraction", "0", "--thumbnails"], capture_output=True, text=True)
+                              *FAST_CLI, "--test-fraction", "0"], capture_output=True, text=True)
     assert trained.returncode == 0, trained.stderr
     config = json.loads((model / "config.json").read_text())
     assert config["similar"]["count"] == 12 and config["similar"]["thumbnails"] is True
@@ -138,10 +146,20 @@ def test_cli_similar_with_thumbnails(tmp_path):
         [sys.executable, "-m", "artstyle", "similar", str(query), str(tmp_path / "notes.jpg"), "-m", str(model),
          "-k", "2", *extra], capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"})
     as_json = json.loads(run("--format", "json").stdout)
-    assert as_json[0]["neighbours"][0]["file"] == "01_StripedArt/Painter A0/1.jpg"
-    assert as_json[0]["neighbours"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert as_json[0]["in_training"]["file"] == "01_StripedArt/Painter A0/1.jpg"
+    assert as_json[0]["in_training"]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert "01_StripedArt/Painter A0/1.jpg" not in [n["file"] for n in as_json[0]["neighbours"]]
     assert len(as_json[0]["neighbours"]) == 2 and as_json[1]["error"].startswith("not a readable image")
+    for neighbour in as_json[0]["neighbours"]:  # the pictures travel in the JSON, as data URIs
+        header, data = neighbour["thumbnail"].split(",", 1)
+        assert header == "data:image/webp;base64" and Image.open(io.BytesIO(base64.b64decode(data))).format == "WEBP"
     rows = list(csv.DictReader(io.StringIO(run("--format", "csv").stdout)))
-    assert [r["rank"] for r in rows] == ["1", "2", ""] and rows[0]["movement"] == "striped art"
+    assert [r["rank"] for r in rows] == ["itself", "1", "2", ""] and rows[0]["movement"] == "striped art"
     table = run()
     assert table.returncode == 0 and "striped art" in table.stdout and "not a readable image" in table.stdout
+    assert "in the training set" in table.stdout
+
+    bare = tmp_path / "bare"
+    trained = subprocess.run([sys.executable, "-m", "artstyle", "-q", "train", str(tree), "--out", str(bare),
+                              *FAST_CLI, "--test-fraction", "0", "--no-thumbnails"], capture_output=True, text=True)
+    assert trained.returncode == 0 and load_bundle(bare).similar.thumbnails is None

@@ -57,14 +57,16 @@ def to_csv(predictions: list[Prediction], k: int) -> str:
 
 
 def similar_to_csv(results: list[SimilarPaintings]) -> str:
-    """One row per (input, neighbour): path, rank, similarity, movement, artist, file, error."""
+    """One row per (input, neighbour): path, rank, similarity, movement, artist, file, error;
+    an input that is itself a training painting first gets a row of rank "itself"."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "rank", "similarity", "movement", "artist", "file", "error"])
     for r in results:
         if r.error:
             writer.writerow([r.path, "", "", "", "", "", r.error])
-        for rank, n in enumerate(r.neighbours, 1):
+        ranked = ([("itself", r.itself)] if r.itself else []) + list(enumerate(r.neighbours, 1))
+        for rank, n in ranked:
             writer.writerow([r.path, rank, f"{n.similarity:.6f}", n.movement, n.artist, n.file, ""])
     return buffer.getvalue()
 

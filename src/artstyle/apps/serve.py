@@ -68,7 +68,10 @@ class NeighbourOut(BaseModel):
 
 
 class SimilarOut(BaseModel):
+    """`in_training`: the training painting the upload is itself (kept out of `neighbours`)."""
+
     path: str
+    in_training: NeighbourOut | None = None
     neighbours: list[NeighbourOut]
     error: str | None
 
@@ -168,6 +171,7 @@ def _failure_status(kinds: list[str]) -> int:
 def model_summary(clf: StyleClassifier, name: str) -> dict:
     """What `GET /api/model` says: enough for a client to label and judge the answers."""
     config = clf.config_
+    index = getattr(clf, "similar_", None)
     metrics = {k: v for k, v in (clf.metrics_ or {}).items() if not isinstance(v, (dict, list))}
     return {
         "name": name,
@@ -183,6 +187,7 @@ def model_summary(clf: StyleClassifier, name: str) -> dict:
         "uncertain_below": clf.abstention_.uncertain_below,
         "painting_detector": clf.painting_detector_ is not None,
         "training": {k: config.get("dataset", {}).get(k) for k in ("n_images", "n_artists", "class_counts")},
+        "similar": {"paintings": len(index), "thumbnails": bool(index.thumbnails)} if index is not None else None,
         "metrics": metrics,
     }
 
@@ -304,11 +309,14 @@ def create_app(
 
     index = getattr(classifier, "similar_", None)
 
+    def linked(neighbour) -> dict:
+        """A neighbour with its thumbnail as a URL, not inline: the page loads what it shows."""
+        return {**neighbour.to_dict(), "thumbnail": f"api/thumbnails/{neighbour.index}" if neighbour.has_thumbnail else None}
+
     def similar_files(paths: list[Path], names: list[str], k: int) -> list[dict]:
         return [
-            {**result.to_dict(), "path": name, "neighbours": [
-                {**n.to_dict(), "thumbnail": f"api/thumbnails/{n.index}" if n.has_thumbnail else None}
-                for n in result.neighbours]}
+            {**result.to_dict(), "path": name, "neighbours": [linked(n) for n in result.neighbours],
+             "in_training": linked(result.itself) if result.itself else None}
             for name, result in zip(names, classifier.similar(paths, k=k))
         ]
 

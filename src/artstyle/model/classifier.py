@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .. import __version__
-from ..data.dataset import Dataset, ImageRecord, LabelledImages, Roots, labelled_images, scan_dataset
+from ..data.dataset import (Dataset, ImageRecord, LabelledImages, Roots, file_sha256, labelled_images,
+                            scan_dataset)
 from ..data.images import ImageInput, load_image, source_name
 from ..data.sizes import size_profile, size_shift, size_warning
 from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
@@ -163,7 +164,7 @@ class StyleClassifier:
         engine: str = "auto",
         finetune: FineTuning | None = None,
         device: str = "auto",
-        thumbnails: bool = False,
+        thumbnails: bool = True,
         ray: str | None = None,
         balance: str = DEFAULT_BALANCING,
         size_variants: SizeVariants | None = SizeVariants(),
@@ -630,9 +631,13 @@ class StyleClassifier:
         images = _as_list(images)
         extraction = self.extract(images, None, "Searching")
         ok = np.flatnonzero(extraction.ok)
-        found = dict(zip(ok, self.similar_.neighbours(extraction.features[ok], k))) if len(ok) else {}
-        return [SimilarPaintings(source_name(img, i), found.get(i, []), extraction.errors.get(i))
-                for i, img in enumerate(images)]
+        keys = [file_sha256(images[i]) if isinstance(images[i], (str, os.PathLike)) else None for i in ok]
+        found = dict(zip(ok, self.similar_.neighbours(extraction.features[ok], k, keys))) if len(ok) else {}
+        results = []
+        for i, img in enumerate(images):
+            near, itself = found.get(i, ([], None))
+            results.append(SimilarPaintings(source_name(img, i), near, extraction.errors.get(i), itself))
+        return results
 
     def explain(self, images: Sequence[ImageInput], movement: str | None = None) -> list[Explanation]:
         """Grad-CAM heat-maps of `movement` (None: each image's predicted movement) over

@@ -11,11 +11,12 @@ no pickle.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,32 +32,45 @@ HNSW_NEIGHBOURS, HNSW_SEARCH = 32, 96  # graph degree; candidates per query (rec
 ROW_FIELDS = ("movement", "artist", "file", "sha256")
 
 
+SAME_PICTURE = 0.999  # cosine from which a training painting is taken for the query itself (re-saved, resized)
+
+
 @dataclass
 class Neighbour:
-    """One training painting close to the query."""
+    """One training painting close to the query, with its WebP thumbnail (b"": none kept)."""
 
     index: int
     movement: str
     artist: str
     file: str
     similarity: float
-    has_thumbnail: bool
+    thumbnail: bytes = field(default=b"", repr=False)
+
+    @property
+    def has_thumbnail(self) -> bool:
+        return bool(self.thumbnail)
 
     def to_dict(self) -> dict:
+        """JSON fields; the thumbnail as a data URI (None when the model keeps none)."""
+        thumbnail = "data:image/webp;base64," + base64.b64encode(self.thumbnail).decode() if self.thumbnail else None
         return {"index": self.index, "movement": self.movement, "artist": self.artist, "file": self.file,
-                "similarity": self.similarity}
+                "similarity": self.similarity, "thumbnail": thumbnail}
 
 
 @dataclass
 class SimilarPaintings:
-    """The training paintings nearest to one input, most similar first, or why it failed."""
+    """The training paintings nearest to one input, most similar first, or why it failed.
+    `itself`: the training painting the input is (same file, or the same picture re-saved),
+    kept out of `neighbours`: a painting is not its own closest match."""
 
     path: str
     neighbours: list[Neighbour]
     error: str | None = None
+    itself: Neighbour | None = None
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "neighbours": [n.to_dict() for n in self.neighbours], "error": self.error}
+        return {"path": self.path, "in_training": self.itself.to_dict() if self.itself else None,
+                "neighbours": [n.to_dict() for n in self.neighbours], "error": self.error}
 
 
 def thumbnail_webp(image, side: int = THUMBNAIL_SIDE) -> bytes:
@@ -182,17 +196,27 @@ class SimilarityIndex:
         ids = np.take_along_axis(ids, order, axis=1)
         return np.take_along_axis(scores, ids, axis=1), ids
 
-    def neighbours(self, features: np.ndarray, k: int = 5) -> list[list[Neighbour]]:
-        """The `k` most similar training paintings for each row of `features`."""
+    def neighbours(self, features: np.ndarray, k: int = 5,
+                   keys: Sequence[str | None] | None = None) -> list[tuple[list[Neighbour], Neighbour | None]]:
+        """For each row of `features`: its `k` most similar training paintings, and the
+        training painting it is itself (or None). A row is a training painting when `keys`
+        (its file's sha256) names one, or one lies within `SAME_PICTURE`; that painting is
+        left out of the `k`."""
         if k < 1:
             raise ArtstyleError("k must be at least 1")
-        similarities, ids = self.search(features, k)
-        return [
-            [Neighbour(int(i), *(self.rows[i][f] for f in ROW_FIELDS[:3]), similarity=float(min(s, 1.0)),
-                       has_thumbnail=bool(self.thumbnails and self.thumbnails[i]))
-             for s, i in zip(row_s, row_i) if i >= 0]
-            for row_s, row_i in zip(similarities, ids)
-        ]
+        similarities, ids = self.search(features, k + 1)
+        keys = keys if keys is not None else [None] * len(ids)
+        out = []
+        for row_s, row_i, key in zip(similarities, ids, keys):
+            found = [self._neighbour(int(i), float(s)) for s, i in zip(row_s, row_i) if i >= 0]
+            itself = next((n for n in found if (key and self.rows[n.index]["sha256"] == key)
+                           or n.similarity >= SAME_PICTURE), None)
+            out.append(([n for n in found if n is not itself][:k], itself))
+        return out
+
+    def _neighbour(self, i: int, similarity: float) -> Neighbour:
+        return Neighbour(i, *(self.rows[i][f] for f in ROW_FIELDS[:3]), similarity=min(similarity, 1.0),
+                         thumbnail=self.thumbnails[i] if self.thumbnails else b"")
 
     # ------------------------------------------------------------------ storage
     def to_bytes(self) -> tuple[bytes, bytes | None]:
