@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from synth import paint, photo_like
+from synth import FAST_CLI, make_tree, non_paintings_for_tests, paint, paint_texture, photo_like
 
 import artstyle
 
@@ -36,11 +37,28 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """`artstyle serve` with the shipped model."""
+    yield from _serve(tmp_path_factory.mktemp("server") / "server.log")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(server URL, data folder) of `artstyle serve` with a model just trained by the
+    README's command (thumbnails kept by default)."""
+    folder = tmp_path_factory.mktemp("trained")
+    data = make_tree(folder / "data", artists=3, per_artist=3)
+    model = folder / "model"
+    subprocess.run([sys.executable, "-m", "artstyle", "-q", "train", str(data), "--out", str(model), *FAST_CLI],
+                   check=True, capture_output=True)
+    for url in _serve(folder / "server.log", "--model", str(model)):
+        yield url, data, model
+
+
+def _serve(log: Path, *args: str):
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "artstyle", "serve", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "artstyle", "serve", "--port", str(port), *args], stdout=out, stderr=subprocess.STDOUT
         )
         url = f"http://127.0.0.1:{port}/"
         try:
@@ -85,13 +103,26 @@ def test_upload_shows_bars_labels_and_an_error_card(server, browser, tmp_path):
     page.set_input_files("#files", [str(painting), str(not_an_image)])
     cards = page.locator(".card")
     sync_api.expect(cards).to_have_count(2)
+    assert cards.locator(".name").all_inner_texts() == ["harbour at dusk.jpg", "shopping list.jpg"]  # as given
     good = cards.filter(has_text="harbour at dusk.jpg")
     sync_api.expect(good.locator(".bar-row")).to_have_count(3, timeout=60_000)
     answer = responses[0].json()[0]  # the page sends one file per request, in order
     shown = good.locator(".bar-label").all_inner_texts()
-    assert shown == [p["label"] for p in answer["predictions"]] and set(shown) <= labels
+    assert shown == [p["label"] for p in answer["predictions"][:3]] and set(shown) <= labels
+    page.select_option("#top-k", "5")  # the cards shown follow "movements per image", without asking again
+    sync_api.expect(good.locator(".bar-row")).to_have_count(5)
+    assert good.locator(".bar-label").all_inner_texts() == [p["label"] for p in answer["predictions"][:5]]
+    assert len(responses) == 2
+    page.select_option("#top-k", "3")
+    sync_api.expect(good.locator(".bar-row")).to_have_count(3)
+    # "unsure" is explained in words on the page, with the model's own threshold
+    sync_api.expect(page.locator("#legend")).to_contain_text("unsure")
+    threshold = page.evaluate("fetch('api/model').then(r => r.json()).then(m => m.uncertain_below)")
+    sync_api.expect(page.locator("#legend")).to_contain_text(f"{100 * threshold:.0f} %")
+    if answer["uncertain"] and answer["is_painting"]:
+        sync_api.expect(good.locator(".flag-note")).to_contain_text("unsure")
     values = [float(v) for v in good.locator("[role=meter]").evaluate_all("els => els.map(e => e.getAttribute('aria-valuenow'))")]
-    assert values == pytest.approx([100 * p["probability"] for p in answer["predictions"]], abs=0.051)
+    assert values == pytest.approx([100 * p["probability"] for p in answer["predictions"][:3]], abs=0.051)
     widths = good.locator(".bar-fill").evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")
     assert widths[0] > 0 and widths == sorted(widths, reverse=True)  # the bars are drawn to scale
     # the unsure mark appears exactly when the model's movement answer is uncertain
@@ -102,21 +133,36 @@ def test_upload_shows_bars_labels_and_an_error_card(server, browser, tmp_path):
     bad = cards.filter(has_text="shopping list.jpg")
     sync_api.expect(bad).to_have_class("card error")
     sync_api.expect(bad.locator(".verdict")).to_contain_text("not a readable image")
+    assert bad.locator(".thumb").count() == 0  # no empty picture box for a file that is not a picture
+    # no label breaks inside a word: each fits its box (wrapping only at spaces)
+    overflowing = good.locator(".bar-label").evaluate_all("els => els.filter(e => e.scrollWidth > e.clientWidth).length")
+    assert overflowing == 0
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert Image.open(tmp_path / "page.png").size[0] == 1100
 
 
-def test_a_photograph_is_answered_as_not_a_painting_on_the_page(server, browser, tmp_path):
-    """The shipped model flags the generated camera-like scenes (16 of 16 through the API):
-    the page says so, with the kind, instead of a movement."""
-    photo = tmp_path / "holiday snapshot.jpg"
-    photo_like(104).save(photo, quality=88)
+@pytest.mark.parametrize("kind", ["photo", "chart"])
+def test_a_non_painting_gets_one_verdict_and_its_why_explains_the_verdict(server, browser, tmp_path, kind):
+    """The shipped model flags a generated camera-like scene and a matplotlib bar chart: the
+    page says so, with the kind, shows the movements only as what it would be if it were a
+    painting, and "why?" explains the verdict: no movement heat-map is asked for."""
+    picture = tmp_path / f"{kind} upload.png"
+    (photo_like(104) if kind == "photo" else non_paintings_for_tests(1)[0][1]).save(picture)
     page = browser.new_page(viewport={"width": 1100, "height": 900})
+    explained = []
+    page.on("request", lambda r: explained.append(r.url) if r.url.endswith("/api/explain") else None)
     page.goto(server)
-    page.set_input_files("#files", [str(photo)])
-    card = page.locator(".card").filter(has_text="holiday snapshot.jpg")
-    sync_api.expect(card.locator(".verdict")).to_have_text("probably not a painting: looks like a photo", timeout=60_000)
+    page.set_input_files("#files", [str(picture)])
+    card = page.locator(".card").filter(has_text=f"{kind} upload.png")
+    sync_api.expect(card.locator(".verdict")).to_have_text(
+        re.compile(f"^probably not a painting: looks like a {kind}"), timeout=60_000)  # "chart/diagram"
     sync_api.expect(card.locator(".badge")).to_have_count(0)  # no "unsure"/"mixed": there is no movement answer
+    sync_api.expect(card.locator(".bars-title")).to_have_text("If it were a painting, the closest movements would be:")
+    sync_api.expect(card).to_have_class(__import__("re").compile("not-painting"))
+    card.locator("button.why").click()
+    sync_api.expect(card.locator(".reason")).to_contain_text("unlike the paintings the model learnt")
+    sync_api.expect(card.locator(".heat")).to_be_hidden()
+    assert explained == [] and card.locator(".overlay img[src^='blob:']").count() == 0
 
 
 def test_the_page_is_keyboard_reachable_takes_a_drop_and_fits_a_phone(server, browser, tmp_path):
@@ -146,7 +192,7 @@ def test_the_page_is_keyboard_reachable_takes_a_drop_and_fits_a_phone(server, br
 @pytest.mark.parametrize("width", [1100, 375])
 def test_why_shows_the_heat_map_and_the_closest_training_paintings(server, browser, tmp_path, width):
     painting = tmp_path / "orchard.png"
-    paint("02_dot_painting", artist=3, seed=8, size=(420, 300)).save(painting)
+    paint_texture("dots", 3, seed=8, size=(420, 300)).save(painting)  # the shipped detector calls it a painting
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.goto(server)
     page.set_input_files("#files", [str(painting)])
@@ -165,17 +211,79 @@ def test_why_shows_the_heat_map_and_the_closest_training_paintings(server, brows
     page.keyboard.press("Enter")
     sync_api.expect(why).to_have_attribute("aria-expanded", "true")
     overlay = card.locator(".overlay img")
-    sync_api.expect(overlay).to_have_attribute("src", __import__("re").compile("^blob:"), timeout=60_000)
+    sync_api.expect(overlay).to_have_attribute("src", re.compile("^blob:"), timeout=60_000)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=overlay.element_handle())
     natural = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert natural[0] * 300 == pytest.approx(natural[1] * 420, rel=0.01)  # the painting's shape
+    predicted = card.locator(".bar-label").first.inner_text()
+    sync_api.expect(card.locator(".overlay figcaption")).to_contain_text(f"Where the model saw {predicted} (")
+    sync_api.expect(card.locator(".scale")).to_be_visible()  # the colour scale
+    original = card.locator(".original img").bounding_box()
+    shown = overlay.bounding_box()
+    assert shown["width"] >= min(300, width - 120) and original["width"] == pytest.approx(shown["width"], abs=2)
+    if width > 560:  # side by side; stacked on a phone
+        assert original["y"] == pytest.approx(shown["y"], abs=2) and original["x"] < shown["x"]
+    # another movement: the map is asked for again, and the caption names it
+    other = next(label for label in card.locator(".movement option").all_inner_texts() if label != predicted)
+    first_map = overlay.get_attribute("src")
+    card.locator(".movement").select_option(other)
+    sync_api.expect(card.locator(".overlay figcaption")).to_contain_text(f"Where the model saw {other} (", timeout=60_000)
+    assert overlay.get_attribute("src") != first_map
     neighbours = card.locator(".strip .neighbour")
     sync_api.expect(neighbours).to_have_count(5)
     labels = set(page.evaluate("fetch('api/model').then(r => r.json()).then(m => m.labels)"))
     for text in neighbours.locator("p").all_inner_texts():
-        movement, artist = text.split("\n")
-        assert movement in labels and artist.strip()
+        movement, artist, similarity = text.split("\n")
+        assert movement in labels and artist.strip() and similarity.startswith("similarity 0.")
+    # the shipped model keeps no pictures: it says so in words, not with empty boxes
+    sync_api.expect(card.locator(".similar-note")).to_contain_text("keeps no pictures")
+    assert neighbours.locator("img").count() == 0
+    assert neighbours.locator("p strong").evaluate_all("els => els.filter(e => e.scrollWidth > e.clientWidth).length") == 0
     assert page.evaluate("document.documentElement.scrollWidth") <= width  # the strip scrolls inside the card
     why.click()  # and closes again
     sync_api.expect(card.locator(".explain")).to_be_hidden()
     sync_api.expect(why).to_have_attribute("aria-expanded", "false")
+
+
+def test_a_freshly_trained_model_shows_its_training_paintings(trained, browser, tmp_path):
+    """A model trained with the README's command keeps thumbnails: the strip holds pictures;
+    an upload of a training painting is said to be one, not shown as its own neighbour."""
+    from artstyle.data.splits import parse_splits_csv
+
+    url, data, model = trained
+    new = tmp_path / "new.png"
+    paint("02_dot_painting", artist=7, seed=3).save(new)
+    split = parse_splits_csv((model / "splits.csv").read_text())
+    training = data / next(row["path"] for row in split if row["split"] == "train")
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(url)
+    page.set_input_files("#files", [str(new), str(training)])
+    for name, in_training in (("new.png", False), (training.name, True)):
+        card = page.locator(".card").filter(has=page.locator(".name", has_text=name))
+        sync_api.expect(card.locator(".bar-row")).to_have_count(3, timeout=60_000)
+        card.locator("button.why").click()
+        images = card.locator(".strip .neighbour img")
+        sync_api.expect(images).to_have_count(5, timeout=60_000)
+        for image in images.all():
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+        note = card.locator(".similar-note")
+        if in_training:
+            sync_api.expect(note).to_contain_text("in the model's training set")
+            files = card.locator(".strip .neighbour p").evaluate_all("els => els.map(e => e.title)")
+            assert training.relative_to(data).as_posix() not in files
+        else:
+            sync_api.expect(note).to_be_hidden()
+
+
+def test_the_api_docs_and_the_icon_need_no_internet(server, browser):
+    """/docs is Swagger UI from files artstyle serves (this machine has no internet)."""
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server) else None)
+    page.goto(server + "docs")
+    sync_api.expect(page.locator(".swagger-ui .info .title")).to_contain_text("artstyle", timeout=30_000)
+    sync_api.expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert outside == []
+    page.goto(server)
+    icon = page.evaluate("fetch(document.querySelector('link[rel=icon]').href).then(r => [r.status, r.headers.get('content-type')])")
+    assert icon == [200, "image/svg+xml"]

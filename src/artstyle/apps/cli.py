@@ -211,7 +211,7 @@ def train(
     finetune_batch: int = typer.Option(FineTuning.batch_size, min=1, help="With --finetune: images per training step."),
     device: Device = typer.Option(Device.auto, help="With --finetune: auto (the GPU when there is one), cpu or cuda."),
     thumbnails: bool = typer.Option(
-        True, help="Keep a small WebP (<= 128 px, about 40 MB per 10,000 paintings) of each training painting, shown "
+        True, help="Keep a small WebP (<= 128 px, about 25 MB per 10,000 paintings) of each training painting, shown "
         "beside `similar` answers on the page and in reports; --no-thumbnails when their licences forbid copies."
     ),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Extract features on Ray. " + RAY_HELP),

@@ -23,6 +23,7 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel
 
@@ -172,6 +173,8 @@ def model_summary(clf: StyleClassifier, name: str) -> dict:
     """What `GET /api/model` says: enough for a client to label and judge the answers."""
     config = clf.config_
     index = getattr(clf, "similar_", None)
+    held_out = config["head"].get("held_out")
+    detector = config["head"].get("painting_detector") or {}
     metrics = {k: v for k, v in (clf.metrics_ or {}).items() if not isinstance(v, (dict, list))}
     return {
         "name": name,
@@ -185,7 +188,13 @@ def model_summary(clf: StyleClassifier, name: str) -> dict:
         "precision": getattr(clf, "precision_", "fp32"),  # of the embedding that runs (`--precision`)
         "head": config["head"].get("kind", config["head"].get("type")),
         "uncertain_below": clf.abstention_.uncertain_below,
-        "painting_detector": clf.painting_detector_ is not None,
+        "mixed_within": clf.abstention_.mixed_margin,
+        # how often held-out paintings of unseen artists were answered sure, and right when sure
+        "held_out": {k: held_out.get(k) for k in ("sure_share", "accuracy_when_sure")} if held_out else None,
+        "painting_detector": {  # the shares of held-out paintings and non-paintings it flagged
+            "paintings_flagged": detector.get("held_out_paintings_flagged"),
+            "non_paintings_flagged": detector.get("held_out_negatives_flagged"),
+        } if clf.painting_detector_ is not None else None,
         "training": {k: config.get("dataset", {}).get(k) for k in ("n_images", "n_artists", "class_counts")},
         "similar": {"paintings": len(index), "thumbnails": bool(index.thumbnails)} if index is not None else None,
         "metrics": metrics,
@@ -225,7 +234,9 @@ def create_app(
             await anyio.to_thread.run_sync(predict_files, [warm], ["warm.png"], 1, limiter=limiter)
         yield
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs (Swagger UI) loads from files that ship, not a CDN
+        favicon_url="/favicon.ico",
+        static_url="/static-docs",
         title="artstyle",
         version=__version__,
         description="Name the art movement of paintings, with calibrated top-k probabilities.",
@@ -250,6 +261,11 @@ def create_app(
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         return (web / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response((web / "favicon.svg").read_bytes(), media_type="image/svg+xml",
+                        headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/api/health")
     def health() -> dict:

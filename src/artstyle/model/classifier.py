@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .. import __version__
-from ..data.dataset import (Dataset, ImageRecord, LabelledImages, Roots, file_sha256, labelled_images,
-                            scan_dataset)
+from ..data.dataset import Dataset, ImageRecord, LabelledImages, Roots, file_sha256, labelled_images, scan_dataset
 from ..data.images import ImageInput, load_image, source_name
 from ..data.sizes import size_profile, size_shift, size_warning
 from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv

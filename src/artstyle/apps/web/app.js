@@ -1,7 +1,9 @@
-// The artstyle page: send each chosen or dropped image to /api/predict, one at a time,
-// and show its top-k movements as labelled bars, with marks for unsure answers. A "why?"
-// button per card asks /api/explain for the heat-map and /api/similar for the closest
-// training paintings, once, and then shows or hides them.
+// The artstyle page: send each chosen or dropped image to /api/predict, one at a time, in
+// the order given, and show its movements as labelled bars, with the marks for unsure and
+// mixed answers said in words. A "why?" button per card explains the answer: for a
+// painting, the heat-map of a movement (the predicted one, or another picked) beside the
+// painting and the closest training paintings; for an image the detector calls "not a
+// painting", that verdict, in words.
 "use strict";
 
 const form = document.getElementById("upload");
@@ -10,7 +12,10 @@ const topK = document.getElementById("top-k");
 const results = document.getElementById("results");
 const template = document.getElementById("card");
 const modelInfo = document.getElementById("model-info");
+const legend = document.getElementById("legend");
 let model = null;
+const modelReady = loadModel();
+const answered = []; // [card, result]: redrawn when "movements per image" changes
 
 const percent = (p) => `${(100 * p).toFixed(p < 0.1 ? 1 : 0)} %`;
 
@@ -23,51 +28,96 @@ async function loadModel() {
       ` Measured on ${m.evaluated_on || "held-out paintings"}: top-1 ${percent(m.accuracy)}, top-3 ${percent(m.top3_accuracy)}.`;
     const backbones = model.backbones.map((b) => b.name).join(" + ");
     modelInfo.textContent = `Model “${model.name}”: ${model.labels.length} movements, ${backbones}, ${model.recipe}.${scores}`;
+    showLegend();
   } catch (error) {
     modelInfo.textContent = "The model description could not be loaded.";
   }
 }
 
+function term(name, text) {
+  const dt = document.createElement("dt");
+  dt.textContent = name;
+  const dd = document.createElement("dd");
+  dd.textContent = text;
+  legend.append(dt, dd);
+}
+
+// what the marks mean, in words a visitor reads without hovering, with the model's own figures
+function showLegend() {
+  const held = model.held_out;
+  const record = held && held.sure_share != null && held.accuracy_when_sure != null
+    ? ` On paintings by artists it never saw, the model was sure of ${percent(held.sure_share)} of them, and right on ${percent(held.accuracy_when_sure)} of those.`
+    : "";
+  term("unsure", model.uncertain_below > 0
+    ? `The first movement has less than ${percent(model.uncertain_below)} probability: take it as a guess.${record}`
+    : "This model marks no answer unsure: its held-out paintings gave it no threshold worth keeping.");
+  if (model.mixed_within) {
+    term("mixed", `The first two movements are within ${(100 * model.mixed_within).toFixed(0)} points of each other: the painting may belong to both.`);
+  }
+  const detector = model.painting_detector;
+  if (detector && detector.non_paintings_flagged != null) {
+    term("not a painting", `The image looks unlike the paintings the model learnt (it flags ${percent(detector.non_paintings_flagged)} of the photos, charts and documents it was tested on, and ${percent(detector.paintings_flagged)} of paintings).`);
+  }
+  legend.hidden = false;
+}
+
 function newCard(file) {
   const card = template.content.firstElementChild.cloneNode(true);
   card.querySelector(".name").textContent = file.name;
-  const img = card.querySelector("img");
+  const img = card.querySelector(".thumb img");
   const url = URL.createObjectURL(file);
-  img.addEventListener("load", () => URL.revokeObjectURL(url));
-  img.addEventListener("error", () => { img.classList.add("missing"); URL.revokeObjectURL(url); });
+  img.addEventListener("error", () => img.closest(".thumb").remove());
   img.src = url;
   img.alt = `thumbnail of ${file.name}`;
-  results.prepend(card);
+  card.dataset.url = url; // kept for the heat-map's side-by-side view
+  results.append(card); // in the order the files were given
   return card;
 }
 
-function badge(text, kind, title) {
+function badge(text, kind) {
   const span = document.createElement("span");
   span.className = `badge ${kind}`;
   span.textContent = text;
-  if (title) span.title = title;
   return span;
 }
 
-function showPrediction(card, result) {
+function notPainting(result) {
+  return result.is_painting === false;
+}
+
+function showVerdict(card, result) {
   const verdict = card.querySelector(".verdict");
+  const note = card.querySelector(".flag-note");
   const [top, topP] = [result.predictions[0].label, result.predictions[0].probability];
-  verdict.textContent = result.mixed ? result.mixed.join(" + ") : top;
-  if (result.is_painting === false) {
+  if (notPainting(result)) {
     verdict.textContent = result.not_painting_kind
       ? `probably not a painting: looks like a ${result.not_painting_kind}`
       : "probably not a painting";
-    verdict.title = "this image is unlike the paintings the model knows";
-  } else {
-    // the marks qualify a movement answer: on "not a painting" there is none to qualify
-    if (result.uncertain) {
-      const threshold = model ? ` below the model's threshold of ${percent(model.uncertain_below)}` : "";
-      verdict.append(badge("unsure", "unsure", `top probability ${percent(topP)}${threshold}`));
-    }
-    if (result.mixed) verdict.append(badge("mixed", "mixed", "the first two movements are nearly equally likely"));
+    card.classList.add("not-painting");
+    const title = card.querySelector(".bars-title");
+    title.textContent = "If it were a painting, the closest movements would be:";
+    title.hidden = false;
+    return;
   }
+  verdict.textContent = result.mixed ? result.mixed.join(" + ") : top;
+  const notes = [];
+  if (result.uncertain) {
+    verdict.append(badge("unsure", "unsure"));
+    const threshold = model ? ` is below the model's threshold of ${percent(model.uncertain_below)}` : " is low";
+    notes.push(`unsure: ${percent(topP)}${threshold}`);
+  }
+  if (result.mixed) {
+    verdict.append(badge("mixed", "mixed"));
+    notes.push("mixed: the first two movements are nearly equally likely");
+  }
+  note.textContent = notes.join("; ");
+  note.hidden = notes.length === 0;
+}
+
+function drawBars(card, result) {
   const bars = card.querySelector(".bars");
-  for (const { label, probability } of result.predictions) {
+  bars.replaceChildren();
+  for (const { label, probability } of result.predictions.slice(0, Number(topK.value))) {
     const row = document.createElement("li");
     row.className = "bar-row";
     const name = document.createElement("span");
@@ -102,57 +152,109 @@ function similarItem(neighbour) {
     img.alt = `${neighbour.file} (${neighbour.movement})`;
     img.loading = "lazy";
     item.append(img);
-  } else {
-    const blank = document.createElement("div");
-    blank.className = "no-thumb";
-    blank.setAttribute("aria-hidden", "true");
-    blank.title = "this model keeps no thumbnails (train with --thumbnails)";
-    blank.textContent = "no picture";
-    item.append(blank);
   }
   const text = document.createElement("p");
   const movement = document.createElement("strong");
   movement.textContent = neighbour.movement;
-  text.append(movement, document.createElement("br"), neighbour.artist);
-  text.title = `${neighbour.file}: similarity ${neighbour.similarity.toFixed(2)}`;
+  const similarity = document.createElement("span");
+  similarity.className = "similarity";
+  similarity.textContent = `similarity ${neighbour.similarity.toFixed(2)}`;
+  text.append(movement, document.createElement("br"), neighbour.artist, document.createElement("br"), similarity);
+  text.title = neighbour.file;
   item.append(text);
   return item;
 }
 
-async function loadExplanation(card, file, movement) {
-  const panel = card.querySelector(".explain");
+async function loadHeatMap(card, file, movement) {
   const overlay = card.querySelector(".overlay img");
-  const strip = card.querySelector(".strip");
-  const explainBody = new FormData();
-  explainBody.append("file", file, file.name);
-  if (movement) explainBody.append("movement", movement);
-  const similarBody = new FormData();
-  similarBody.append("files", file, file.name);
-  similarBody.append("k", "5");
-  const [heat, similar] = await Promise.allSettled([
-    fetch("api/explain", { method: "POST", body: explainBody }),
-    fetch("api/similar", { method: "POST", body: similarBody }),
-  ]);
-  if (heat.status === "fulfilled" && heat.value.ok) {
-    overlay.src = URL.createObjectURL(await heat.value.blob());
+  const caption = card.querySelector(".overlay figcaption");
+  const body = new FormData();
+  body.append("file", file, file.name);
+  body.append("movement", movement);
+  caption.textContent = `Working out where it saw ${movement}…`;
+  overlay.classList.add("working");
+  const response = await fetch("api/explain", { method: "POST", body }).catch(() => null);
+  overlay.classList.remove("working");
+  if (response && response.ok) {
+    const probability = Number(response.headers.get("X-Probability"));
+    if (overlay.src.startsWith("blob:")) URL.revokeObjectURL(overlay.src);
+    overlay.src = URL.createObjectURL(await response.blob());
     overlay.alt = `heat-map of ${movement} over ${file.name}`;
-  } else {
-    // the server's reason when it gave one (e.g. 501: this install has no PyTorch for heat-maps)
-    const detail = heat.status === "fulfilled" ? (await heat.value.json().catch(() => ({}))).detail : null;
-    card.querySelector(".overlay figcaption").textContent = detail
-      ? `No heat-map: ${detail}` : "The heat-map could not be made.";
-    overlay.remove();
+    caption.textContent = `Where the model saw ${movement} (${percent(probability)}): the brighter, the more it counted.`;
+    card.querySelector(".heat").hidden = false;
+    return true;
   }
-  if (similar.status === "fulfilled" && similar.value.ok) {
-    const [result] = await similar.value.json();
-    for (const neighbour of result.neighbours) strip.append(similarItem(neighbour));
-  } else {
-    card.querySelector(".similar-title").textContent = "No similar paintings: this model keeps no index.";
-  }
-  panel.dataset.loaded = "true";
+  // the server's reason when it gave one (e.g. 501: this install has no PyTorch for heat-maps)
+  const detail = response ? (await response.json().catch(() => ({}))).detail : null;
+  const reason = card.querySelector(".reason");
+  reason.textContent = detail ? `No heat-map: ${detail}` : "The heat-map could not be made.";
+  reason.hidden = false;
+  card.querySelector(".heat").hidden = true;
+  return false;
 }
 
-function addWhy(card, file, movement) {
+async function loadSimilar(card, file) {
+  const strip = card.querySelector(".strip");
+  const note = card.querySelector(".similar-note");
+  const body = new FormData();
+  body.append("files", file, file.name);
+  body.append("k", "5");
+  const response = await fetch("api/similar", { method: "POST", body }).catch(() => null);
+  if (!response || !response.ok) {
+    card.querySelector(".similar-title").textContent = "No similar paintings: this model keeps no index.";
+    return;
+  }
+  const [result] = await response.json();
+  const notes = [];
+  if (result.in_training) {
+    notes.push(`This painting is in the model's training set (${result.in_training.file}, ${result.in_training.movement}); these are the closest others.`);
+  }
+  if (model && model.similar && !model.similar.thumbnails) {
+    notes.push("This model keeps no pictures of its training paintings (the model that ships with artstyle leaves them out: their licences allow no copies), so they are named only.");
+  }
+  note.textContent = notes.join(" ");
+  note.hidden = notes.length === 0;
+  for (const neighbour of result.neighbours) strip.append(similarItem(neighbour));
+}
+
+function fillMovements(card, chosen) {
+  const select = card.querySelector(".movement");
+  for (const label of model ? model.labels : [chosen]) {
+    const option = document.createElement("option");
+    option.textContent = label;
+    option.selected = label === chosen;
+    select.append(option);
+  }
+}
+
+async function loadExplanation(card, file, result) {
+  if (notPainting(result)) {
+    const reason = card.querySelector(".reason");
+    const kind = result.not_painting_kind ? `, closest to a ${result.not_painting_kind}` : "";
+    reason.textContent = `The painting detector judges this image unlike the paintings the model learnt from${kind}. ` +
+      "Movement heat-maps explain paintings only: upload a painting to see where the model finds its movement.";
+    reason.hidden = false;
+    card.querySelector(".similar-title").hidden = true;
+    card.querySelector(".strip").hidden = true;
+    return;
+  }
+  const movement = result.predictions[0].label;
+  fillMovements(card, movement);
+  card.querySelector(".original img").src = card.dataset.url;
+  card.querySelector(".original img").alt = file.name;
+  const select = card.querySelector(".movement");
+  select.addEventListener("change", async () => {
+    select.disabled = true;
+    try {
+      await loadHeatMap(card, file, select.value);
+    } finally {
+      select.disabled = false;
+    }
+  });
+  await Promise.allSettled([loadHeatMap(card, file, movement), loadSimilar(card, file)]);
+}
+
+function addWhy(card, file, result) {
   const button = card.querySelector(".why");
   const panel = card.querySelector(".explain");
   button.hidden = false;
@@ -165,8 +267,10 @@ function addWhy(card, file, movement) {
       button.disabled = true;
       button.textContent = "why? (working…)";
       try {
-        await loadExplanation(card, file, movement);
+        await loadExplanation(card, file, result);
+        panel.dataset.loaded = "true";
       } finally {
+        delete panel.dataset.loading;
         button.disabled = false;
         button.textContent = "why?";
         button.focus();
@@ -177,14 +281,17 @@ function addWhy(card, file, movement) {
 
 function showError(card, message) {
   card.classList.add("error");
+  card.querySelector(".thumb")?.remove(); // no empty picture box for a file that is not a picture
   card.querySelector(".verdict").textContent = `Cannot read this file: ${message}`;
 }
 
 async function classify(file) {
   const card = newCard(file);
+  await modelReady;
   const body = new FormData();
   body.append("files", file, file.name);
-  body.append("top_k", topK.value);
+  // every movement's probability: "movements per image" then redraws without asking again
+  body.append("top_k", String(model ? model.labels.length : 5));
   try {
     const response = await fetch("api/predict", { method: "POST", body });
     const data = await response.json();
@@ -194,8 +301,10 @@ async function classify(file) {
     } else if (data[0].error) {
       showError(card, data[0].error);
     } else {
-      showPrediction(card, data[0]);
-      addWhy(card, file, data[0].predictions[0].label);
+      showVerdict(card, data[0]);
+      drawBars(card, data[0]);
+      answered.push([card, data[0]]);
+      addWhy(card, file, data[0]);
     }
   } catch (error) {
     showError(card, `the server did not answer (${error.message})`);
@@ -211,6 +320,9 @@ input.addEventListener("change", () => {
   input.value = "";
   classifyAll(files);
 });
+topK.addEventListener("change", () => {
+  for (const [card, result] of answered) drawBars(card, result);
+});
 form.addEventListener("submit", (event) => event.preventDefault());
 for (const type of ["dragenter", "dragover"]) {
   form.addEventListener(type, (event) => { event.preventDefault(); form.classList.add("dragging"); });
@@ -222,5 +334,3 @@ form.addEventListener("drop", (event) => {
   event.preventDefault();
   classifyAll(Array.from(event.dataTransfer.files));
 });
-
-loadModel();
