@@ -405,3 +405,22 @@ def test_a_tuned_model_learns_photos_from_its_own_non_paintings(small_tree, tmp_
     assert f"30 real non-paintings (30 photos; from {folder}, embedded by this model's network)" in card
     with pytest.raises(ArtstyleError, match="no such folder of non-painting images"):
         StyleClassifier(**settings).fit(small_tree, non_paintings=tmp_path / "missing")
+
+
+def test_tensorboard_reads_one_point_per_epoch_from_the_model_folder(tuned_model):
+    """`tensorboard --logdir MODEL` shows fine-tuning per epoch: the event file in the
+    folder, read back by TensorBoard's own reader, holds each epoch's figures."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
+                                      reason="the tensorboard extra is not installed")
+    _, folder = tuned_model
+    history = json.loads((folder / "config.json").read_text())["features"]["backbones"][0]["finetuned"]["history"]
+    events = accumulator.EventAccumulator(str(folder / "tensorboard"))
+    events.Reload()
+    for key, tag in (("train_loss", "finetune/train_loss"), ("val_loss", "finetune/val_loss"),
+                     ("val_accuracy", "finetune/val_top1"), ("val_top3", "finetune/val_top3"),
+                     ("lr", "finetune/learning_rate")):
+        points = events.Scalars(tag)
+        assert [p.step for p in points] == [row["epoch"] for row in history] == [1, 2]
+        assert [p.value for p in points] == pytest.approx([row[key] for row in history], rel=1e-6)
+    assert all(row["val_top3"] >= row["val_accuracy"] and row["train_loss"] > 0 for row in history)
+    assert history[-1]["lr"] < history[0]["lr"]  # the cosine decay

@@ -471,12 +471,16 @@ def similar(
 @app.command()
 def explain(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or - to read paths from stdin."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write one <image>.explain.png per image into."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write one <image>.explain.png per image into: "
+                                 "the painting beside its heat-map, the movement named, with the colour scale."),
     model: Optional[Path] = typer.Option(
         None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
     ),
     movement: Optional[str] = typer.Option(None, help="Explain this movement instead of each image's predicted one."),
-    max_side: int = typer.Option(1024, min=64, help="Longer side of the written overlays, in pixels."),
+    max_side: int = typer.Option(640, min=64, help="Longer side of the painting and of its heat-map, in pixels "
+                                 "(small paintings are enlarged to it)."),
+    overlay_only: bool = typer.Option(False, help="Write only the heat-map over the painting, at its own size "
+                                      "(at most --max-side)."),
 ) -> None:
     """Write each painting with a heat-map (Grad-CAM) of what drove the movement's score."""
     from ..files import atomic_write_bytes
@@ -497,7 +501,7 @@ def explain(
             err.print(f"error: {display_path(source)}: {result.error}", soft_wrap=True, markup=False, highlight=False)
             failed += 1
             continue
-        atomic_write_bytes(out_dir / name, result.png(max_side))
+        atomic_write_bytes(out_dir / name, result.png(max_side) if overlay_only else result.panel_png(max_side))
         out.print(f"{display_path(source)}: {result.movement} {result.probability:.0%} -> {out_dir / name}", soft_wrap=True)
     if failed == len(inputs):
         raise typer.Exit(1)

@@ -252,10 +252,11 @@ class _Run:
         return True
 
 
-def _evaluate(run: _Run, loader) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy of the network's own classifier on validation views."""
+def _evaluate(run: _Run, loader) -> tuple[float, float, float]:
+    """Top-1 and top-3 accuracy and mean cross-entropy of the network's own classifier on
+    validation views."""
     run.model.eval()
-    right, loss, n = 0, 0.0, 0
+    right, right3, loss, n = 0, 0, 0.0, 0
     with torch.no_grad():
         for batch in loader:
             if batch is None:
@@ -263,9 +264,11 @@ def _evaluate(run: _Run, loader) -> tuple[float, float]:
             logits = run.logits(batch[0])
             y = batch[1].to(run.device)
             right += int((logits.argmax(1) == y).sum())
+            top3 = logits.topk(min(3, logits.shape[1]), dim=1).indices
+            right3 += int((top3 == y[:, None]).any(dim=1).sum())
             loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             n += len(y)
-    return (right / n, loss / n) if n else (float("nan"), float("nan"))
+    return (right / n, right3 / n, loss / n) if n else (float("nan"),) * 3
 
 
 def finetune_backbone(
@@ -329,20 +332,26 @@ def finetune_backbone(
             last = run.state["history"][-1] if run.state["history"] else None
             for batch in loader:
                 loss = run.step(*batch, loss_fn) if batch is not None else float("nan")
+                if loss == loss:  # the epoch's mean training loss, kept across a resume
+                    run.state["loss_sum"] = run.state.get("loss_sum", 0.0) + loss
+                    run.state["loss_n"] = run.state.get("loss_n", 0) + 1
                 val_text = f", val {last['val_accuracy']:.0%}" if last and last.get("val_accuracy") is not None else ""
                 advance(config.batch_size, status=f"epoch {epoch + 1}/{config.epochs}, loss {loss:.2f}{val_text}")
                 if time.monotonic() - last_save > checkpoint_seconds:
                     run.state["seconds"] = time.monotonic() - started
                     run.save(checkpoint)
                     last_save = time.monotonic()
-            accuracy, val_loss = _evaluate(run, val_loader) if len(val[0]) else (None, None)
-            run.state["history"].append({"epoch": epoch + 1, "val_accuracy": accuracy, "val_loss": val_loss})
+            accuracy, top3, val_loss = _evaluate(run, val_loader) if len(val[0]) else (None, None, None)
+            lr = config.lr * lr_factor(max(run.state["global_step"] - 1, 0), run.total_steps, run.warmup)
+            train_loss = run.state.get("loss_sum", 0.0) / max(run.state.get("loss_n", 0), 1)
+            run.state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_accuracy": accuracy,
+                                         "val_top3": top3, "val_loss": val_loss, "lr": lr})
             score = -val_loss if val_loss is not None else float(epoch)
             if run.state["best_score"] is None or score > run.state["best_score"]:
                 run.state.update(best_score=score, best_epoch=epoch + 1)
                 if config.keep == "best":
                     run.best = run.backbone_state()
-            run.state.update(epoch=epoch + 1, step_in_epoch=0, seconds=time.monotonic() - started)
+            run.state.update(epoch=epoch + 1, step_in_epoch=0, seconds=time.monotonic() - started, loss_sum=0.0, loss_n=0)
             if config.keep == "best" and run.state["epoch"] - run.state["best_epoch"] >= config.patience:
                 log.info("early stop after epoch %d: no lower validation loss since epoch %d",
                          epoch + 1, run.state["best_epoch"])

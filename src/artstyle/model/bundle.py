@@ -14,6 +14,7 @@
                        backbones; checked by digest): predicting needs no torch
     embedding.int8.onnx   the same graph quantized to int8 by `artstyle quantize`, with
                        its calibration (checked by digest, read only when it runs)
+    tensorboard/       the training curves as a TensorBoard event file (`curves`): never read
 
 Loading never executes anything from the folder, and any missing, corrupt or
 inconsistent file is reported as one line naming it.
@@ -35,6 +36,7 @@ from ..errors import BundleError
 from ..features.graph_cache import BundledGraph
 from ..files import atomic_write_bytes, public_mode
 from .calibration import Abstention
+from .curves import EVENTS_FILE, tensorboard_events
 from .head import Head, head_from_tensors
 from .painting import PaintingDetector
 from .similar import SimilarityIndex
@@ -87,6 +89,7 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
     target = Path(path).expanduser()
     config = {k: v for k, v in bundle.config.items() if k != "similar"}
     optional: dict[str, bytes | None] = dict.fromkeys((BACKBONE_FILE, SIMILAR_FILE, ANN_FILE))  # None: removed
+    optional[EVENTS_FILE] = tensorboard_events(bundle.config)
     if bundle.backbone is not None:
         try:
             optional[BACKBONE_FILE] = Path(bundle.backbone).read_bytes()
@@ -140,6 +143,7 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
     public_mode(staging, directory=True)
     for name, data in contents.items():
+        (staging / name).parent.mkdir(exist_ok=True)
         (staging / name).write_bytes(data)
     os.replace(staging, target)
     return target

@@ -6,8 +6,10 @@ movement's score (through the recipe's pooling and the trained head) and keeps t
 positive sum. The multicrop recipe sees the picture's centre square twice: whole (view 0)
 and as 2 x 2 tiles at twice the size; each tile's map goes to its quarter of the square
 and the whole view's map is stretched over it, then the two are added, so the heat-map
-has the tiles' finer grid. Parts of a non-square picture outside the centre square are
-never seen by the model and get no heat.
+has the tiles' finer grid. The model answers from the centre square of a non-square
+picture; so that the map covers all of it, squares from one end to the other (as few as
+cover it) are explained too, for the same movement, and the maps averaged where they
+overlap.
 
 Written here rather than with `grad-cam`/`captum`: those explain one network's own output,
 while an answer here comes from several views, pooled, through a head fitted outside torch.
@@ -49,12 +51,49 @@ class Explanation:
         return overlay(self.image, self.heat, max_side)
 
     def png(self, max_side: int | None = 1024) -> bytes:
-        """`overlay()` as PNG bytes: what `artstyle explain` writes and /api/explain answers."""
-        import io
+        """`overlay()` as PNG bytes: what /api/explain answers (the page sets it beside the painting)."""
+        return _png(self.overlay(max_side))
 
-        buffer = io.BytesIO()
-        self.overlay(max_side).save(buffer, "PNG")
-        return buffer.getvalue()
+    def panel(self, side: int = 512) -> Image.Image:
+        """The painting and its heat-map side by side, each `side` pixels on its longer side
+        (small paintings are enlarged), under a line naming the movement and over the colour
+        scale: what `artstyle explain` writes and the report shows."""
+        from PIL import ImageDraw, ImageFont
+
+        painting = self.image.convert("RGB")
+        scale = side / max(painting.size)
+        size = (max(1, round(painting.width * scale)), max(1, round(painting.height * scale)))
+        left = painting.resize(size, Image.Resampling.LANCZOS)
+        right = overlay(painting, self.heat, None).resize(size, Image.Resampling.LANCZOS)
+        font = ImageFont.load_default(size=max(12, side // 28))
+        line = font.size + 8
+        gap, width = 12, 2 * size[0] + 12
+        canvas = Image.new("RGB", (width, line + size[1] + 2 * line), "white")
+        draw = ImageDraw.Draw(canvas)
+        draw.text((0, 2), f"Where the model saw {self.movement} ({self.probability:.0%}): the brighter, the more it counted",
+                  fill="#1f1b16", font=font)
+        canvas.paste(left, (0, line))
+        canvas.paste(right, (size[0] + gap, line))
+        from matplotlib import colormaps
+
+        ramp = (colormaps["inferno"](np.linspace(0, 1, size[0]))[:, :3] * 255).astype(np.uint8)
+        top = line + size[1] + 6
+        canvas.paste(Image.fromarray(np.repeat(ramp[None], line // 2, axis=0)), (size[0] + gap, top))
+        draw.text((0, top), "colour scale of the heat-map:", fill="#6b6257", font=font)
+        draw.text((size[0] + gap, top + line // 2 + 2), "counted less", fill="#6b6257", font=font)
+        draw.text((width, top + line // 2 + 2), "counted more", fill="#6b6257", font=font, anchor="ra")
+        return canvas
+
+    def panel_png(self, side: int = 512) -> bytes:
+        return _png(self.panel(side))
+
+
+def _png(image: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def overlay(image: Image.Image, heat: np.ndarray, max_side: int | None = 1024) -> Image.Image:
@@ -112,19 +151,51 @@ def square_map(graph, extractors, image: Image.Image, target: int | None = None)
     return total.numpy(), target, proba
 
 
-def place_on_image(square: np.ndarray, size: tuple[int, int], squash: bool = False) -> np.ndarray:
-    """A map of the centre square -> (height, width) map of the whole picture, zero where
-    the model does not look, scaled to [0, 1]. `squash`: the model saw the whole picture
-    squashed into its square (SigLIP), so the map stretches back over all of it."""
+def windows(size: tuple[int, int]) -> list[tuple[int, int]]:
+    """(left, top) of the squares (side: the short side) that cover a picture from one end
+    of its long side to the other, evenly spaced and as few as do it; one for a square."""
+    width, height = size
+    side, long = min(width, height), max(width, height)
+    n = -(-long // side)  # ceil
+    starts = np.linspace(0, long - side, n).round().astype(int) if n > 1 else [0]
+    return [(int(a), 0) if width >= height else (0, int(a)) for a in starts]
+
+
+def cover_picture(maps: list[tuple[tuple[int, int], np.ndarray]], size: tuple[int, int]) -> np.ndarray:
+    """(height, width) heat of the whole picture in [0, 1] from square maps at their
+    (left, top): each resized to the short side, averaged where squares overlap."""
     width, height = size
     side = min(width, height)
-    box = (width, height) if squash else (side, side)
-    left, top = (0, 0) if squash else ((width - side) // 2, (height - side) // 2)
-    resized = np.asarray(Image.fromarray(square.astype(np.float32)).resize(box, Image.Resampling.BILINEAR))
+    total, count = np.zeros((height, width), np.float32), np.zeros((height, width), np.float32)
+    for (left, top), square in maps:
+        resized = np.asarray(Image.fromarray(square.astype(np.float32)).resize((side, side), Image.Resampling.BILINEAR))
+        total[top : top + side, left : left + side] += resized
+        count[top : top + side, left : left + side] += 1
+    heat = total / np.maximum(count, 1)
+    peak = float(heat.max())
+    return np.clip(heat / peak if peak > 0 else heat, 0, 1)
+
+
+def place_on_image(square: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A map of a picture the model saw whole, squashed into its square (SigLIP) ->
+    (height, width) map stretched back over all of it, scaled to [0, 1]."""
+    resized = np.asarray(Image.fromarray(square.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
     peak = float(resized.max())
-    heat = np.zeros((height, width), np.float32)
-    heat[top : top + box[1], left : left + box[0]] = np.clip(resized / peak if peak > 0 else resized, 0, 1)
-    return heat
+    return np.clip(resized / peak if peak > 0 else resized, 0, 1)
+
+
+def picture_heat(graph, extractors, image: Image.Image, target: int | None, squash: bool) -> tuple[np.ndarray, int, np.ndarray]:
+    """(heat over the whole picture in [0, 1], target class, probabilities as the model
+    answers for the picture)."""
+    square, target, proba = square_map(graph, extractors, image, target)
+    if squash:
+        return place_on_image(square, image.size), target, proba
+    (width, height), side = image.size, min(image.size)
+    centre = ((width - side) // 2, (height - side) // 2)  # the square the model answered from
+    maps = [(centre, square)] + [
+        ((left, top), square_map(graph, extractors, image.crop((left, top, left + side, top + side)), target)[0])
+        for left, top in windows(image.size) if (left, top) != centre]
+    return cover_picture(maps, image.size), target, proba
 
 
 def explain_images(clf, images: list[ImageInput], movement: str | None = None) -> list[Explanation]:
@@ -149,8 +220,8 @@ def explain_images(clf, images: list[ImageInput], movement: str | None = None) -
         except ImageLoadError as exc:
             results.append(Explanation(name, error=str(exc)))
             continue
-        square, k, proba = square_map(graph, extractors, image, target)
-        results.append(Explanation(name, labels[k], float(proba[k]), place_on_image(square, image.size, squash), image))
+        heat, k, proba = picture_heat(graph, extractors, image, target, squash)
+        results.append(Explanation(name, labels[k], float(proba[k]), heat, image))
     return results
 
 
