@@ -129,8 +129,13 @@ def test_evaluate_report_is_self_contained(capsys, monkeypatch, trained_model, p
                        "--cache-dir", cache_dir, "-q")
     assert code == 0, err
     page = report.read_text()
-    assert page.count("data:image/png;base64,") == 3  # confusion matrix + F1 bars + reliability diagram
+    # confusion matrix, recall per movement, reliability diagram, the heads' regularisation paths
+    assert page.count("data:image/png;base64,") == 4
     assert "Confusion matrix" in page and "Most confident mistakes" in page and "reliability diagram" in page
+    assert "accuracy (95 % interval)" in page and "chance: a random movement" in page
+    assert "<th>answers</th>" in page  # the count of each reliability bin
+    assert "The model" in page and "How the head was chosen" in page and "efficientnet_lite0" in page
+    assert "the Python API (no command line recorded)" in page  # the fixture was not trained from the CLI
     assert not re.search(r"(src|href)=\"https?://", page)
 
 

@@ -146,7 +146,9 @@ def test_the_report_shows_each_confident_mistake_with_its_heat_map_and_nearest_p
     wrong = int((evaluation.proba.argmax(axis=1) != evaluation.y_true).sum())
     assert wrong >= 2
     page = render_report(evaluation, "mistakes", clf)
-    assert page.count("where it saw <b>") == wrong and page.count("nearest training paintings") == wrong
+    predicted = [evaluation.labels[k] for k in evaluation.proba.argmax(axis=1)]
+    assert page.count("<img class=panel") == wrong and page.count("nearest training paintings") == wrong
+    assert all(f'alt="where it saw {label}"' in page for label in predicted)
     assert page.count("class=mistake") == wrong
     plain = render_report(evaluation, "mistakes")  # without the classifier: thumbnails only
     assert "where it saw" not in plain and plain.count("class=mistake") == wrong

@@ -3,9 +3,12 @@ movements it lacks, and small pictures keep what the broad source taught."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
+from artstyle import normalize_label
 from artstyle.model.head import ArtstyleError, head_from_tensors, softmax
 from artstyle.model.size_bands import SizeBandHead, fit_size_bands, small_pictures
 from artstyle.model.training import head_rows, train_head
@@ -181,7 +184,20 @@ def test_a_model_trained_on_full_size_and_small_folders_answers_each_band_and_sa
     from artstyle.apps.report import write_report
 
     report = write_report(loaded.evaluate([museum, web], include_training=True), tmp_path / "report.html").read_text()
-    assert "By size band and source" in report and "source: museum" in report and "source: web" in report
+    assert "By size band and source" in report
+    for name in ("source: museum", "source: web", "size: full size", "size: small"):  # each with its interval
+        assert re.search(name + r"[^<]*</td><td>\d+</td><td>[\d.]+% \(\d+%-\d+%\)", report), name
+    # a movement with no images in the folder scored is said to be untested, not a row of zeros
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(museum, partial)
+    missing = sorted(p for p in partial.iterdir() if p.is_dir())[0]
+    shutil.rmtree(missing)
+    label = normalize_label(missing.name)
+    report = write_report(loaded.evaluate(partial, include_training=True), tmp_path / "partial.html").read_text()
+    row = re.search(rf"<tr class=untested><td>{re.escape(label)}</td>(.*?)</tr>", report)
+    assert row and "not tested" in row.group(1) and "0.00" not in row.group(1)
     # info names both folders and prints the split in words; the card explains the bands
     from typer.testing import CliRunner
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -244,6 +245,7 @@ def train(
         err.print("interrupted: finished images and fine-tuning checkpoints are cached; "
                   "run the same command again to resume")
         raise typer.Exit(130) from None
+    clf.config_["command"] = shlex.join(["artstyle", *sys.argv[1:]])  # the report's model section repeats it
     clf.save(out_dir, graphs=graph)
     counts = clf.config_["split"]["counts"]
     head_info = clf.config_["head"]

@@ -53,7 +53,8 @@ td:first-child,th:first-child{text-align:left}img.plot{max-width:100%}
 figure img{max-width:160px;max-height:160px}.noimg{width:160px;height:100px;background:#eee}.note{color:#8a4b00}
 .mistake{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start;padding:.8rem 0;border-bottom:1px solid #eee}
 .near{display:flex;gap:.6rem}.near figure{width:110px}.near figure img{max-width:100px;max-height:100px}
-.near .noimg{width:100px;height:60px}
+.near .noimg{width:100px;height:60px}img.panel{max-width:100%;width:520px}
+td.text{text-align:left}tr.untested td{color:#888;font-style:italic}.facts td:first-child{font-weight:600;white-space:nowrap}
 """
 
 

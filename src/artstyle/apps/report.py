@@ -1,9 +1,12 @@
 """Self-contained HTML evaluation report: plots and thumbnails embedded as data URIs.
 
-One file a cataloguer can e-mail: headline numbers, confusion-matrix heat-map,
-per-class F1 bars, a reliability diagram, and the most confident mistakes as thumbnails,
-each (given the classifier) beside the heat-map of the movement it was taken for and the
-training paintings nearest to it: a wrong answer shows why it looked right.
+One file a cataloguer can e-mail: headline numbers with their 95 % intervals and what
+chance would score, slices per size band and source, recall per movement (untested ones
+said as such), the confusion matrix, a reliability diagram with its counts, and the most
+confident mistakes as thumbnails, each (given the classifier) beside the heat-map of the
+movement it was taken for and the training paintings nearest to it: a wrong answer shows
+why it looked right. Given the classifier, a section on the model closes it
+(`report_model`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import numpy as np
 
 from ..files import atomic_write_bytes
 from ..model.classifier import Evaluation
-from ..model.metrics import reliability, slices
+from ..model.metrics import reliability, slices, wilson_interval
 from .html_parts import cards, data_uri, figure_uri, image_uri, page, thumbnail_figure
+from .report_model import model_section
 
 N_MISTAKES = 12
 N_NEAREST = 3
@@ -48,27 +52,33 @@ def _confusion_plot(evaluation: Evaluation) -> str:
     return figure_uri(fig)
 
 
-def _f1_plot(evaluation: Evaluation) -> str:
+def _recall_plot(evaluation: Evaluation) -> str:
+    """Recall per tested movement with its 95 % interval, against chance (one movement in K
+    guessed at random): a movement the model misses shows, however good the average."""
     from matplotlib.figure import Figure
 
     per_class = evaluation.metrics["per_class"]
     labels = [label for label in evaluation.labels if per_class[label]["support"] > 0]
-    f1 = [per_class[label]["f1"] for label in labels]
+    recall = np.array([per_class[label]["recall"] for label in labels])
+    bounds = np.array([wilson_interval(per_class[label]["recall"], per_class[label]["support"]) for label in labels])
     fig = Figure(figsize=(7, max(2.5, 0.35 * len(labels) + 1)))
     ax = fig.subplots()
-    ax.barh(range(len(labels)), f1, color="#4c72b0")
-    ax.set_yticks(range(len(labels)), [f"{l} (n={per_class[l]['support']})" for l in labels])
+    ax.barh(range(len(labels)), recall, color="#4c72b0",
+            xerr=np.abs(bounds.T - recall), error_kw={"ecolor": "#333333", "capsize": 2, "linewidth": 0.8})
+    ax.set_yticks(range(len(labels)), [f"{label} (n={per_class[label]['support']})" for label in labels])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.axvline(evaluation.metrics["macro_f1"], color="#c44e52", linestyle="--", label="macro-F1")
-    ax.set_xlabel("F1")
+    ax.axvline(1 / len(evaluation.labels), color="#c44e52", linestyle="--",
+               label=f"chance (1 in {len(evaluation.labels)})")
+    ax.set_xlabel("recall: share of the movement's paintings named right (bars: 95 % interval)")
     ax.legend(loc="lower right")
-    ax.set_title("F1 per movement")
+    ax.set_title("Recall per movement")
     return figure_uri(fig)
 
 
 def _reliability_plot(evaluation: Evaluation) -> str:
-    """Reliability diagram: does "70 %" come true 70 % of the time? Dot size = answers in the bin."""
+    """Reliability diagram: does "70 %" come true 70 % of the time? Each point is labelled
+    with the answers in its bin (a bin of 3 says little)."""
     from matplotlib.figure import Figure
 
     points = reliability(evaluation.proba, evaluation.y_true)
@@ -78,6 +88,8 @@ def _reliability_plot(evaluation: Evaluation) -> str:
     confidence, accuracy, count = (np.array(v) for v in zip(*points))
     ax.plot(confidence, accuracy, color="#4c72b0", marker="o", markersize=0, label="this model")
     ax.scatter(confidence, accuracy, s=20 + 200 * count / count.max(), color="#4c72b0", zorder=3)
+    for c, a, n in points:
+        ax.annotate(f"n={n}", (c, a), textcoords="offset points", xytext=(6, -10), fontsize=7, color="#333333")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("top probability (confidence)")
@@ -85,6 +97,12 @@ def _reliability_plot(evaluation: Evaluation) -> str:
     ax.set_title(f"Reliability (ECE {evaluation.metrics['ece']:.3f})")
     ax.legend(loc="upper left")
     return figure_uri(fig)
+
+
+def _reliability_table(evaluation: Evaluation) -> str:
+    rows = "".join(f"<tr><td>{c:.2f}</td><td>{a:.2f}</td><td>{n}</td></tr>"
+                   for c, a, n in reliability(evaluation.proba, evaluation.y_true))
+    return f"<table><tr><th>mean confidence</th><th>share right</th><th>answers</th></tr>{rows}</table>"
 
 
 def confident_mistakes(evaluation: Evaluation, n: int = N_MISTAKES) -> list[tuple[int, int, float]]:
@@ -102,51 +120,79 @@ def _mistake_context(clf, paths: list[str], predicted: list[str]) -> list[str]:
     paintings, as HTML (empty without a classifier)."""
     if clf is None or not paths:
         return [""] * len(paths)
+    from ..errors import missing_torch
+
     esc = html.escape
+    has_torch = not missing_torch()  # heat-maps need the torch extra; the rest of the report does not
     index = getattr(clf, "similar_", None)
     nearest = clf.similar(paths, k=N_NEAREST) if index is not None else [None] * len(paths)
     out = []
     for path, movement, near in zip(paths, predicted, nearest):
-        (explained,) = clf.explain([path], movement=movement)
         parts = []
-        if explained.heat is not None:
-            parts.append(f'<figure><img src="{image_uri(explained.overlay(320), 160)}" alt="heat-map">'
-                         f"<figcaption>where it saw <b>{esc(movement)}</b></figcaption></figure>")
+        if has_torch:
+            (explained,) = clf.explain([path], movement=movement)
+            if explained.heat is not None:  # the painting beside where it saw the movement, with the scale
+                parts.append(f'<img class=panel src="{image_uri(explained.panel(240), 520)}" '
+                             f'alt="where it saw {esc(movement)}">')
         if near is not None and near.neighbours:
             items = []
             for n in near.neighbours:
-                thumb = index.thumbnails[n.index] if index.thumbnails else b""
-                image = f'<img src="{data_uri(thumb, "image/webp")}" alt="">' if thumb else "<div class=noimg></div>"
+                image = f'<img src="{data_uri(n.thumbnail, "image/webp")}" alt="">' if n.has_thumbnail else ""
                 items.append(f"<figure>{image}<figcaption><b>{esc(n.movement)}</b><br>{esc(n.artist)}<br>"
                              f"{esc(os.path.basename(n.file))} ({n.similarity:.2f})</figcaption></figure>")
-            parts.append(f"<div><b>nearest training paintings</b><div class=near>{''.join(items)}</div></div>")
+            kept = "" if index.thumbnails else "<br>(this model keeps no pictures of them)"
+            parts.append(f"<div><b>nearest training paintings</b>{kept}<div class=near>{''.join(items)}</div></div>")
         out.append("".join(parts))
     return out
 
 
-def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
-    """The report as one HTML string; with the classifier `clf`, its mistakes come with
-    heat-maps and nearest training paintings."""
-    m = evaluation.metrics
-    esc = html.escape
-    headline = cards([
-        ("images", m["n_images"]),
-        ("accuracy", f"{m['accuracy']:.1%}"),
-        ("top-3 accuracy", f"{m['top3_accuracy']:.1%}"),
+def _headline(m: dict, labels: list[str]) -> str:
+    """The headline numbers, each share with its 95 % interval, and what chance would score."""
+    n = m["n_images"]
+
+    def share(value: float) -> str:
+        low, high = wilson_interval(value, n)
+        return f"{value:.1%} ({low:.0%}-{high:.0%})"
+
+    tested = [label for label in labels if m["per_class"][label]["support"] > 0]
+    largest = max((m["per_class"][label]["support"] for label in tested), default=0)
+    return cards([
+        ("images", n),
+        ("accuracy (95 % interval)", share(m["accuracy"])),
+        ("top-3 accuracy (95 % interval)", share(m["top3_accuracy"])),
         ("macro-F1", f"{m['macro_f1']:.3f}"),
         ("calibration error (ECE)", f"{m['ece']:.3f}"),
+        ("chance: a random movement / the commonest", f"{1 / len(labels):.1%} / {largest / n:.1%}" if n else "-"),
     ])
-    rows = "".join(
-        f"<tr><td>{esc(label)}</td><td>{c['precision']:.2f}</td><td>{c['recall']:.2f}</td>"
-        f"<td>{c['f1']:.2f}</td><td>{c['support']}</td></tr>"
-        for label, c in m["per_class"].items()
-    )
+
+
+def _per_movement_rows(m: dict) -> str:
+    """One row per movement; one that had no images says so instead of a row of zeros."""
+    esc = html.escape
+    rows = []
+    for label, c in m["per_class"].items():
+        if c["support"] == 0:
+            rows.append(f"<tr class=untested><td>{esc(label)}</td><td colspan=4 class=text>not tested: "
+                        "no images of this movement</td></tr>")
+            continue
+        low, high = wilson_interval(c["recall"], c["support"])
+        rows.append(f"<tr><td>{esc(label)}</td><td>{c['precision']:.2f}</td><td>{c['recall']:.2f} "
+                    f"({low:.2f}-{high:.2f})</td><td>{c['f1']:.2f}</td><td>{c['support']}</td></tr>")
+    return "".join(rows)
+
+
+def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
+    """The report as one HTML string; with the classifier `clf`, a section on the model and
+    its curves, and its mistakes come with heat-maps and nearest training paintings."""
+    m = evaluation.metrics
+    esc = html.escape
     slice_rows = "".join(
-        f"<tr><td>{esc(name)}</td><td>{g['n_images']}</td><td>{g['accuracy']:.1%} ± {se:.1%}</td>"
+        f"<tr><td>{esc(name)}</td><td>{g['n_images']}</td><td>{g['accuracy']:.1%} "
+        f"({'-'.join(f'{b:.0%}' for b in wilson_interval(g['accuracy'], g['n_images']))})</td>"
         f"<td>{g['top3_accuracy']:.1%}</td><td>{g['macro_f1']:.3f}</td><td>{g['ece']:.3f}</td></tr>"
-        for name, g, se in slices(m))
+        for name, g, _ in slices(m))
     slice_table = ("<h2>By size band and source</h2><table><tr><th>slice</th><th>images</th><th>accuracy "
-                   "(± standard error)</th><th>top-3</th><th>macro-F1</th><th>ECE</th></tr>"
+                   "(95 % interval)</th><th>top-3</th><th>macro-F1</th><th>ECE (its own calibration)</th></tr>"
                    f"{slice_rows}</table>") if slice_rows else ""
     mistakes = []
     worst = confident_mistakes(evaluation)
@@ -165,7 +211,8 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
         notes.append("Movements the model does not know, scored as misses: " + esc(
             ", ".join(f"{label} ({n})" for label, n in m["unknown_to_model"].items())))
     if m.get("untested"):
-        notes.append("Not tested (no images): " + esc(", ".join(m["untested"])))
+        notes.append(f"Not tested (no images), so nothing is known here of how the model does on: "
+                     f"{esc(', '.join(m['untested']))}.")
     if m.get("in_several_movements"):
         notes.append(f"{m['in_several_movements']} image(s) are filed under several movements (the same file twice): "
                      "each is scored once and counts as right when the model names any of its movements.")
@@ -177,18 +224,23 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
     if m.get("skipped"):
         notes.append(f"{len(m['skipped'])} unreadable file(s) skipped: " + esc(
             "; ".join(f"{s['path']}: {s['reason']}" for s in m["skipped"][:20])))
-    confusion = _confusion_plot(evaluation) if m["n_images"] else ""
-    f1 = _f1_plot(evaluation) if m["n_images"] else ""
-    calibration = _reliability_plot(evaluation) if m["n_images"] else ""
-    return page(title, f"""{headline}
+    scored = m["n_images"] > 0
+    confusion = _confusion_plot(evaluation) if scored else ""
+    recall = _recall_plot(evaluation) if scored else ""
+    calibration = _reliability_plot(evaluation) if scored else ""
+    model = model_section(clf.config_) if clf is not None and getattr(clf, "config_", None) else ""
+    return page(title, f"""{_headline(m, evaluation.labels)}
+<p class=note>Intervals are 95 % Wilson intervals: with {m['n_images']} images, a share is known to within about
+±{100 * (wilson_interval(0.5, m['n_images'])[1] - 0.5):.0f} points.</p>
 {''.join(f'<p class=note>{n}</p>' for n in notes)}
-<h2>Confusion matrix</h2>{f'<img class=plot alt="confusion matrix" src="{confusion}">' if confusion else '<p>No images scored.</p>'}
-<h2>Per movement</h2>{f'<img class=plot alt="F1 per class" src="{f1}">' if f1 else ''}
-<table><tr><th>movement</th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>{rows}</table>
 {slice_table}
-<h2>Calibration</h2>{f'<img class=plot alt="reliability diagram" src="{calibration}">' if calibration else ''}
-<p class=note>Points on the diagonal mean the probabilities can be taken at their word; below it the model is over-confident, above it under-confident.</p>
-<h2>Most confident mistakes</h2>{''.join(mistakes) or '<p>None.</p>'}""")
+<h2>Per movement</h2>{f'<img class=plot alt="recall per movement" src="{recall}">' if recall else ''}
+<table><tr><th>movement</th><th>precision</th><th>recall (95 % interval)</th><th>F1</th><th>images</th></tr>{_per_movement_rows(m)}</table>
+<h2>Confusion matrix</h2>{f'<img class=plot alt="confusion matrix" src="{confusion}">' if confusion else '<p>No images scored.</p>'}
+<h2>Calibration</h2>{f'<img class=plot alt="reliability diagram" src="{calibration}">' + _reliability_table(evaluation) if calibration else ''}
+<p class=note>Points on the diagonal mean the probabilities can be taken at their word; below it the model is over-confident, above it under-confident. A bin of a few answers says little.</p>
+<h2>Most confident mistakes</h2>{''.join(mistakes) or '<p>None.</p>'}
+{model}""")
 
 
 def write_report(evaluation: Evaluation, path: str | os.PathLike, title: str = "artstyle evaluation", clf=None) -> Path:

@@ -171,7 +171,8 @@ async function loadHeatMap(card, file, movement) {
   const body = new FormData();
   body.append("file", file, file.name);
   body.append("movement", movement);
-  caption.textContent = `Working out where it saw ${movement}…`;
+  caption.textContent = `Working out where it saw ${movement}… (the first map of a session takes a few seconds)`;
+  card.querySelector(".heat").hidden = false; // the painting shows at once, the map beside it when ready
   overlay.classList.add("working");
   const response = await fetch("api/explain", { method: "POST", body }).catch(() => null);
   overlay.classList.remove("working");
@@ -181,7 +182,6 @@ async function loadHeatMap(card, file, movement) {
     overlay.src = URL.createObjectURL(await response.blob());
     overlay.alt = `heat-map of ${movement} over ${file.name}`;
     caption.textContent = `Where the model saw ${movement} (${percent(probability)}): the brighter, the more it counted.`;
-    card.querySelector(".heat").hidden = false;
     return true;
   }
   // the server's reason when it gave one (e.g. 501: this install has no PyTorch for heat-maps)
