@@ -22,8 +22,9 @@ def test_files_and_round_trip(trained_model, cache_dir):
     clf, folder = trained_model
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["model.safetensors", "config.json", "labels.txt", "splits.csv", "metrics.json", "similar.safetensors",
-         "embedding.onnx"]
+         "embedding.onnx", "tensorboard"]
     )
+    assert [p.name for p in (folder / "tensorboard").iterdir()] == ["events.out.tfevents.0.artstyle"]
     config = json.loads((folder / "config.json").read_text())
     backbone = config["features"]["backbones"][0]
     assert config["format_version"] == 2 and backbone["name"] == "efficientnet_lite0"
@@ -81,7 +82,7 @@ def test_truncated_safetensors_is_refused(model_copy):
 
 def test_no_pickle_anywhere_in_a_bundle(trained_model):
     _, folder = trained_model
-    for path in folder.iterdir():
+    for path in (p for p in folder.rglob("*") if p.is_file()):
         assert b"\x80\x04\x95" not in path.read_bytes()[:64], path  # pickle protocol 4 header
 
 
@@ -94,4 +95,5 @@ def test_written_files_get_normal_permissions(trained_model, tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
-    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o644}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_file()} == {0o644}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_dir()} == {0o755}  # tensorboard/
