@@ -11,6 +11,23 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
+
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist (`-n N`), worker i runs on every N-th CPU only: the engines size
+    their thread pools by the CPUs a process may use, so N workers share the machine
+    instead of each spreading torch and ONNX Runtime over all of it (which ran the suite
+    no faster than one process). Subprocesses a test starts inherit the pinning."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    mine = cpus[int(worker.removeprefix("gw")) % len(cpus) :: int(count)] or cpus
+    os.sched_setaffinity(0, mine)
+    os.environ["OMP_NUM_THREADS"] = str(len(mine))  # torch reads it when it is first imported
+
+
+_pin_xdist_worker()
+
 from synth import NEEDS_TORCH, TORCH_MISSING, make_tree  # noqa: E402
 
 
