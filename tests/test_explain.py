@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from synth import FAST, NEEDS_TORCH, STYLES, make_tree, paint
+from test_cli import run
 
 pytest.importorskip("torch", reason=NEEDS_TORCH)  # every test here needs it
 
@@ -19,6 +20,8 @@ from artstyle.errors import ArtstyleError
 from artstyle.model.explain import deletion_test
 
 STYLES4 = list(STYLES)[:4]
+
+pytestmark = pytest.mark.slow  # scheduled first under xdist (conftest)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +118,7 @@ def test_bad_input_and_unknown_movements(multicrop_model, tmp_path):
         clf.explain([good], movement="cubism")
 
 
-def test_cli_explain_writes_one_overlay_per_image(multicrop_model, tmp_path):
+def test_cli_explain_writes_one_overlay_per_image(multicrop_model, tmp_path, capsys, monkeypatch):
     _, folder = multicrop_model
     for artist in ("Painter_A", "Painter_B"):  # two files called 1.jpg
         (tmp_path / "in" / artist).mkdir(parents=True)
@@ -132,8 +135,8 @@ def test_cli_explain_writes_one_overlay_per_image(multicrop_model, tmp_path):
     assert "notes.jpg: not a readable image" in result.stderr
     bare = subprocess.run([*command, "--overlay-only", "--out", str(tmp_path / "bare")], capture_output=True, text=True)
     assert bare.returncode == 0 and Image.open(tmp_path / "bare" / written[0]).size == (240, 160)
-    chosen = subprocess.run([*command, "--movement", "rings"], capture_output=True, text=True)
-    assert chosen.returncode == 1 and "unknown movement 'rings'" in chosen.stderr
+    code, _, err = run(capsys, monkeypatch, *command[3:], "--movement", "rings")  # in-process: no second start-up
+    assert code == 1 and "unknown movement 'rings'" in err
 
 
 def test_the_report_shows_each_confident_mistake_with_its_heat_map_and_nearest_paintings(multicrop_model, tmp_path):

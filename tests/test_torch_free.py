@@ -18,12 +18,14 @@ from synth import STYLES, paint
 from artstyle import BundleError, StyleClassifier, default_model_path
 
 HEAVY = ("torch", "timm", "torchvision", "open_clip")
+pytestmark = pytest.mark.slow  # scheduled first under xdist (conftest)
 
 # Runs `code` (which leaves its answer in `out`) in a fresh interpreter with an empty
 # user cache, where importing a heavy library fails as it does where it is not installed,
 # and prints the answer and the heavy libraries it imported, as JSON.
 _RUNNER = """
 import importlib.abc, json, sys
+
 class _NotInstalled(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {heavy!r}:

@@ -33,6 +33,8 @@ from artstyle.model.zero_shot import (
 
 open_clip = pytest.importorskip("open_clip", reason="the torch extra (open_clip) is not installed")
 
+pytestmark = pytest.mark.slow  # scheduled first under xdist (conftest)
+
 
 def test_labels_are_parsed_as_written_each_once():
     assert parse_labels(" ukiyo-e, Art Nouveau,,  art nouveau , de stijl") == ["ukiyo-e", "Art Nouveau", "de stijl"]

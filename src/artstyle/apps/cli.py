@@ -481,7 +481,7 @@ def explain(
     movement: Optional[str] = typer.Option(None, help="Explain this movement instead of each image's predicted one."),
     max_side: int = typer.Option(640, min=64, help="Longer side of the painting and of its heat-map, in pixels "
                                  "(small paintings are enlarged to it)."),
-    overlay_only: bool = typer.Option(False, help="Write only the heat-map over the painting, at its own size "
+    overlay_only: bool = typer.Option(False, "--overlay-only", help="Write only the heat-map over the painting, at its own size "
                                       "(at most --max-side)."),
 ) -> None:
     """Write each painting with a heat-map (Grad-CAM) of what drove the movement's score."""
