@@ -32,10 +32,7 @@ from synth import NEEDS_TORCH, TORCH_MISSING, make_tree  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
-    """Files marked `slow` (module-wide) run first: under `--dist loadfile` a worker's last
-    files are then short ones, not a two-minute one that the other worker waits on. Tests
-    marked `torch` are skipped, saying what to install, where PyTorch is not."""
-    items.sort(key=lambda item: "slow" not in item.keywords)  # stable: each file keeps its order
+    """Tests marked `torch` are skipped, saying what to install, where PyTorch is not."""
     if TORCH_MISSING:
         skip = pytest.mark.skip(reason=NEEDS_TORCH)
         for item in items:

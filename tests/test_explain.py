@@ -21,7 +21,6 @@ from artstyle.model.explain import deletion_test
 
 STYLES4 = list(STYLES)[:4]
 
-pytestmark = pytest.mark.slow  # scheduled first under xdist (conftest)
 
 
 @pytest.fixture(scope="module")

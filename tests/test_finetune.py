@@ -33,7 +33,6 @@ from artstyle.features.finetune import (
 TUNE_CLI = ["--finetune", "--epochs", "2", "--finetune-batch", "8", "--features", "global", "--head", "logreg",
             "--negatives", "0", "--test-fraction", "0"]
 
-pytestmark = pytest.mark.slow  # scheduled first under xdist (conftest)
 
 
 @pytest.fixture(scope="session")

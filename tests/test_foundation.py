@@ -27,7 +27,6 @@ open_clip = pytest.importorskip("open_clip", reason="the torch extra (open_clip)
 
 FOUNDATION = ("clip-vit-b32", "clip-vit-b16", "siglip-b16", "dinov2-vit-s14", "dinov2-vit-b14")
 
-pytestmark = pytest.mark.slow  # scheduled first under xdist (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ from artstyle import StyleClassifier  # noqa: E402
 from artstyle.apps.ray_predict import Predictor, predict_on_ray  # noqa: E402
 from artstyle.errors import ArtstyleError  # noqa: E402
 
-pytestmark = pytest.mark.slow  # scheduled first under xdist (conftest)
-
 
 @pytest.fixture(scope="module")
 def local_ray():

@@ -18,7 +18,6 @@ from synth import STYLES, paint
 from artstyle import BundleError, StyleClassifier, default_model_path
 
 HEAVY = ("torch", "timm", "torchvision", "open_clip")
-pytestmark = pytest.mark.slow  # scheduled first under xdist (conftest)
 
 # Runs `code` (which leaves its answer in `out`) in a fresh interpreter with an empty
 # user cache, where importing a heavy library fails as it does where it is not installed,

@@ -33,7 +33,6 @@ from artstyle.model.zero_shot import (
 
 open_clip = pytest.importorskip("open_clip", reason="the torch extra (open_clip) is not installed")
 
-pytestmark = pytest.mark.slow  # scheduled first under xdist (conftest)
 
 
 def test_labels_are_parsed_as_written_each_once():
