@@ -123,18 +123,18 @@ def test_cli_explain_writes_one_overlay_per_image(multicrop_model, tmp_path, cap
         (tmp_path / "in" / artist).mkdir(parents=True)
         paint(STYLES4[1], artist=7, seed=len(artist), size=(240, 160)).save(tmp_path / "in" / artist / "1.jpg")
     (tmp_path / "in" / "notes.jpg").write_text("not an image")
-    command = [sys.executable, "-m", "artstyle", "explain", str(tmp_path / "in"), "-m", str(folder),
-               "--out", str(tmp_path / "out")]
-    result = subprocess.run(command, capture_output=True, text=True)
+    args = ["explain", str(tmp_path / "in"), "-m", str(folder)]
+    result = subprocess.run([sys.executable, "-m", "artstyle", *args, "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["1-1.explain.png", "1-2.explain.png"]
     panel = Image.open(tmp_path / "out" / written[0])  # painting and heat-map, each 640 px wide, side by side
     assert panel.width == 2 * 640 + 12 and panel.height > 640 * 160 / 240
     assert "notes.jpg: not a readable image" in result.stderr
-    bare = subprocess.run([*command, "--overlay-only", "--out", str(tmp_path / "bare")], capture_output=True, text=True)
-    assert bare.returncode == 0 and Image.open(tmp_path / "bare" / written[0]).size == (240, 160)
-    code, _, err = run(capsys, monkeypatch, *command[3:], "--movement", "rings")  # in-process: no second start-up
+    code, _, err = run(capsys, monkeypatch, *args, "--overlay-only", "--out", tmp_path / "bare")  # in-process from
+    assert code == 0 and Image.open(tmp_path / "bare" / written[0]).size == (240, 160)  # here: one start-up is enough
+    code, _, err = run(capsys, monkeypatch, *args, "--out", tmp_path / "rings", "--movement", "rings")
     assert code == 1 and "unknown movement 'rings'" in err
 
 

@@ -282,7 +282,7 @@ def test_fine_tuning_learns_a_stroke_texture_frozen_features_blur(tmp_path):
         for artist in range(4):
             folder = tmp_path / "data" / movement / f"Painter {artist}"
             folder.mkdir(parents=True)
-            for n in range(8):
+            for n in range(6):
                 paint_crossed(kind, artist, seed=1000 * kind + 10 * artist + n).save(folder / f"{n}.png")
     unseen = [paint_crossed(k % 2, artist=4 + k % 4, seed=5000 + k) for k in range(60)]
     truth = np.array([normalize_label(movements[k % 2]) for k in range(60)])
@@ -294,7 +294,7 @@ def test_fine_tuning_learns_a_stroke_texture_frozen_features_blur(tmp_path):
 
     frozen = accuracy(None)
     tuned = accuracy(FineTuning(epochs=8, batch_size=8, patience=8))
-    assert tuned >= 0.85 and tuned >= frozen + 0.15, (frozen, tuned)  # measured 0.63 -> 0.88 (53 of 60)
+    assert tuned >= 0.85 and tuned >= frozen + 0.15, (frozen, tuned)  # measured 0.63 -> 0.92 (55 of 60); 0.62-0.65 -> 0.95-0.97 on other draws
 
 
 def test_without_a_cache_the_tuned_weights_live_as_long_as_the_classifier(small_tree, tmp_path):

@@ -97,6 +97,25 @@ def test_without_shipped_non_paintings_the_detector_falls_back_with_a_message(
     assert clf.painting_detector_.kind_weight is None
 
 
+def test_a_backbone_without_shipped_features_embeds_the_shipped_photographs(paintings, cache_dir, monkeypatch, caplog):
+    """Foundation and `timm:` backbones have no shipped features (another embedding space):
+    the detector then learns from the photographs that ship as pictures, embedded by the
+    model's own network (here Lite0 told that its features did not ship), and says so."""
+    import artstyle.model.classifier
+
+    monkeypatch.setattr(artstyle.model.classifier, "shipped_negatives", lambda backbone, weights_id: None)
+    with caplog.at_level(logging.INFO, logger="artstyle"):
+        clf = StyleClassifier(features="global", head="logreg", split="stratified", negatives=24, cache_dir=cache_dir,
+                              show_progress=False).fit(paintings)
+    assert "learns from the 100 photographs that ship as pictures" in caplog.text
+    real = clf.config_["head"]["painting_detector"]["real_negatives"]
+    assert real["counts"] == {"photo": 100} and "shipped photographs" in real["folder"]
+    photos = clf.predict_top_k([photo_like(100 + i) for i in range(8)])
+    assert np.mean([p.not_painting_kind == "photo" for p in photos]) >= 0.75  # measured 8 of 8
+    new = [paint(s, artist=a, seed=500 + 10 * i + a) for i in range(2) for s in list(STYLES)[:4] for a in range(4)]
+    assert clf.is_painting(new).mean() >= 0.9  # new paintings by the artists it learnt (measured 32 of 32)
+
+
 def test_kinds_survive_a_save_and_load(trained_model, cache_dir):
     clf, folder = trained_model
     loaded = StyleClassifier.load(folder, cache_dir=cache_dir, show_progress=False)

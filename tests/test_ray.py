@@ -1,4 +1,4 @@
-"""Ray Data (the `ray` extra), on a local 2-CPU Ray: batch prediction equals the local
+"""Ray Data (the `ray` extra), on a local Ray (one actor per CPU this process may use): batch prediction equals the local
 one, path for path; a corrupt file is an error row; a killed actor is retried; --resume
 computes only what is missing; extraction through Ray fills the same cache."""
 
@@ -18,13 +18,14 @@ pq = pytest.importorskip("pyarrow.parquet")
 from artstyle import StyleClassifier  # noqa: E402
 from artstyle.apps.ray_predict import Predictor, predict_on_ray  # noqa: E402
 from artstyle.errors import ArtstyleError  # noqa: E402
+from artstyle.features.backbone import cpu_count  # noqa: E402
+from artstyle.features.ray_extraction import connect, cpus  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    # as many CPUs as this process may use: under xdist a worker has one, and two actors on it only wait
-    ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    connect("local")  # as many CPUs as this process may use: under xdist a worker has one
+    assert cpus() == cpu_count()
     yield
     ray.shutdown()
 

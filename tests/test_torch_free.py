@@ -64,7 +64,7 @@ def test_training_evaluating_and_predicting_need_no_torch(paintings, images, tmp
     """`train` with a recipe that cuts the shipped graph (statistics of two maps of five), then
     `evaluate` and `predict`; the same training with torch installed gives the same model."""
     model, cache = tmp_path / "model", tmp_path / "cache"
-    settings = ["--features", "sized+stats", "--head", "logreg", "--size-variants", "0", "--seed", "3"]
+    settings = ["--features", "sized+stats", "--head", "logreg", "--size-variants", "0", "--seed", "3", "--negatives", "24"]
     code, printed, errors, heavy = _cli("train", paintings, "--out", model, *settings, cache=cache)
     assert (code, heavy) == (0, []), errors
     assert "model saved" in printed + errors
@@ -76,7 +76,7 @@ def test_training_evaluating_and_predicting_need_no_torch(paintings, images, tmp
     light = StyleClassifier.load(model, cache_dir=False, show_progress=False)
     np.testing.assert_array_equal([p["predictions"][0]["label"] for p in json.loads(printed)], light.predict(images))
 
-    with_torch = StyleClassifier(features="sized+stats", head="logreg", size_variants=None, seed=3,
+    with_torch = StyleClassifier(features="sized+stats", head="logreg", size_variants=None, seed=3, negatives=24,
                                  cache_dir=tmp_path / "cache-2", show_progress=False).fit(paintings)
     for name, tensor in with_torch.head_.weights().items():
         np.testing.assert_allclose(tensor, light.head_.weights()[name], atol=1e-6)

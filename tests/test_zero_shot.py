@@ -124,6 +124,8 @@ def test_zero_shot_names_the_movement_whose_text_is_closest(colour_backbone, tmp
     flat = answers[6]
     assert not flat.is_painting and flat.not_painting_kind == "photo"  # no contrast: closest to the photo prompts
     assert sum(p for _, p in clf.predict_top_k(images[:1], k=3)[0].predictions) == pytest.approx(1.0, abs=1e-5)
+    default = zero_shot_classifier(colour_backbone, cache_dir=False, show_progress=False)
+    assert list(default.classes_) == list(PANDORA_MOVEMENTS)  # no labels: the 18 movements
 
 
 def test_a_backbone_without_text_tower_is_refused_by_name():
@@ -151,10 +153,11 @@ def test_predict_and_serve_zero_shot_on_clips_architecture(tmp_path, capsys, mon
 
     from artstyle import create_app
 
-    clf = zero_shot_classifier("clip-vit-b32", None, weights, cache_dir=False, show_progress=False)
+    labels = ["ukiyo-e", "art nouveau", "cubism"]  # the command's: their text embeddings come from the cache
+    clf = zero_shot_classifier("clip-vit-b32", labels, weights, cache_dir=False, show_progress=False)
     with TestClient(create_app(clf, model_name="clip zero-shot")) as client:
         model = client.get("/api/model").json()
-        assert model["labels"] == list(PANDORA_MOVEMENTS) and model["head"] == "zero-shot"
+        assert model["labels"] == labels and model["head"] == "zero-shot"
         with open(image, "rb") as handle:
             (reply,) = client.post("/api/predict", files=[("files", ("a.jpg", handle, "image/jpeg"))]).json()
         assert len(reply["predictions"]) == 3 and reply["is_painting"] in (True, False)

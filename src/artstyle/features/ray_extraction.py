@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data.images import ImageInput, Resized
 from ..errors import ArtstyleError
+from .backbone import cpu_count
 from .extraction import Batches, FeatureExtractor, embed_group, local_batches
 from .graph_cache import BundledGraph
 
@@ -28,14 +29,17 @@ LOCAL = "local"  # start a Ray on this machine; anything else is an address for 
 
 def connect(address: str | None) -> None:
     """Join the Ray cluster at `address` ("auto": the one this machine belongs to), or
-    start one here for `"local"`/None; a session already open is reused."""
+    start one here for `"local"`/None, with the CPUs this process may use (Ray would count
+    the machine's: under `taskset` or a CPU-pinned job that means actors waiting on each
+    other); a session already open is reused."""
     try:
         import ray
     except ImportError:
         raise ArtstyleError("--ray needs Ray Data: pip install 'artstyle[ray]'") from None
     if ray.is_initialized():
         return
-    ray.init(address=None if address in (None, LOCAL) else address, include_dashboard=False,
+    local = address in (None, LOCAL)
+    ray.init(address=None if local else address, num_cpus=cpu_count() if local else None, include_dashboard=False,
              log_to_driver=False, configure_logging=False)
 
 
