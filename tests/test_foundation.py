@@ -36,7 +36,7 @@ def clip_b32(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    return make_tree(tmp_path_factory.mktemp("paintings"), artists=3, per_artist=3)  # 36: ViTs are slow on CPU
+    return make_tree(tmp_path_factory.mktemp("paintings"), artists=3, per_artist=2)  # 24: ViTs are slow on CPU
 
 
 def _library_transform(name: str, backbone):

@@ -82,18 +82,20 @@ def stage_groups(model: nn.Module) -> list[list[str]]:
 
 class _Views(torch.utils.data.Dataset):
     """Decoded images cut into training views (random, style-preserving) or the central
-    global view (validation). Failures travel as data: the extraction reports them later."""
+    global view (validation). Training items are asked for as (epoch, index): the view
+    depends on both, and a worker that lives across epochs must be told which one it is.
+    Failures travel as data: the extraction reports them later."""
 
     def __init__(self, sources: Sequence[ImageInput], labels: np.ndarray, preprocessing: Preprocessing,
                  config: FineTuning, train: bool):
         self.sources, self.labels = sources, labels
         self.preprocessing, self.config, self.train = preprocessing, config, train
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.sources)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        epoch, index = key if self.train else (0, key)
         p = self.preprocessing
         try:
             img = load_image(self.sources[index], min_side=p.min_side if self.train else p.size)
@@ -101,13 +103,28 @@ class _Views(torch.utils.data.Dataset):
             return index, None, -1
         if self.train:
             config = self.config
-            rng = np.random.default_rng([config.seed, self.epoch, index])
+            rng = np.random.default_rng([config.seed, epoch, index])
             if rng.random() < config.small_share:
                 img = shrink(img, int(rng.integers(config.small_low, config.small_high + 1)))
             view = p.training_view(img, rng, config.color_jitter, config.tile_share)
         else:
             view = p.global_view(img)
         return index, view, int(self.labels[index])
+
+
+class _EpochOrder(torch.utils.data.Sampler):
+    """The training order of the current epoch, as (epoch, index) keys; set before each
+    epoch. One DataLoader reads it all run long, so its worker is forked once, not once
+    per epoch (each fork made the training process copy every page it then wrote)."""
+
+    def __init__(self) -> None:
+        self.epoch, self.order = 0, []
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
 
 
 def _collate(items):
@@ -309,9 +326,12 @@ def finetune_backbone(
                  run.state["epoch"] + 1, run.state["step_in_epoch"], steps_per_epoch)
     if not len(val[0]):
         log.warning("no validation artists left for early stopping: fine-tuning runs all %d epochs", config.epochs)
-    val_loader = torch.utils.data.DataLoader(
-        _Views(val[0], val[1], preprocessing, config, train=False), batch_size=config.batch_size * 2,
-        num_workers=workers, collate_fn=_collate, worker_init_fn=ignore_interrupts)
+    persistent = dict(num_workers=workers, persistent_workers=workers > 0, collate_fn=_collate,
+                      worker_init_fn=ignore_interrupts)
+    val_loader = torch.utils.data.DataLoader(_Views(val[0], val[1], preprocessing, config, train=False),
+                                             batch_size=config.batch_size * 2, **persistent)
+    epoch_order = _EpochOrder()
+    loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, sampler=epoch_order, **persistent)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train[1], n_classes).to(target),
                                   label_smoothing=config.label_smoothing)
     log.info("fine-tuning %d of %d stages of %s on %s: %d training, %d validation images, up to %d epochs",
@@ -322,12 +342,9 @@ def finetune_backbone(
         last_save, started = time.monotonic(), time.monotonic() - run.state["seconds"]
         while not run.state["done"] and run.state["epoch"] < config.epochs:
             epoch = run.state["epoch"]
-            train_set.epoch = epoch
             order = np.random.default_rng([config.seed, epoch]).permutation(len(train_set))
             order = order[: steps_per_epoch * config.batch_size][run.state["step_in_epoch"] * config.batch_size:]
-            loader = torch.utils.data.DataLoader(
-                torch.utils.data.Subset(train_set, order.tolist()), batch_size=config.batch_size,
-                num_workers=workers, collate_fn=_collate, persistent_workers=False, worker_init_fn=ignore_interrupts)
+            epoch_order.epoch, epoch_order.order = epoch, order.tolist()
             run.train_mode()
             last = run.state["history"][-1] if run.state["history"] else None
             for batch in loader:
