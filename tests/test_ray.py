@@ -115,10 +115,12 @@ def test_features_through_ray_equal_the_local_ones_and_fill_the_cache(local_ray,
     assert not np.allclose(extraction.features[-2], extraction.features[0])  # scan0 at 64 px is another view
 
 
-def test_cli_predict_on_ray(trained_model, scans, tmp_path):
-    """The command line end to end, in its own process with its own local Ray."""
+def test_cli_predict_on_ray(local_ray, trained_model, scans, tmp_path):
+    """The command line end to end, in its own process, joining this module's Ray by its
+    address (`--ray local` starts one as the tests above do)."""
     _, folder = trained_model
-    command = [sys.executable, "-m", "artstyle", "-q", "predict", "--ray", "local", str(scans), "-m", str(folder),
+    address = ray.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "artstyle", "-q", "predict", "--ray", address, str(scans), "-m", str(folder),
                "--out", str(tmp_path / "out")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -8,7 +8,6 @@ import base64
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from synth import FAST_CLI, STYLES, make_tree, paint
+from test_cli import run
 
 from artstyle import StyleClassifier, load_bundle, save_bundle
 from artstyle.data.splits import parse_splits_csv
@@ -127,7 +127,7 @@ def test_exact_search_is_used_below_the_approximate_threshold():
     assert index.ann is None and index.vectors.shape == (500, 32)
 
 
-def test_cli_similar_shows_thumbnails_kept_by_default(tmp_path):
+def test_cli_similar_shows_thumbnails_kept_by_default(tmp_path, capsys, monkeypatch):
     tree = make_tree(tmp_path / "data", styles=list(STYLES)[:2], artists=2, per_artist=3)
     model = tmp_path / "model"
     trained = subprocess.run([sys.executable, "-m", "artstyle", "-q", "train", str(tree), "--out", str(model),
@@ -142,10 +142,13 @@ def test_cli_similar_shows_thumbnails_kept_by_default(tmp_path):
 
     query = tree / "01_StripedArt" / "Painter A0" / "1.jpg"
     (tmp_path / "notes.jpg").write_text("not an image")
-    run = lambda *extra: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "artstyle", "similar", str(query), str(tmp_path / "notes.jpg"), "-m", str(model),
-         "-k", "2", *extra], capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"})
-    as_json = json.loads(run("--format", "json").stdout)
+    monkeypatch.setenv("COLUMNS", "250")
+
+    def similar(*extra: str) -> tuple[int, str]:  # in-process: one start-up (training's) is enough
+        code, out, _ = run(capsys, monkeypatch, "similar", query, tmp_path / "notes.jpg", "-m", model, "-k", "2", *extra)
+        return code, out
+
+    as_json = json.loads(similar("--format", "json")[1])
     assert as_json[0]["in_training"]["file"] == "01_StripedArt/Painter A0/1.jpg"
     assert as_json[0]["in_training"]["similarity"] == pytest.approx(1.0, abs=1e-5)
     assert "01_StripedArt/Painter A0/1.jpg" not in [n["file"] for n in as_json[0]["neighbours"]]
@@ -153,11 +156,11 @@ def test_cli_similar_shows_thumbnails_kept_by_default(tmp_path):
     for neighbour in as_json[0]["neighbours"]:  # the pictures travel in the JSON, as data URIs
         header, data = neighbour["thumbnail"].split(",", 1)
         assert header == "data:image/webp;base64" and Image.open(io.BytesIO(base64.b64decode(data))).format == "WEBP"
-    rows = list(csv.DictReader(io.StringIO(run("--format", "csv").stdout)))
+    rows = list(csv.DictReader(io.StringIO(similar("--format", "csv")[1])))
     assert [r["rank"] for r in rows] == ["itself", "1", "2", ""] and rows[0]["movement"] == "striped art"
-    table = run()
-    assert table.returncode == 0 and "striped art" in table.stdout and "not a readable image" in table.stdout
-    assert "in the training set" in table.stdout
+    code, table = similar()
+    assert code == 0 and "striped art" in table and "not a readable image" in table
+    assert "in the training set" in table
 
     bare = tmp_path / "bare"
     trained = subprocess.run([sys.executable, "-m", "artstyle", "-q", "train", str(tree), "--out", str(bare),
