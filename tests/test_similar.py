@@ -8,6 +8,7 @@ import base64
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -142,13 +143,8 @@ def test_cli_similar_shows_thumbnails_kept_by_default(tmp_path, capsys, monkeypa
 
     query = tree / "01_StripedArt" / "Painter A0" / "1.jpg"
     (tmp_path / "notes.jpg").write_text("not an image")
-    monkeypatch.setenv("COLUMNS", "250")
-
-    def similar(*extra: str) -> tuple[int, str]:  # in-process: one start-up (training's) is enough
-        code, out, _ = run(capsys, monkeypatch, "similar", query, tmp_path / "notes.jpg", "-m", model, "-k", "2", *extra)
-        return code, out
-
-    as_json = json.loads(similar("--format", "json")[1])
+    args = ["similar", str(query), str(tmp_path / "notes.jpg"), "-m", str(model), "-k", "2"]
+    as_json = json.loads(run(capsys, monkeypatch, *args, "--format", "json")[1])  # in-process: no start-up
     assert as_json[0]["in_training"]["file"] == "01_StripedArt/Painter A0/1.jpg"
     assert as_json[0]["in_training"]["similarity"] == pytest.approx(1.0, abs=1e-5)
     assert "01_StripedArt/Painter A0/1.jpg" not in [n["file"] for n in as_json[0]["neighbours"]]
@@ -156,11 +152,12 @@ def test_cli_similar_shows_thumbnails_kept_by_default(tmp_path, capsys, monkeypa
     for neighbour in as_json[0]["neighbours"]:  # the pictures travel in the JSON, as data URIs
         header, data = neighbour["thumbnail"].split(",", 1)
         assert header == "data:image/webp;base64" and Image.open(io.BytesIO(base64.b64decode(data))).format == "WEBP"
-    rows = list(csv.DictReader(io.StringIO(similar("--format", "csv")[1])))
+    rows = list(csv.DictReader(io.StringIO(run(capsys, monkeypatch, *args, "--format", "csv")[1])))
     assert [r["rank"] for r in rows] == ["itself", "1", "2", ""] and rows[0]["movement"] == "striped art"
-    code, table = similar()
-    assert code == 0 and "striped art" in table and "not a readable image" in table
-    assert "in the training set" in table
+    table = subprocess.run([sys.executable, "-m", "artstyle", *args], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "250"})  # the table at a known width
+    assert table.returncode == 0 and "striped art" in table.stdout and "not a readable image" in table.stdout
+    assert "in the training set" in table.stdout
 
     bare = tmp_path / "bare"
     trained = subprocess.run([sys.executable, "-m", "artstyle", "-q", "train", str(tree), "--out", str(bare),
