@@ -351,11 +351,23 @@ def test_tiles_only_where_the_recipe_tiles_and_small_views_when_asked():
         FineTuning(small_share=1.5)
 
 
-def test_the_last_epoch_is_kept_unless_the_best_is_asked_for(tmp_path):
+def test_the_last_epoch_is_kept_unless_the_best_is_asked_for(tmp_path, monkeypatch):
     """By default the weights where the schedule ends are returned (the checkpoint's
-    final state); `keep="best"` returns the lowest validation loss's epoch's."""
+    final state); `keep="best"` returns the lowest validation loss's epoch's. The
+    data-loading workers start once per run, not once per epoch."""
     from safetensors.torch import load_file
 
+    from artstyle.features import finetune
+
+    starts = tmp_path / "worker-starts.txt"
+
+    def counted(worker_id: int) -> None:  # runs in the worker: it leaves a line behind
+        with open(starts, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        ignore(worker_id)
+
+    ignore = finetune.ignore_interrupts
+    monkeypatch.setattr(finetune, "ignore_interrupts", counted)
     backbone = load_backbone("efficientnet_lite0")
     images = [paint(s, artist=a, seed=40 + 3 * a + k) for k, s in enumerate(list(STYLES)[:2]) for a in range(8)]
     y = np.array([k for k in range(2) for _ in range(8)])
@@ -364,6 +376,7 @@ def test_the_last_epoch_is_kept_unless_the_best_is_asked_for(tmp_path):
     tuned = finetune_backbone(backbone, backbone.preprocessing, train, val, 2, config, folder=tmp_path / "last",
                               show_progress=False)
     assert tuned.record["kept_epoch"] == tuned.record["epochs_run"] == 2
+    assert len(starts.read_text().split()) == 2  # one training and one validation worker for both epochs
     last = {k[6:]: v for k, v in load_file(str(tmp_path / "last" / "checkpoint.safetensors")).items() if k.startswith("model/")}
     kept = load_file(str(tuned.weights))
     assert all(torch.equal(kept[k], last[k]) for k in kept)
