@@ -1,6 +1,7 @@
-"""Ray Data (the `ray` extra), on a local Ray (one actor per CPU this process may use): batch prediction equals the local
-one, path for path; a corrupt file is an error row; a killed actor is retried; --resume
-computes only what is missing; extraction through Ray fills the same cache."""
+"""Ray Data (the `ray` extra), on a local Ray (one actor per CPU this process may use):
+batch prediction equals the local one, path for path; a corrupt file is an error row; a
+killed actor is retried; --resume computes only what is missing; extraction through Ray
+fills the same cache."""
 
 from __future__ import annotations
 
