@@ -13,6 +13,7 @@ import pytest
 from synth import FAST_CLI, STYLES, make_tree, paint
 
 from artstyle.apps.cli import main
+from artstyle.model.metrics import share_text
 
 
 def run(capsys, monkeypatch, *args, stdin=None):
@@ -112,13 +113,17 @@ def test_evaluate_json_contract_scores_only_held_out(capsys, monkeypatch, traine
     assert sum(map(sum, result["confusion"]["matrix"])) == result["n_images"]
     code, out, _ = run(capsys, monkeypatch, "evaluate", folder, paintings, "--format", "json", "--all",
                        "--cache-dir", cache_dir, "-q")
-    assert json.loads(out)["n_images"] == 96
+    with_training = json.loads(out)
+    # --all scores the training images apart, as memorised: the headline stays the held-out one
+    assert with_training["n_images"] == result["n_images"]
+    assert with_training["accuracy"] == pytest.approx(result["accuracy"])
+    assert with_training["on_training_images"]["n_images"] == 96 - result["n_images"]
 
 
 def test_evaluate_says_it_left_out_training_images(capsys, monkeypatch, trained_model, paintings, cache_dir):
     _, folder = trained_model
     code, out, err = run(capsys, monkeypatch, "evaluate", folder, paintings, "--cache-dir", cache_dir)
-    assert code == 0 and "were used to train this model and are left out" in err
+    assert code == 0 and "were used to train this model: left out" in err
     assert "accuracy" in out and "macro-F1" in out
 
 
@@ -149,11 +154,14 @@ def test_evaluate_counts_unknown_movements_as_misses_and_strict_refuses(capsys, 
                          "--cache-dir", cache_dir)
     assert code == 0, err
     m = json.loads(out)
-    assert m["unknown_to_model"] == {"rings": 3} and m["n_images"] == 96 + 3
+    held_out = clf.config_["split"]["counts"]["test"]
+    assert m["unknown_to_model"] == {"rings": 3} and m["n_images"] == held_out + 3
+    assert m["on_training_images"]["n_images"] == 96 - held_out  # apart, as memorised
     assert m["per_class"]["rings"]["support"] == 3 and m["per_class"]["rings"]["recall"] == 0.0
-    known = clf.evaluate(paintings, include_training=True)
-    assert m["accuracy"] == pytest.approx(known.metrics["accuracy"] * 96 / 99)  # the 3 count as misses
+    known = clf.evaluate(paintings)
+    assert m["accuracy"] == pytest.approx(known.metrics["accuracy"] * held_out / (held_out + 3))  # the 3: misses
     assert "unknown to the model, scored as misses: rings (3 images)" in " ".join(err.split())
+    capsys.readouterr()  # what evaluate() logged
     code, _, err = run(capsys, monkeypatch, "evaluate", folder, tmp_path / "other", "--strict", "-q")
     assert code == 1
     assert err.strip().count("\n") == 0 and "classes unknown to the model: 'rings'" in err
@@ -198,7 +206,8 @@ def test_predict_json_csv_table_and_stdin(capsys, monkeypatch, trained_model, ne
     table = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and [r["label_1"] for r in table] == expected[:2]
     assert set(table[0]) == {"path", "label_1", "probability_1", "label_2", "probability_2",
-                             "uncertain", "mixed", "is_painting", "not_painting_kind", "error"}
+                             "uncertain", "mixed", "is_painting", "not_painting_kind", "in_training",
+                             "training_movement", "error"}
     assert table[0]["is_painting"] in ("true", "false") and table[0]["uncertain"] in ("true", "false")
 
     code, out, _ = run(capsys, monkeypatch, "predict", "-m", folder, paths[0].parent.parent)  # folder, recursive
@@ -232,9 +241,13 @@ def test_info_markdown_is_a_model_card(capsys, monkeypatch, trained_model):
     code, out, _ = run(capsys, monkeypatch, "info", folder, "--format", "markdown")
     assert code == 0 and out.startswith("# Model card: artstyle model `model`")
     metrics = clf.metrics_
-    n_rows = len(clf.splits_csv_.splitlines()) - 1
-    assert f"{n_rows} paintings by 16 artists" in out and "Never predicted (no training paintings): byzantine" in out
-    assert f"top-1 {metrics['accuracy']:.2f}" in out and "## Limits" in out
+    rows = list(csv.DictReader(io.StringIO(clf.splits_csv_)))
+    trained = [r for r in rows if r["split"] != "test"]
+    # the card counts what the head learnt from, the way `info` and the report do
+    assert f"{len(trained)} images by {len({r['artist'] for r in trained})} artists from " in out
+    assert f"({len(rows) - len(trained)} more held out for test)" in out
+    assert "Never predicted (no training paintings): byzantine" in out
+    assert f"top-1 {share_text(metrics['accuracy'], metrics['n_images'])}" in out and "## Limits" in out
     for label, m in metrics["per_class"].items():  # one row per movement, scores as in metrics.json
         assert f"| {label} | {m['recall']:.2f} | {m['precision']:.2f} | {m['f1']:.2f} | {m['support']} |" in out
     matrix = np.array(metrics["confusion"]["matrix"])

@@ -139,19 +139,19 @@ def test_one_size_band_keeps_the_plain_head():
     assert fit_size_bands(trained, rows, None, list("abcd")) is trained
 
 
-def _two_folders(root):
+def _two_folders(root, new: int = 0):
     """A museum of full-size paintings (tiles) and a web folder of small copies, three
-    movements, 60 paintings each."""
+    movements, 60 paintings each; `new` > 0 paints other pictures by other artists."""
     from synth import STYLES, paint
 
     for s, style in enumerate(list(STYLES)[:3]):
         for a in range(4):
             for n in range(5):
                 for name, size in (("museum", (500, 470)), ("web", (140, 120))):
-                    folder = root / name / style / f"{name} {a}{s}"
+                    folder = root / name / style / f"{name} {a + 10 * new}{s}"
                     folder.mkdir(parents=True, exist_ok=True)
-                    paint(style, a + (4 if name == "web" else 0), seed=1000 * s + 100 * a + n + (50 if name == "web" else 0),
-                          size=size).save(folder / f"{n}.jpg", quality=90)
+                    paint(style, a + (4 if name == "web" else 0), seed=1000 * s + 100 * a + n + (50 if name == "web" else 0)
+                          + 7919 * new, size=size).save(folder / f"{n}.jpg", quality=90)
     return root / "museum", root / "web"
 
 
@@ -183,19 +183,20 @@ def test_a_model_trained_on_full_size_and_small_folders_answers_each_band_and_sa
     np.testing.assert_allclose(probabilities, clf.predict_proba(images), atol=1e-4)
     from artstyle.apps.report import write_report
 
-    report = write_report(loaded.evaluate([museum, web], include_training=True), tmp_path / "report.html").read_text()
+    new_museum, new_web = _two_folders(tmp_path / "new", new=1)  # held out: paintings the model never saw
+    report = write_report(loaded.evaluate([new_museum, new_web]), tmp_path / "report.html").read_text()
     assert "By size band and source" in report
-    for name in ("source: museum", "source: web", "size: full size", "size: small"):  # each with its interval
-        assert re.search(name + r"[^<]*</td><td>\d+</td><td>[\d.]+% \(\d+%-\d+%\)", report), name
+    for name in ("source: museum", "source: web", "size: full size", "size: small"):  # each with its interval and n
+        assert re.search(name + r"[^<]*</td><td>60</td><td>[\d.]+ % \([\d.]+-[\d.]+ %, n = 60\)", report), name
     # a movement with no images in the folder scored is said to be untested, not a row of zeros
     import shutil
 
     partial = tmp_path / "partial"
-    shutil.copytree(museum, partial)
+    shutil.copytree(new_museum, partial)
     missing = sorted(p for p in partial.iterdir() if p.is_dir())[0]
     shutil.rmtree(missing)
     label = normalize_label(missing.name)
-    report = write_report(loaded.evaluate(partial, include_training=True), tmp_path / "partial.html").read_text()
+    report = write_report(loaded.evaluate(partial), tmp_path / "partial.html").read_text()
     row = re.search(rf"<tr class=untested><td>{re.escape(label)}</td>(.*?)</tr>", report)
     assert row and "not tested" in row.group(1) and "0.00" not in row.group(1)
     # info names both folders and prints the split in words; the card explains the bands
@@ -203,7 +204,7 @@ def test_a_model_trained_on_full_size_and_small_folders_answers_each_band_and_sa
 
     shown = CliRunner().invoke(app, ["info", str(folder)], terminal_width=200)
     assert shown.exit_code == 0, shown.output
-    text = " ".join(shown.output.split())
+    text = " ".join(shown.output.replace("│", " ").split())  # cells read across their wrapped lines
     assert "120 images by 24 artists from museum (60) and web (60)" in text
     assert "by artist (seed 0): 120 train" in text and "None" not in text and "{" not in text
     card = CliRunner().invoke(app, ["info", str(folder), "--format", "markdown"]).output

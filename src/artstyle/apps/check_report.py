@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.doctor import NEAREST_SAMPLE, DatasetCheck
 from ..files import atomic_write_bytes
-from .html_parts import cards, figure_uri, page, thumbnail_figure
+from .html_parts import cards, figure_uri, page, scroll_box, thumbnail_figure
 
 MAX_THUMBNAILS = 24
 MAX_ROWS = 200
@@ -71,7 +71,7 @@ def _heatmap(rows: list[str], columns: list[str], matrix: np.ndarray, title: str
 
     fig = Figure(figsize=(max(5, 0.5 * len(columns) + 3), max(2.5, 0.35 * len(rows) + 1.5)))
     ax = fig.subplots()
-    ax.imshow(matrix, cmap="Blues", aspect="auto")
+    ax.imshow(matrix, cmap="Blues", aspect="auto", vmin=0, vmax=max(1, matrix.max()))  # a lone 1 is not white
     ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
     for i in range(len(rows)):
@@ -114,7 +114,7 @@ def _table(header: list[str], rows: list[list[object]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows[:MAX_ROWS])
     more = f"<p>... and {len(rows) - MAX_ROWS} more (see --format json).</p>" if len(rows) > MAX_ROWS else ""
-    return f"<table><tr>{head}</tr>{body}</table>{more}"
+    return scroll_box(f"<table><tr>{head}</tr>{body}</table>") + more
 
 
 def _thumbs(check: DatasetCheck, groups: list[tuple[list[str], str]]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import sys
 from enum import Enum
@@ -113,16 +114,46 @@ def _main(
     _QUIET = quiet
 
 
+def _headline_title(metrics: dict) -> str:
+    """What the scores were measured on, said plainly: held-out paintings, or a folder whose
+    classes the model does not know (every movement answer is then a miss by construction)."""
+    n = metrics["n_images"]
+    if n and metrics.get("known_movements") == []:
+        classes = ", ".join(metrics.get("unknown_to_model", {})) or "none"
+        return f"Not a test of movements: none of these {n:,} images is of a movement the model knows ({classes})"
+    where = metrics.get("evaluated_on") or "images the model never trained on"
+    return f"Held-out evaluation: {n:,} {where if where.startswith('images') else 'images, ' + where}"
+
+
 def _metrics_tables(metrics: dict) -> list[Table]:
-    summary = Table(title="Held-out evaluation", show_header=False)
+    """The headline (each share with its 95 % interval and n), the training images apart
+    when they were scored, per movement, and the slices."""
+    from ..model.metrics import share_text, wilson_interval
+
+    n = metrics["n_images"]
+    summary = Table(title=_headline_title(metrics), show_header=False, title_justify="left")
     summary.add_column(style="bold")
     summary.add_column(justify="right")
-    summary.add_row("images", str(metrics["n_images"]))
-    summary.add_row("accuracy", f"{metrics['accuracy']:.1%}")
-    summary.add_row("top-3 accuracy", f"{metrics['top3_accuracy']:.1%}")
-    summary.add_row("macro-F1", f"{metrics['macro_f1']:.3f}")
-    summary.add_row("calibration error (ECE)", f"{metrics['ece']:.3f}")
-    per_class = Table(title="Per movement")
+    summary.add_row("images", f"{n:,}")
+    if metrics.get("known_movements") == [] and n:
+        summary.add_row("flagged not a painting", share_text(metrics.get("flagged_not_painting", 0) / n, n))
+    else:
+        summary.add_row("accuracy (95 % interval, n)", share_text(metrics["accuracy"], n))
+        summary.add_row("top-3 accuracy", share_text(metrics["top3_accuracy"], n))
+        summary.add_row("macro-F1", f"{metrics['macro_f1']:.3f}")
+        summary.add_row("calibration error (ECE)", f"{metrics['ece']:.3f}")
+    tables = [summary]
+    memorised = metrics.get("on_training_images")
+    if memorised:
+        on_training = Table(title="On training images (memorised; not a measure of skill)", show_header=False,
+                            title_justify="left", style="dim")
+        on_training.add_column()
+        on_training.add_column(justify="right")
+        on_training.add_row("images", f"{memorised['n_images']:,}")
+        on_training.add_row("accuracy", share_text(memorised["accuracy"], memorised["n_images"]))
+        on_training.add_row("top-3 accuracy", share_text(memorised["top3_accuracy"], memorised["n_images"]))
+        tables.append(on_training)
+    per_class = Table(title="Per movement (recall: 95 % interval)")
     for column in ("movement", "precision", "recall", "F1", "images"):
         per_class.add_column(column, justify="left" if column == "movement" else "right")
     unknown = metrics.get("unknown_to_model", {})
@@ -130,26 +161,28 @@ def _metrics_tables(metrics: dict) -> list[Table]:
         if label in unknown:
             per_class.add_row(f"{label} [dim](unknown to the model: misses)[/dim]", "", "", "", str(c["support"]))
         elif c["support"]:
-            per_class.add_row(label, f"{c['precision']:.2f}", f"{c['recall']:.2f}", f"{c['f1']:.2f}", str(c["support"]))
+            low, high = wilson_interval(c["recall"], c["support"])
+            per_class.add_row(label, f"{c['precision']:.2f}", f"{c['recall']:.2f} ({low:.2f}-{high:.2f})",
+                              f"{c['f1']:.2f}", str(c["support"]))
         else:
             per_class.add_row(label, "", "", "", "[dim]untested[/dim]")
     slices = _slices_table(metrics)
-    return [summary, per_class, *([slices] if slices else [])]
+    return [*tables, per_class, *([slices] if slices else [])]
 
 
 def _slices_table(metrics: dict) -> Table | None:
     """Scores per size band and per source, when the images have more than one: a headline
     over web copies and full-size scans together hides how each kind fares."""
-    from ..model.metrics import slices
+    from ..model.metrics import share_text, slices
 
     rows = slices(metrics)
     if not rows:
         return None
-    table = Table(title="By size band and source")
-    for column in ("slice", "images", "accuracy", "top-3", "macro-F1", "ECE"):
+    table = Table(title="By size band and source (accuracy: 95 % interval)")
+    for column in ("slice", "accuracy", "top-3", "macro-F1", "ECE"):
         table.add_column(column, justify="left" if column == "slice" else "right")
-    for name, m, se in rows:
-        table.add_row(name, str(m["n_images"]), f"{m['accuracy']:.1%} ± {se:.1%}", f"{m['top3_accuracy']:.1%}",
+    for name, m in rows:
+        table.add_row(name, share_text(m["accuracy"], m["n_images"]), f"{m['top3_accuracy']:.1%}",
                       f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}")
     return table
 
@@ -380,8 +413,9 @@ def predict(
     if ray is not None:
         _predict_on_ray(paths, model, ray, out_dir, top_k, resume, actors, column, precision.value)
         return
-    from .output import collect_inputs, display_path, to_csv, to_json
+    from .output import collect_inputs, to_csv, to_json
 
+    _not_a_model(paths)
     inputs = collect_inputs(paths)
     if not inputs:
         raise ArtstyleError("no images to predict (folders held no image files)")
@@ -393,25 +427,45 @@ def predict(
     elif fmt is PredictFormat.csv:
         sys.stdout.write(to_csv(results, top_k))
     else:
-        table = Table(show_lines=False)
-        table.add_column("image", overflow="fold")
-        table.add_column("movement")
-        for rank in range(1, top_k + 1):
-            table.add_column(f"#{rank}")
-        for r in results:
-            if r.error:
-                table.add_row(display_path(r.path), f"[red]error: {r.error}[/red]", *[""] * top_k)
-                continue
-            verdict = r.summary
-            if not r.is_painting:
-                verdict = f"[yellow]{verdict}[/yellow]"
-            elif r.uncertain:
-                verdict = f"[dim]{verdict}[/dim]"
-            cells = [f"{label} [dim]{p:.0%}[/dim]" for label, p in r.predictions]
-            table.add_row(display_path(r.path), verdict, *cells, *[""] * (top_k - len(cells)))
-        out.print(table)
+        out.print(_prediction_table(results, top_k))
     if all(r.error for r in results):
         raise typer.Exit(1)
+
+
+PATH_WIDTH = 26  # the image column of `predict`'s table: with the answer and the top three, 80 columns
+
+
+def _prediction_table(results, top_k: int) -> Table:
+    """One row per image: its path (cut from the left), the answer in words, the top-k
+    movements one per line; fits an 80-column terminal (CSV and JSON keep whole paths)."""
+    from .output import display_path
+
+    table = Table(show_lines=top_k > 1)
+    table.add_column("image", no_wrap=True, max_width=PATH_WIDTH)
+    table.add_column("answer", ratio=1)
+    table.add_column(f"top {top_k}", no_wrap=True)
+    for r in results:
+        path = escape(display_path(r.path, PATH_WIDTH))
+        if r.error:
+            table.add_row(path, f"[red]error: {escape(r.error)}[/red]", "")
+            continue
+        verdict = escape(r.summary)
+        if not r.is_painting:
+            verdict = f"[yellow]{verdict}[/yellow]"
+        elif r.uncertain:
+            verdict = f"[dim]{verdict}[/dim]"
+        if r.in_training:  # its summary ends "(training painting)": an answer from memory, not skill
+            verdict = f"[magenta]{verdict}[/magenta]"
+        table.add_row(path, verdict, "\n".join(f"{escape(label)} [dim]{p:.0%}[/dim]" for label, p in r.predictions))
+    return table
+
+
+def _not_a_model(paths: list[str]) -> None:
+    """A model folder given where images go (`predict IMG model`): refused with the fix,
+    rather than labelling its files with the shipped model."""
+    for path in paths:
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
+            raise ArtstyleError(f"{path}: is a model folder, not images; pass it as --model {shlex.quote(path)}")
 
 
 def _predict_on_ray(paths: list[str], model: Path | None, address: str, out_dir: Path | None, k: int, resume: bool,
@@ -441,6 +495,7 @@ def similar(
     from ..model.classifier import StyleClassifier
     from .output import collect_inputs, display_path, similar_to_csv
 
+    _not_a_model(paths)
     inputs = collect_inputs(paths)
     if not inputs:
         raise ArtstyleError("no images to compare (folders held no image files)")
@@ -490,6 +545,7 @@ def explain(
     from .output import collect_inputs, display_path, unique_names
 
     require_torch("explain (heat-maps need the network's gradients)")
+    _not_a_model(paths)
     inputs = collect_inputs(paths)
     if not inputs:
         raise ArtstyleError("no images to explain (folders held no image files)")
@@ -720,6 +776,8 @@ def info(
 ) -> None:
     """Show what a model folder holds: backbone, movements, data, split and scores."""
     from ..model.bundle import load_bundle
+    from ..model.calibration import Abstention
+    from ..model.metrics import share_text
     from .model_card import (
         finetune_summary,
         precision_summary,
@@ -743,7 +801,6 @@ def info(
     table = Table(title=f"Model {model}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    dataset = config.get("dataset", {})
     split = config.get("split", {})
     table.add_row("artstyle version", str(config.get("artstyle_version")))
     table.add_row("created", str(config.get("created")))
@@ -758,20 +815,21 @@ def info(
     if config["head"].get("size_bands"):
         table.add_row("size bands", size_bands_summary(config["head"]["size_bands"]))
     table.add_row("movements", f"{len(config['labels'])}: " + ", ".join(config["labels"]))
-    table.add_row("trained on", trained_on(dataset))
+    table.add_row("trained on", trained_on(config, bundle.splits_csv))
     table.add_row("split", split_summary(split))
     table.add_row("temperature", temperature_summary(config))
-    abstention = config["abstention"]
-    table.add_row(
-        "flags", f"uncertain below {abstention['uncertain_below']:.0%}; mixed within {abstention['mixed_margin']:.0%}; "
-        + ("painting detector on" if config.get("painting_detector") else "no painting detector"),
-    )
+    table.add_row("flags", Abstention.from_config(config).describe() + "; "
+                  + ("painting detector on" if config.get("painting_detector") else "no painting detector"))
     if metrics.get("n_images"):
+        n = metrics["n_images"]
         table.add_row(
             "held-out scores",
-            f"accuracy {metrics['accuracy']:.1%}, top-3 {metrics['top3_accuracy']:.1%}, "
-            f"macro-F1 {metrics['macro_f1']:.3f}, ECE {metrics['ece']:.3f} on {metrics['n_images']} images",
+            f"{metrics.get('evaluated_on', 'held out')}: accuracy {share_text(metrics['accuracy'], n)}, top-3 "
+            f"{share_text(metrics['top3_accuracy'], n)}, macro-F1 {metrics['macro_f1']:.3f}, ECE {metrics['ece']:.3f}",
         )
+        for band, m in (metrics.get("by_size") or {}).items() if len(metrics.get("by_size") or {}) > 1 else ():
+            table.add_row(f"  {band}", f"accuracy {share_text(m['accuracy'], m['n_images'])}, top-3 "
+                          f"{share_text(m['top3_accuracy'], m['n_images'])}")
     if metrics.get("untested"):
         table.add_row("untested", ", ".join(metrics["untested"]))
     table.add_row("similar paintings", similar_summary(config["similar"]) if config.get("similar") else

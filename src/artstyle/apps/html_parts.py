@@ -44,7 +44,11 @@ def thumbnail_uri(path: str | os.PathLike, size: int = 160) -> str | None:
 
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222;overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%}.scroll-hint{display:none;color:#666;font-size:.8rem;margin:.5rem 0 0}
+@media (max-width:600px){body{margin:1rem auto}.scroll-hint{display:block}td,th{padding:.2rem .4rem}}
+.verdict{font-size:1.1rem}.memorised{color:#666;background:#f4f4f4;padding:.2rem 1rem 1rem;border-radius:8px}
+img{height:auto}
 .cards{display:flex;flex-wrap:wrap;gap:.8rem}.card{border:1px solid #ddd;border-radius:8px;padding:.7rem 1rem;min-width:8rem}
 .card b{display:block;font-size:1.5rem}.card span{color:#666;font-size:.85rem}
 table{border-collapse:collapse;margin:1rem 0}td,th{border-bottom:1px solid #eee;padding:.25rem .8rem;text-align:right}
@@ -52,10 +56,17 @@ td:first-child,th:first-child{text-align:left}img.plot{max-width:100%}
 .grid{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0;width:170px;font-size:.8rem;overflow-wrap:anywhere}
 figure img{max-width:160px;max-height:160px}.noimg{width:160px;height:100px;background:#eee}.note{color:#8a4b00}
 .mistake{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start;padding:.8rem 0;border-bottom:1px solid #eee}
-.near{display:flex;gap:.6rem}.near figure{width:110px}.near figure img{max-width:100px;max-height:100px}
-.near .noimg{width:100px;height:60px}img.panel{max-width:100%;width:520px}
+.near{display:flex;flex-wrap:wrap;gap:.6rem}.near figure{width:110px}.near figure img{max-width:100px;max-height:100px}
+.near .noimg{width:100px;height:60px}img.panel{max-width:100%}
 td.text{text-align:left}tr.untested td{color:#888;font-style:italic}.facts td:first-child{font-weight:600;white-space:nowrap}
 """
+
+
+def scroll_box(table_html: str) -> str:
+    """A wide table in a box that scrolls sideways on a phone and says so, so the page itself
+    never scrolls sideways."""
+    return ('<div class=scroll role=region tabindex=0 aria-label="table (scrolls sideways)">'
+            f'<p class=scroll-hint>scroll the table sideways →</p>{table_html}</div>')
 
 
 def cards(items: list[tuple[str, object]]) -> str:

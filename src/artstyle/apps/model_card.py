@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ..data.labels import PANDORA_MOVEMENTS
+from ..data.labels import PANDORA_MOVEMENTS, count_artists
 from ..data.splits import parse_splits_csv
 from ..model.bundle import Bundle
+from ..model.calibration import Abstention
+from ..model.metrics import share_text, wilson_interval
 
 TOP_CONFUSIONS = 8
 
@@ -22,13 +24,19 @@ def _dataset_name(dataset: dict) -> str:
     return Path(name).name if name else "?"
 
 
-def trained_on(dataset: dict) -> str:
-    """'6,408 images by 458 artists from paintings (408) and wikiart (6,000)'."""
-    sources = dataset.get("sources") or {}
+def trained_on(config: dict, splits_csv: str) -> str:
+    """'351 images by 98 artists from paintings (57 more held out for test)': the images the
+    head learnt from, counted the one way `train`, `info`, the card and the report all use
+    (placeholder artists such as "unknown" are not counted as painters)."""
+    rows = parse_splits_csv(splits_csv)
+    trained = [r for r in rows if r["split"] in ("train", "val")]
+    dataset = config.get("dataset", {})
+    sources = Counter(r.get("source", "") for r in trained)
     where = (" and ".join(f"{name} ({n:,})" for name, n in sources.items()) if len(sources) > 1
              else _dataset_name(dataset))
-    artists = f" by {dataset['n_artists']:,} artists" if dataset.get("n_artists") else ""
-    return f"{dataset.get('n_images', 0):,} images{artists} from {where}"
+    held = len(rows) - len(trained)
+    return (f"{len(trained):,} images by {count_artists(r['artist'] for r in trained):,} artists from {where}"
+            + (f" ({held:,} more held out for test)" if held else ""))
 
 
 def split_summary(split: dict) -> str:
@@ -69,14 +77,14 @@ def _pct(value: float) -> str:
 def _data_section(bundle: Bundle) -> list[str]:
     rows = parse_splits_csv(bundle.splits_csv)
     images = Counter(r["label"] for r in rows)
-    artists = {label: {r["artist"] for r in rows if r["label"] == label} for label in images}
+    artists = {label: count_artists(r["artist"] for r in rows if r["label"] == label) for label in images}
     missing = [m for m in PANDORA_MOVEMENTS if m not in bundle.config["labels"]]
     lines = [
         "## Training data", "",
-        f"{len(rows)} paintings by {sum(len(a) for a in artists.values())} artists "
-        f"(`{_dataset_name(bundle.config.get('dataset', {}))}`), {len(bundle.config['labels'])} movements:", "",
+        f"{trained_on(bundle.config, bundle.splits_csv)}, {len(bundle.config['labels'])} movements "
+        "(the table counts every image of the folder, held out or not):", "",
         "| movement | paintings | artists |", "|---|---:|---:|",
-        *(f"| {label} | {images[label]} | {len(artists[label])} |" for label in bundle.config["labels"]),
+        *(f"| {label} | {images[label]} | {artists[label]} |" for label in bundle.config["labels"]),
     ]
     sources = Counter(r.get("source", "") for r in rows)
     if len(sources) > 1:
@@ -144,7 +152,7 @@ def precision_summary(config: dict, here: bool = False) -> str:
 
 
 def _model_section(config: dict) -> list[str]:
-    features, head, abstention = config["features"], config["head"], config["abstention"]
+    features, head, abstention = config["features"], config["head"], Abstention.from_config(config)
     backbones = " + ".join(f"{b['name']}{' (fine-tuned)' if b.get('finetuned') else ''} ({b['preprocessing']['size']} px)"
                            for b in features["backbones"])
     tuned = [f"- Fine-tuned: {finetune_summary(b['finetuned'])}. Base weights `{b['finetuned']['base_weights_id']}`."
@@ -158,20 +166,17 @@ def _model_section(config: dict) -> list[str]:
         f"{head.get('cv_folds', '?')}-fold cross-validation by {config['split'].get('cv_grouping', 'artist')}; "
         f"temperature {temperature_summary(config)}.",
         *([f"- Size bands: {size_bands_summary(head['size_bands'])}."] if head.get("size_bands") else []),
-        f"- `uncertain` when the top probability is below {_pct(abstention['uncertain_below'])}; " + (
-            f"`mixed` when the second movement is within {abstention['mixed_margin']:.1%} of the first."
-            if abstention["mixed_margin"] > 0 else
-            "`mixed` never: on held-out paintings the second movement was right too rarely to be worth showing."
-        ),
+        f"- Flags (`uncertain`, `mixed`): {abstention.describe()}.",
     ]
     if config.get("similar"):
         lines.append(f"- Similar paintings (`artstyle similar`): {similar_summary(config['similar'])}.")
     sure = head.get("held_out", {})
     if sure.get("accuracy_when_sure") is not None:
         lines.append(
-            f"- When the model is sure (not `uncertain`), it is right {_pct(sure['accuracy_when_sure'])} of the time "
-            f"on paintings by artists it did not see; it is sure of {_pct(sure['sure_share'])} of them "
-            f"(cross-validated, {sure['n_images']} paintings; calibration error {sure['ece']:.3f})."
+            f"- When the model is sure (not `uncertain`), it is right "
+            f"{share_text(sure['accuracy_when_sure'], round(sure['sure_share'] * sure['n_images']), 0)} of the time "
+            f"on paintings by artists it did not see; it is sure of {share_text(sure['sure_share'], sure['n_images'], 0)} "
+            f"of them (cross-validated; calibration error {sure['ece']:.3f})."
         )
     detector = head.get("painting_detector")
     if config.get("painting_detector") and detector:
@@ -205,23 +210,26 @@ def _model_section(config: dict) -> list[str]:
 def _scores_section(metrics: dict) -> list[str]:
     if not metrics.get("n_images"):
         return ["## Accuracy", "", "No held-out scores: too few artists to validate."]
+    n = metrics["n_images"]
     lines = [
         "## Accuracy", "",
-        f"Measured by {metrics.get('evaluated_on', 'a held-out split')} on {metrics['n_images']} paintings: "
-        f"top-1 {metrics['accuracy']:.2f}, top-3 {metrics['top3_accuracy']:.2f}, macro-F1 {metrics['macro_f1']:.2f}, "
-        f"calibration error (ECE) {metrics['ece']:.3f}.", "",
-        "| movement | recall (accuracy) | precision | F1 | paintings scored |", "|---|---:|---:|---:|---:|",
+        f"Measured by {metrics.get('evaluated_on', 'a held-out split')} (shares with their 95 % Wilson interval and "
+        f"number of paintings): top-1 {share_text(metrics['accuracy'], n)}, top-3 {share_text(metrics['top3_accuracy'], n)}, "
+        f"macro-F1 {metrics['macro_f1']:.2f}, calibration error (ECE) {metrics['ece']:.3f}.", "",
+        "| movement | recall (95 % interval) | precision | F1 | paintings scored |", "|---|---:|---:|---:|---:|",
     ]
     for label, m in metrics["per_class"].items():
         if m["support"]:
-            lines.append(f"| {label} | {m['recall']:.2f} | {m['precision']:.2f} | {m['f1']:.2f} | {m['support']} |")
+            low, high = wilson_interval(m["recall"], m["support"])
+            lines.append(f"| {label} | {m['recall']:.2f} ({low:.2f}-{high:.2f}) | {m['precision']:.2f} | {m['f1']:.2f} "
+                         f"| {m['support']} |")
         else:
             lines.append(f"| {label} | untested | | | 0 |")
     for title, groups in (("size band", metrics.get("by_size")), ("source", metrics.get("by_source"))):
         if groups:
-            lines += ["", f"| {title} | paintings | top-1 | top-3 | macro-F1 | ECE |", "|---|---:|---:|---:|---:|---:|"]
-            lines += [f"| {name} | {m['n_images']} | {m['accuracy']:.2f} | {m['top3_accuracy']:.2f} | {m['macro_f1']:.2f} "
-                      f"| {m['ece']:.3f} |" for name, m in groups.items()]
+            lines += ["", f"| {title} | top-1 (95 % interval, n) | top-3 | macro-F1 | ECE |", "|---|---:|---:|---:|---:|"]
+            lines += [f"| {name} | {share_text(m['accuracy'], m['n_images'])} | {m['top3_accuracy']:.2f} "
+                      f"| {m['macro_f1']:.2f} | {m['ece']:.3f} |" for name, m in groups.items()]
     return lines
 
 

@@ -41,7 +41,8 @@ def to_csv(predictions: list[Prediction], k: int) -> str:
     header = ["path"]
     for rank in range(1, k + 1):
         header += [f"label_{rank}", f"probability_{rank}"]
-    writer.writerow(header + ["uncertain", "mixed", "is_painting", "not_painting_kind", "error"])
+    writer.writerow(header + ["uncertain", "mixed", "is_painting", "not_painting_kind", "in_training",
+                              "training_movement", "error"])
     for p in predictions:
         row: list[str] = [p.path]
         for rank in range(k):
@@ -50,8 +51,9 @@ def to_csv(predictions: list[Prediction], k: int) -> str:
                 row += [label, f"{prob:.6f}"]
             else:
                 row += ["", ""]
-        flags = ["", "", "", ""] if p.error else [
-            str(p.uncertain).lower(), " + ".join(p.mixed or []), str(p.is_painting).lower(), p.not_painting_kind or ""]
+        flags = ["", "", "", "", "", ""] if p.error else [
+            str(p.uncertain).lower(), " + ".join(p.mixed or []), str(p.is_painting).lower(), p.not_painting_kind or "",
+            str(p.in_training is not None).lower(), p.in_training or ""]
         writer.writerow(row + flags + [p.error or ""])
     return buffer.getvalue()
 
@@ -83,9 +85,14 @@ def unique_names(paths: list[str], suffix: str) -> list[str]:
     return names
 
 
-def display_path(path: str) -> str:
-    """Paths under the working folder are shown relative to it."""
+def display_path(path: str, width: int | None = None) -> str:
+    """Paths under the working folder are shown relative to it; with `width`, cut from the
+    left to at most that many characters ("…/Picasso_Pablo/cafe.jpg"): the file name and
+    its folders matter most, and a table keeps its columns (CSV and JSON keep it whole)."""
     try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
+        shown = str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
-        return path
+        shown = path
+    if width is None or len(shown) <= width:
+        return shown
+    return "…" + shown[len(shown) - width + 1:]

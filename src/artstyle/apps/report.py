@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.labels import humanise_artist
 from ..files import atomic_write_bytes
 from ..model.classifier import Evaluation
-from ..model.metrics import reliability, slices, wilson_interval
-from .html_parts import cards, data_uri, figure_uri, image_uri, page, thumbnail_figure
+from ..model.metrics import no_slices_reason, reliability, share_text, slices, wilson_interval
+from .html_parts import cards, data_uri, figure_uri, image_uri, page, scroll_box, thumbnail_figure
 from .report_model import model_section
 
 N_MISTAKES = 12
@@ -71,14 +72,18 @@ def _recall_plot(evaluation: Evaluation) -> str:
     ax.axvline(1 / len(evaluation.labels), color="#c44e52", linestyle="--",
                label=f"chance (1 in {len(evaluation.labels)})")
     ax.set_xlabel("recall: share of the movement's paintings named right (bars: 95 % interval)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.12 - 0.4 / len(labels)), frameon=False)  # below: never on a bar
     ax.set_title("Recall per movement")
     return figure_uri(fig)
 
 
+MIN_BIN = 5  # answers a reliability bin needs before it joins the line (fewer: a hollow marker)
+
+
 def _reliability_plot(evaluation: Evaluation) -> str:
-    """Reliability diagram: does "70 %" come true 70 % of the time? Each point is labelled
-    with the answers in its bin (a bin of 3 says little)."""
+    """Reliability diagram: does "70 %" come true 70 % of the time? The line joins bins of at
+    least `MIN_BIN` answers; smaller bins are hollow markers (a bin of 2 says little); marker
+    area grows with the answers in the bin, whose counts the table below gives."""
     from matplotlib.figure import Figure
 
     points = reliability(evaluation.proba, evaluation.y_true)
@@ -86,16 +91,21 @@ def _reliability_plot(evaluation: Evaluation) -> str:
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", label="perfect calibration")
     confidence, accuracy, count = (np.array(v) for v in zip(*points))
-    ax.plot(confidence, accuracy, color="#4c72b0", marker="o", markersize=0, label="this model")
-    ax.scatter(confidence, accuracy, s=20 + 200 * count / count.max(), color="#4c72b0", zorder=3)
-    for c, a, n in points:
-        ax.annotate(f"n={n}", (c, a), textcoords="offset points", xytext=(6, -10), fontsize=7, color="#333333")
+    big = count >= MIN_BIN
+    size = 20 + 200 * count / count.max()
+    if big.any():
+        ax.plot(confidence[big], accuracy[big], color="#4c72b0", marker="o", markersize=0,
+                label=f"this model (bins of {MIN_BIN}+ answers)")
+        ax.scatter(confidence[big], accuracy[big], s=size[big], color="#4c72b0", zorder=3, clip_on=False)
+    if (~big).any():
+        ax.scatter(confidence[~big], accuracy[~big], s=size[~big], facecolors="none", edgecolors="#4c72b0",
+                   zorder=3, clip_on=False, label=f"bins of under {MIN_BIN} answers")
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(-0.04, 1.06)
     ax.set_xlabel("top probability (confidence)")
     ax.set_ylabel("share of answers that were right")
-    ax.set_title(f"Reliability (ECE {evaluation.metrics['ece']:.3f})")
-    ax.legend(loc="upper left")
+    ax.set_title(f"Reliability (ECE {evaluation.metrics['ece']:.3f}, n = {len(evaluation.y_true)})")
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.14), frameon=False)
     return figure_uri(fig)
 
 
@@ -115,9 +125,25 @@ def confident_mistakes(evaluation: Evaluation, n: int = N_MISTAKES) -> list[tupl
     return [(int(i), int(predicted[i]), float(evaluation.proba[i, predicted[i]])) for i in order]
 
 
-def _mistake_context(clf, paths: list[str], predicted: list[str]) -> list[str]:
-    """Per mistake: the heat-map of the predicted movement and the nearest training
-    paintings, as HTML (empty without a classifier)."""
+PANEL_SIDE = 254  # each half of a mistake's heat-map panel: 520 px wide in all, shown at its own size
+
+
+def heat_map_note(clf, mistakes: int) -> str | None:
+    """Why the mistakes come without heat-maps, when they do."""
+    from ..errors import missing_torch
+
+    if not mistakes:
+        return None
+    if clf is None:
+        return "No heat-maps or nearest paintings beside the mistakes: the report was written without the model."
+    missing = missing_torch()
+    return (f"No heat-maps beside the mistakes: they need PyTorch, which this install lacks ({missing})."
+            if missing else None)
+
+
+def _mistake_context(clf, paths: list[str], predicted: list[str], probabilities: list[float]) -> list[str]:
+    """Per mistake: the heat-map of the predicted movement (with the report's own
+    probability for it) and the nearest training paintings, as HTML (empty without a classifier)."""
     if clf is None or not paths:
         return [""] * len(paths)
     from ..errors import missing_torch
@@ -127,19 +153,20 @@ def _mistake_context(clf, paths: list[str], predicted: list[str]) -> list[str]:
     index = getattr(clf, "similar_", None)
     nearest = clf.similar(paths, k=N_NEAREST) if index is not None else [None] * len(paths)
     out = []
-    for path, movement, near in zip(paths, predicted, nearest):
+    for path, movement, probability, near in zip(paths, predicted, probabilities, nearest):
         parts = []
         if has_torch:
             (explained,) = clf.explain([path], movement=movement)
             if explained.heat is not None:  # the painting beside where it saw the movement, with the scale
-                parts.append(f'<img class=panel src="{image_uri(explained.panel(240), 520)}" '
+                panel = explained.panel(PANEL_SIDE, probability)
+                parts.append(f'<img class=panel width={panel.width} src="{image_uri(panel, max(panel.size))}" '
                              f'alt="where it saw {esc(movement)}">')
         if near is not None and near.neighbours:
             items = []
             for n in near.neighbours:
                 image = f'<img src="{data_uri(n.thumbnail, "image/webp")}" alt="">' if n.has_thumbnail else ""
-                items.append(f"<figure>{image}<figcaption><b>{esc(n.movement)}</b><br>{esc(n.artist)}<br>"
-                             f"{esc(os.path.basename(n.file))} ({n.similarity:.2f})</figcaption></figure>")
+                items.append(f"<figure>{image}<figcaption><b>{esc(n.movement)}</b><br>{esc(humanise_artist(n.artist))}"
+                             f"<br>{esc(os.path.basename(n.file))}<br>{n.similarity:.0%} similar</figcaption></figure>")
             kept = "" if index.thumbnails else "<br>(this model keeps no pictures of them)"
             parts.append(f"<div><b>nearest training paintings</b>{kept}<div class=near>{''.join(items)}</div></div>")
         out.append("".join(parts))
@@ -181,23 +208,52 @@ def _per_movement_rows(m: dict) -> str:
     return "".join(rows)
 
 
+def _training_section(m: dict) -> str:
+    """`evaluate --all`: the training images' scores apart, greyed and titled for what they are."""
+    memorised = m.get("on_training_images")
+    if not memorised:
+        return ""
+    n = memorised["n_images"]
+    return (f"<section class=memorised><h2>On training images (memorised; not a measure of skill)</h2>"
+            f"<p>The model learnt these {n:,} images: naming their movement shows what it remembers, not how it does "
+            "on paintings it has not seen. The figures above leave them out.</p>" + cards([
+                ("training images", f"{n:,}"),
+                ("accuracy (95 % interval)", share_text(memorised["accuracy"], n, 0)),
+                ("top-3 accuracy (95 % interval)", share_text(memorised["top3_accuracy"], n, 0)),
+            ]) + "</section>")
+
+
+def _heading(m: dict) -> str:
+    """What the headline was measured on, or why it is no test of movements at all."""
+    n = m["n_images"]
+    if n and m.get("known_movements") == []:
+        flagged = m.get("flagged_not_painting", 0)
+        return (f"<p class=verdict>Not a test of movements: none of these {n:,} images is of a movement the model "
+                f"knows ({html.escape(', '.join(m.get('unknown_to_model', {})))}), so every movement answer is a miss "
+                f"by construction. The painting detector flagged {share_text(flagged / n, n, 0)} of them as not "
+                "paintings.</p>")
+    return (f"<p class=verdict>Held out: {n:,} images the model never trained on"
+            + (f" ({html.escape(m['evaluated_on'])})" if m.get("evaluated_on") else "") + ".</p>")
+
+
 def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
     """The report as one HTML string; with the classifier `clf`, a section on the model and
     its curves, and its mistakes come with heat-maps and nearest training paintings."""
     m = evaluation.metrics
     esc = html.escape
     slice_rows = "".join(
-        f"<tr><td>{esc(name)}</td><td>{g['n_images']}</td><td>{g['accuracy']:.1%} "
-        f"({'-'.join(f'{b:.0%}' for b in wilson_interval(g['accuracy'], g['n_images']))})</td>"
+        f"<tr><td>{esc(name)}</td><td>{g['n_images']}</td><td>{share_text(g['accuracy'], g['n_images'], 0)}</td>"
         f"<td>{g['top3_accuracy']:.1%}</td><td>{g['macro_f1']:.3f}</td><td>{g['ece']:.3f}</td></tr>"
-        for name, g, _ in slices(m))
-    slice_table = ("<h2>By size band and source</h2><table><tr><th>slice</th><th>images</th><th>accuracy "
-                   "(95 % interval)</th><th>top-3</th><th>macro-F1</th><th>ECE (its own calibration)</th></tr>"
-                   f"{slice_rows}</table>") if slice_rows else ""
+        for name, g in slices(m))
+    no_slices = no_slices_reason(m)
+    slice_table = ("<h2>By size band and source</h2>" + scroll_box("<table><tr><th>slice</th><th>images</th><th>accuracy "
+                   "(95 % interval, n)</th><th>top-3</th><th>macro-F1</th><th>ECE (its own calibration)</th></tr>"
+                   f"{slice_rows}</table>") if slice_rows else
+                   f"<p class=note>{esc(no_slices)}</p>" if no_slices else "")
     mistakes = []
     worst = confident_mistakes(evaluation)
     context = _mistake_context(clf, [evaluation.paths[row] for row, _, _ in worst],
-                               [evaluation.labels[predicted] for _, predicted, _ in worst])
+                               [evaluation.labels[predicted] for _, predicted, _ in worst], [p for _, _, p in worst])
     for (row, predicted, prob), extra in zip(worst, context):
         figure = thumbnail_figure(
             evaluation.paths[row],
@@ -207,7 +263,7 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
         )
         mistakes.append(f"<div class=mistake>{figure}{extra}</div>")
     notes = []
-    if m.get("unknown_to_model"):
+    if m.get("unknown_to_model") and m.get("known_movements") != []:
         notes.append("Movements the model does not know, scored as misses: " + esc(
             ", ".join(f"{label} ({n})" for label, n in m["unknown_to_model"].items())))
     if m.get("untested"):
@@ -219,8 +275,12 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
     if m.get("size_shift"):
         notes.append(f"These images are {m['size_shift']:g}x the size of the training images (median short side): "
                      "the scores may not hold for images of the training size.")
-    if m.get("excluded_training_images"):
-        notes.append(f"{m['excluded_training_images']} training images were left out of the scores.")
+    if m.get("excluded_training_images") and not m.get("on_training_images"):
+        notes.append(f"{m['excluded_training_images']} of the folder's images are training images of this model, "
+                     "left out of the scores (<code>evaluate --all</code> scores them apart, as memorised).")
+    heat_note = heat_map_note(clf, len(worst))
+    if heat_note:
+        notes.append(esc(heat_note))
     if m.get("skipped"):
         notes.append(f"{len(m['skipped'])} unreadable file(s) skipped: " + esc(
             "; ".join(f"{s['path']}: {s['reason']}" for s in m["skipped"][:20])))
@@ -228,14 +288,16 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
     confusion = _confusion_plot(evaluation) if scored else ""
     recall = _recall_plot(evaluation) if scored else ""
     calibration = _reliability_plot(evaluation) if scored else ""
-    model = model_section(clf.config_) if clf is not None and getattr(clf, "config_", None) else ""
-    return page(title, f"""{_headline(m, evaluation.labels)}
+    model = (model_section(clf.config_, getattr(clf, "splits_csv_", None))
+             if clf is not None and getattr(clf, "config_", None) else "")
+    return page(title, f"""{_heading(m)}{_headline(m, evaluation.labels)}
 <p class=note>Intervals are 95 % Wilson intervals: with {m['n_images']} images, a share is known to within about
 ±{100 * (wilson_interval(0.5, m['n_images'])[1] - 0.5):.0f} points.</p>
 {''.join(f'<p class=note>{n}</p>' for n in notes)}
+{_training_section(m)}
 {slice_table}
 <h2>Per movement</h2>{f'<img class=plot alt="recall per movement" src="{recall}">' if recall else ''}
-<table><tr><th>movement</th><th>precision</th><th>recall (95 % interval)</th><th>F1</th><th>images</th></tr>{_per_movement_rows(m)}</table>
+{scroll_box(f"<table><tr><th>movement</th><th>precision</th><th>recall (95 % interval)</th><th>F1</th><th>images</th></tr>{_per_movement_rows(m)}</table>")}
 <h2>Confusion matrix</h2>{f'<img class=plot alt="confusion matrix" src="{confusion}">' if confusion else '<p>No images scored.</p>'}
 <h2>Calibration</h2>{f'<img class=plot alt="reliability diagram" src="{calibration}">' + _reliability_table(evaluation) if calibration else ''}
 <p class=note>Points on the diagonal mean the probabilities can be taken at their word; below it the model is over-confident, above it under-confident. A bin of a few answers says little.</p>

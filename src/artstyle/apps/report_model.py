@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import html
 
+from ..model.calibration import Abstention
 from ..model.curves import finetune_curves, head_paths
+from ..model.metrics import share_text
 from .html_parts import figure_uri
+from .model_card import trained_on
 
 
 def _path_plot(config: dict) -> str:
@@ -74,7 +77,7 @@ def _cv_table(config: dict) -> str:
     return f"<table><tr><th>head \\ alpha</th>{header}</tr>{''.join(rows)}</table>"
 
 
-def _facts(config: dict) -> list[tuple[str, str]]:
+def _facts(config: dict, splits_csv: str | None) -> list[tuple[str, str]]:
     head = config["head"]
     backbones = config["features"]["backbones"]
     facts = [("backbone", " + ".join(f"{b['name']} ({b.get('weights_id', 'weights unknown')})" for b in backbones)),
@@ -88,9 +91,11 @@ def _facts(config: dict) -> list[tuple[str, str]]:
                                      f"best: {selection['best_kind']} at {selection['best_macro_f1']:.3f})"))
     held = head.get("held_out")
     if held:
+        sure = round(held["sure_share"] * held["n_images"])
         facts.append(("calibration", f"temperature {head.get('temperature', 1):.2f}; held out: ECE {held['ece']:.3f}, "
-                                     f"sure of {held['sure_share']:.0%} and right on "
-                                     f"{held['accuracy_when_sure'] or 0:.0%} of those"))
+                                     f"sure of {share_text(held['sure_share'], held['n_images'], 0)} and right on "
+                                     f"{share_text(held['accuracy_when_sure'] or 0, sure, 0)} of those"))
+    facts.append(("flags", Abstention.from_config(config).describe()))
     detector = head.get("painting_detector")
     if detector:
         facts.append(("painting detector", f"flags {detector.get('held_out_negatives_flagged', 0):.0%} of held-out "
@@ -101,18 +106,17 @@ def _facts(config: dict) -> list[tuple[str, str]]:
         facts.append(("fine-tuning", f"{tuned['stages_trained']} of {tuned['stages']} stages, {tuned['epochs_run']} "
                                      f"epochs on {tuned['train_images']} images ({tuned['val_images']} validation), "
                                      f"kept epoch {tuned['kept_epoch']}"))
-    dataset = config.get("dataset", {})
-    if dataset.get("n_images"):
-        facts.append(("trained on", f"{dataset['n_images']} images by {dataset.get('n_artists', '?')} artists"))
+    if splits_csv:
+        facts.append(("trained on", trained_on(config, splits_csv)))
     facts.append(("made by", f"artstyle {config.get('artstyle_version', '?')} on {config.get('created', '?')}"))
     facts.append(("command", config.get("command") or "the Python API (no command line recorded)"))
     return facts
 
 
-def model_section(config: dict) -> str:
+def model_section(config: dict, splits_csv: str | None = None) -> str:
     """The section as HTML."""
     rows = "".join(f"<tr><td>{html.escape(name)}</td><td class=text>{html.escape(value)}</td></tr>"
-                   for name, value in _facts(config))
+                   for name, value in _facts(config, splits_csv))
     parts = [f"<h2>The model</h2><table class=facts>{rows}</table>"]
     if head_paths(config):
         parts.append("<h3>How the head was chosen</h3><p>Held-out macro-F1 of each candidate (paintings of artists "

@@ -46,7 +46,9 @@ class LabelProbability(BaseModel):
 
 
 class PredictionOut(BaseModel):
-    """One uploaded file: its top-k movements and flags, or why it could not be read."""
+    """One uploaded file: its top-k movements and flags, or why it could not be read.
+    `in_training`: the file is one of the model's training paintings (filed under
+    `training_movement`): its answer is memory, not skill."""
 
     path: str
     predictions: list[LabelProbability]
@@ -54,6 +56,8 @@ class PredictionOut(BaseModel):
     mixed: list[str] | None
     is_painting: bool | None
     not_painting_kind: str | None = None
+    in_training: bool | None = None
+    training_movement: str | None = None
     error: str | None
 
 
@@ -63,6 +67,7 @@ class NeighbourOut(BaseModel):
     index: int
     movement: str
     artist: str
+    artist_name: str  # the artist folder as a person reads it ("Peter Paul Rubens")
     file: str
     similarity: float
     thumbnail: str | None
@@ -189,6 +194,8 @@ def model_summary(clf: StyleClassifier, name: str) -> dict:
         "head": config["head"].get("kind", config["head"].get("type")),
         "uncertain_below": clf.abstention_.uncertain_below,
         "mixed_within": clf.abstention_.mixed_margin,
+        # "held-out": fitted on `fitted_on` held-out answers; "default": too few of them to fit
+        "flags_basis": {"basis": clf.abstention_.basis, "fitted_on": clf.abstention_.fitted_on},
         # how often held-out paintings of unseen artists were answered sure, and right when sure
         "held_out": {k: held_out.get(k) for k in ("sure_share", "accuracy_when_sure")} if held_out else None,
         "painting_detector": {  # the shares of held-out paintings and non-paintings it flagged
@@ -198,7 +205,24 @@ def model_summary(clf: StyleClassifier, name: str) -> dict:
         "training": {k: config.get("dataset", {}).get(k) for k in ("n_images", "n_artists", "class_counts")},
         "similar": {"paintings": len(index), "thumbnails": bool(index.thumbnails)} if index is not None else None,
         "metrics": metrics,
+        "scores": scores_with_intervals(clf.metrics_ or {}),
     }
+
+
+def scores_with_intervals(metrics: dict) -> list[dict]:
+    """The headline shares with their n and 95 % Wilson interval: overall, then per size band
+    when there are several (a small web copy and a full-size scan fare differently)."""
+    from ..model.metrics import wilson_interval
+
+    def row(name: str, m: dict) -> dict:
+        n = m["n_images"]
+        return {"name": name, "n_images": n, **{key: {"share": m[key], "interval": list(wilson_interval(m[key], n))}
+                                               for key in ("accuracy", "top3_accuracy")}}
+
+    if not metrics.get("n_images"):
+        return []
+    bands = metrics.get("by_size") or {}
+    return [row("all", metrics), *(row(band, m) for band, m in bands.items() if len(bands) > 1)]
 
 
 def create_app(

@@ -23,7 +23,7 @@ from PIL import Image
 from ..errors import DatasetError, ImageLoadError
 from ..progress import progress_bar
 from .images import ImageInput, Resized, is_image_name, os_error_reason, probe_image, source_name
-from .labels import normalize_label
+from .labels import count_artists, normalize_label
 
 log = logging.getLogger("artstyle")
 
@@ -97,7 +97,7 @@ class Dataset:
         return {
             "name": self.name,
             "n_images": len(self.records),
-            "n_artists": len({(r.label, r.artist) for r in self.records}),
+            "n_artists": count_artists(r.artist for r in self.records),
             "class_counts": self.class_counts(),
             "ignored": dict(self.ignored),
             "unreadable": len(self.unreadable),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 import statistics
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from ..progress import progress_bar
 from ..timing import stage
 from .dataset import Dataset, ImageRecord, Roots, scan_dataset
 from .images import load_image
+from .labels import count_artists, is_placeholder_artist, normalize_artist
 from .sizes import quantiles, size_profile
 
 HASH_SIDE = 8  # difference hash: 8x8 horizontal + 8x8 vertical gradient signs = 128 bits
@@ -40,7 +40,6 @@ NEAREST_SAMPLE = 2000  # images whose nearest-neighbour distance the report plot
 MIN_SIDE = 224  # the network's input: smaller images are upscaled and lose their brushwork
 UNDER_REPRESENTED = 0.5  # a class with fewer images than this share of the median class
 DOMINANT = 0.5  # a movement where one artist painted more than this share of the images
-_NOT_AN_ARTIST = re.compile(r"^(unknown|unidentified|anonymous|various|misc)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ class DatasetCheck:
         """
         largest = {}
         for label, artists in self.artist_counts().items():
-            named = [(n, a) for a, n in artists.items() if not _NOT_AN_ARTIST.match(_artist_key(a))]
+            named = [(n, a) for a, n in artists.items() if not is_placeholder_artist(a)]
             if named:
                 n, artist = max(named)
                 largest[label] = (artist, round(n / sum(artists.values()), 3))
@@ -124,8 +123,8 @@ class DatasetCheck:
         by_key: dict[str, Counter] = defaultdict(Counter)
         spelling: dict[str, str] = {}
         for i in self.images:
-            key = _artist_key(i.artist)
-            if key and not _NOT_AN_ARTIST.match(key):
+            key = normalize_artist(i.artist)
+            if key and not is_placeholder_artist(key):
                 by_key[key][i.label] += 1
                 spelling.setdefault(key, i.artist)
         return {spelling[k]: dict(sorted(c.items())) for k, c in sorted(by_key.items()) if len(c) > 1}
@@ -150,7 +149,7 @@ class DatasetCheck:
             "roots": [str(r) for r in self.roots],
             "n_images": len(self.images),
             "n_classes": len(self.labels),
-            "n_artists": len({(i.label, i.artist) for i in self.images}),
+            "n_artists": count_artists(i.artist for i in self.images),
             "class_counts": self.class_counts(),
             "artists_per_class": self.artists_per_class(),
             "artist_counts": self.artist_counts(),
@@ -209,10 +208,6 @@ class DatasetCheck:
             add("add-artists", label, f"{top['artist']} painted {top['share']:.0%} of the images: "
                 "the class may teach one hand")
         return rows
-
-
-def _artist_key(name: str) -> str:
-    return " ".join(re.sub(r"[_\-.]+", " ", name).casefold().split())
 
 
 def difference_hash(img: Image.Image) -> np.ndarray:

@@ -47,3 +47,25 @@ def normalize_label(name: str) -> str:
 def normalize_artist(name: str) -> str:
     """Artist identity for artist-disjoint splits: case and separators do not matter."""
     return _SEPARATORS.sub(" ", _strip_accents(name)).strip().casefold()
+
+
+# Folder names that stand for "we do not know who painted it": they are not one person.
+_PLACEHOLDER_ARTIST = re.compile(r"^(unknown|unidentified|anonymous|various|unattributed|misc)")
+
+
+def is_placeholder_artist(name: str) -> bool:
+    """'unknown', 'Unidentified_artists', 'anonymous': a folder of no one hand."""
+    return bool(_PLACEHOLDER_ARTIST.match(normalize_artist(name)))
+
+
+def count_artists(names) -> int:
+    """Distinct painters among artist folder names: spelling variants and a painter filed under
+    several movements count once, placeholders ("unknown") not at all; every screen counts so."""
+    return len({normalize_artist(name) for name in names if not is_placeholder_artist(name)})
+
+
+def humanise_artist(name: str) -> str:
+    """A folder name as a person reads it: 'peter-paul-rubens' -> 'Peter Paul Rubens',
+    'Picasso_Pablo' -> 'Picasso Pablo' (order kept: it cannot be told from the name)."""
+    words = _SEPARATORS.sub(" ", name).split()
+    return " ".join(w[:1].upper() + w[1:] if w.islower() else w for w in words) or name

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import numpy as np
 
 from ..errors import ArtstyleError
 from .dataset import ImageRecord
-from .labels import normalize_artist
+from .labels import is_placeholder_artist, normalize_artist
 
 log = logging.getLogger("artstyle")
 
@@ -39,8 +38,6 @@ SPLIT_NAMES = ("train", "val", "test")
 SPLITS_CSV_FIELDS = ("path", "label", "artist", "sha256", "split")  # what a splits.csv must have
 SPLITS_CSV_EXTRA = ("source", "also_in")  # the tree it came from; other movements of the same bytes
 
-# Folder names that stand for "we do not know who painted it": they are not one person.
-_PLACEHOLDER_ARTIST = re.compile(r"^(unknown|unidentified|anonymous|various|unattributed)")
 
 
 @dataclass
@@ -64,7 +61,7 @@ class Split:
 def artist_key(record: ImageRecord) -> str:
     """The person behind a record; placeholder names stay separate per class."""
     name = normalize_artist(record.artist)
-    if _PLACEHOLDER_ARTIST.match(name):
+    if is_placeholder_artist(name):
         return f"{name}\x00{record.label}"
     return name
 
@@ -145,7 +142,7 @@ def _deal(sizes: list[int], targets: dict[str, float], rng: np.random.Generator)
 
 def has_artists(records: Sequence[ImageRecord]) -> bool:
     """True when the tree names who painted what (`<movement>/<artist>/<image>`)."""
-    return any(not _PLACEHOLDER_ARTIST.match(normalize_artist(r.artist)) for r in records)
+    return any(not is_placeholder_artist(r.artist) for r in records)
 
 
 def resolve_split_mode(records: Sequence[ImageRecord], mode: str = "auto") -> str:

@@ -47,27 +47,64 @@ def _best_cut(values: np.ndarray, cost_at) -> float:
     return float(cuts[int(np.argmin(costs))])
 
 
+MIN_FITTED_ANSWERS = 50  # held-out answers from which the thresholds are fitted, not the defaults
+DEFAULT_UNSURE_BELOW = 1 - ABSTAIN_COST  # Chow's rule for calibrated probabilities: answer when p > 1 - cost
+DEFAULT_MIXED_MARGIN = 0.10  # "nearly equally likely": the first two within 10 points
+MAX_MIXED_MARGIN = 0.15  # a fitted margin never calls 60 % against 40 % "mixed"
+
+
 @dataclass
 class Abstention:
     """`uncertain` when the top probability is below `uncertain_below`; `mixed` when the
-    second movement is within `mixed_margin` of the first."""
+    second movement is within `mixed_margin` of the first.
 
-    uncertain_below: float = 1 - ABSTAIN_COST
-    mixed_margin: float = 0.0
+    `basis` says where the thresholds come from: "held-out" (fitted on `fitted_on`
+    held-out answers of artists the model never saw) or "default" (too few answers to fit
+    them: a cut chosen on a few dozen answers moves by tens of points from one draw to the
+    next, so the documented defaults stand; `fitted_on` counts the answers there were).
+    """
+
+    uncertain_below: float = DEFAULT_UNSURE_BELOW
+    mixed_margin: float = DEFAULT_MIXED_MARGIN
+    basis: str = "default"
+    fitted_on: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Abstention:
-        return cls(float(data["uncertain_below"]), float(data["mixed_margin"]))
+    def from_dict(cls, data: dict, held_out_answers: int | None = None) -> Abstention:
+        """Read config.json's block. Folders from before `basis` was recorded fitted their
+        thresholds on their `held_out_answers` (config's head.held_out); a margin wider than
+        `MAX_MIXED_MARGIN` is narrowed to it, so no old folder calls far-apart movements mixed."""
+        fitted_on = int(data.get("fitted_on", held_out_answers or 0))
+        basis = data.get("basis", "held-out" if fitted_on else "default")
+        return cls(float(data["uncertain_below"]), min(float(data["mixed_margin"]), MAX_MIXED_MARGIN), basis, fitted_on)
+
+    @classmethod
+    def from_config(cls, config: dict) -> Abstention:
+        """The thresholds of a model folder's config.json."""
+        held_out = (config.get("head") or {}).get("held_out") or {}
+        return cls.from_dict(config["abstention"], held_out.get("n_images"))
+
+    @property
+    def fitted(self) -> bool:
+        return self.basis == "held-out"
+
+    def describe(self) -> str:
+        """One line for `info`, the card and the report: the thresholds and where they come from."""
+        where = (f"fitted on {self.fitted_on:,} held-out answers" if self.fitted else
+                 f"defaults: {self.fitted_on} held-out answers are too few to fit them (fitting needs "
+                 f"{MIN_FITTED_ANSWERS})")
+        return f"unsure below {self.uncertain_below:.0%}; mixed within {100 * self.mixed_margin:.0f} points ({where})"
 
     @classmethod
     def fit(cls, proba: np.ndarray, y: np.ndarray) -> Abstention:
-        """Thresholds minimising expected cost on held-out calibrated probabilities."""
+        """Thresholds minimising expected cost on held-out calibrated probabilities, when
+        there are at least `MIN_FITTED_ANSWERS` of them; else the defaults."""
         proba, y = np.asarray(proba), np.asarray(y)
-        if len(y) == 0:
-            return cls()
+        if len(y) < MIN_FITTED_ANSWERS:
+            return cls(fitted_on=len(y))
         order = np.argsort(-proba, axis=1)
         top = proba[np.arange(len(y)), order[:, 0]]
         second = proba[np.arange(len(y)), order[:, 1]] if proba.shape[1] > 1 else np.zeros(len(y))
@@ -83,7 +120,8 @@ class Abstention:
             hit = right1 | (mixed & right2)
             return float(np.mean(~hit + SECOND_LABEL_COST * mixed))
 
-        return cls(_best_cut(top, abstain_cost), _best_cut(top - second, mixed_cost))
+        margin = min(_best_cut(top - second, mixed_cost), MAX_MIXED_MARGIN)
+        return cls(_best_cut(top, abstain_cost), margin, "held-out", len(y))
 
     def flags(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(uncertain, mixed) boolean arrays for rows of calibrated probabilities."""

@@ -54,7 +54,7 @@ from .bundle import (
 )
 from .calibration import Abstention
 from .head import HEAD_KINDS
-from .metrics import classification_metrics, metrics_by_group, score_once, size_band
+from .metrics import HEADLINE, classification_metrics, metrics_by_group, score_once, size_band
 from .negatives import (
     GENERATED_KIND,
     FolderNonPaintings,
@@ -601,6 +601,7 @@ class StyleClassifier:
         features, proba, errors = self._score(images)
         uncertain, mixed = self.abstention_.flags(proba)
         painting = self._painting_mask(features)
+        trained = self._training_movements(images, features, errors)
         kinds = self.painting_detector_.kinds(features) if self.painting_detector_ is not None else [None] * len(images)
         results = []
         for i, row in enumerate(proba):
@@ -616,8 +617,23 @@ class StyleClassifier:
                 mixed=[str(self.classes_[j]) for j in order[:2]] if mixed[i] and len(order) > 1 else None,
                 is_painting=bool(painting[i]),
                 not_painting_kind=None if painting[i] else kinds[i],
+                in_training=trained[i],
             ))
         return results
+
+    def _training_movements(self, images: list, features: np.ndarray, errors: dict[int, str]) -> list[str | None]:
+        """Per image, the movement it was filed under if it is a training painting: the same
+        file (by hash), or the same picture re-saved or resized (the similarity index)."""
+        trained_files = self.training_files()
+        keys = [file_sha256(img) if isinstance(img, (str, os.PathLike)) and i not in errors else None
+                for i, img in enumerate(images)]
+        found = [trained_files.get(key) if key else None for key in keys]
+        index = getattr(self, "similar_", None)
+        rows = [i for i, label in enumerate(found) if label is None and i not in errors]
+        if index is not None and rows:
+            for i, (_, itself) in zip(rows, index.neighbours(features[rows], 1, [keys[i] for i in rows])):
+                found[i] = itself.movement if itself is not None else None
+        return found
 
     def similar(self, images: Sequence[ImageInput], k: int = 5) -> list[SimilarPaintings]:
         """The `k` training paintings most similar to each image (cosine similarity of the
@@ -647,10 +663,15 @@ class StyleClassifier:
         return explain_images(self, _as_list(images), movement)
 
     # ----------------------------------------------------------------- evaluate
-    def training_hashes(self) -> set[str]:
-        """Content hashes of the images the head was fitted or tuned on (train + val)."""
+    def training_files(self) -> dict[str, str]:
+        """Content hash -> movement of the images the head was fitted or tuned on (train + val)."""
         self._check_fitted()
-        return {row["sha256"] for row in parse_splits_csv(self.splits_csv_) if row["split"] in ("train", "val")}
+        cached = getattr(self, "_training_files", None)
+        if cached is None or cached[0] is not self.splits_csv_:  # read once per fitted or loaded split
+            rows = parse_splits_csv(self.splits_csv_) if self.splits_csv_ else []  # zero-shot: no training images
+            cached = self._training_files = (self.splits_csv_, {
+                row["sha256"]: row["label"] for row in rows if row["split"] in ("train", "val")})
+        return cached[1]
 
     def evaluate(self, data: Roots | Dataset, *, include_training: bool = False,
                  strict: bool = False) -> Evaluation:
@@ -670,17 +691,13 @@ class StyleClassifier:
             folders = ", ".join(f"{label!r} (folder {dataset.folders[label][0]!r})" for label in unknown)
             raise DatasetError(f"{dataset.root}: classes unknown to the model: {folders}; it knows {', '.join(known)}")
         records = list(dataset.records)
-        excluded = 0
-        if not include_training:
-            seen = self.training_hashes()
-            kept = [r for r in records if r.sha256 not in seen]
-            excluded = len(records) - len(kept)
-            if excluded:
-                log.info(
-                    "%d image(s) were used to train this model and are left out; scoring %d held-out image(s) "
-                    "(--all scores every image)", excluded, len(kept),
-                )
-            records = kept
+        seen = self.training_files()
+        trained = [r for r in records if r.sha256 in seen]
+        if trained:
+            log.info("%d image(s) were used to train this model: %s; scoring %d held-out image(s)", len(trained),
+                     "scored apart, as memorised (not a measure of skill)" if include_training
+                     else "left out (--all scores them apart, as memorised)", len(records) - len(trained))
+        records = [r for r in records if r.sha256 not in seen] + (trained if include_training else [])
         shift = self._warn_size_shift(records)
         with stage("extraction"):
             extraction = self.extract([dataset.abspath(r) for r in records], [r.sha256 for r in records], "Evaluating")
@@ -692,18 +709,28 @@ class StyleClassifier:
         proba = np.zeros((len(ok), len(labels)))
         if len(ok):
             proba[:, : len(known)] = self.head_.predict_proba(extraction.features[ok])
-        unknown_counts = {label: int(np.sum(y_true == index[label])) for label in unknown}
+        memorised = np.array([records[i].sha256 in seen for i in ok], dtype=bool)
+        flagged = ~self._painting_mask(extraction.features[ok]) if len(ok) else np.zeros(0, bool)
+        held = np.flatnonzero(~memorised)
+        scored = [records[i] for i in ok[held]]
+        metrics = _scores(y_true[held], proba[held], labels, scored)
+        kept, y_held, merged = score_once([r.sha256 for r in scored], y_true[held], proba[held])
+        unknown_counts = {label: int(np.sum(y_held == index[label])) for label in unknown}
         if unknown:
             log.warning(
                 "movements unknown to the model, scored as misses: %s (--strict refuses such a folder)",
                 ", ".join(f"{label} ({n} image{'s' if n != 1 else ''})" for label, n in unknown_counts.items()),
             )
-        scored = [records[i] for i in ok]
-        metrics = _scores(y_true, proba, labels, scored)
-        kept, y_true, merged = score_once([r.sha256 for r in scored], y_true, proba)
-        proba, ok = proba[kept], ok[kept]
-        metrics.update(skipped=skipped, excluded_training_images=excluded, unknown_to_model=unknown_counts,
-                       in_several_movements=merged, size_shift=shift)
+        metrics.update(skipped=skipped, excluded_training_images=len(trained), unknown_to_model=unknown_counts,
+                       in_several_movements=merged, size_shift=shift,
+                       known_movements=sorted({records[i].label for i in ok[held]} & set(known)),
+                       flagged_not_painting=int(flagged[held][kept].sum()))
+        if include_training and memorised.any():
+            rows = np.flatnonzero(memorised)
+            on_training = _scores(y_true[rows], proba[rows], labels, [records[i] for i in ok[rows]])
+            metrics["on_training_images"] = {k: on_training[k] for k in (*HEADLINE, "in_several_movements")}
+        proba, ok = proba[held][kept], ok[held][kept]
+        y_true = y_held
         paths = [str(dataset.abspath(records[i])) for i in ok]
         return Evaluation(metrics, labels, paths, y_true, proba)
 
@@ -755,7 +782,7 @@ class StyleClassifier:
         clf.backbone_weights_ = bundle.backbone
         clf.finetuned_ = features["backbones"][0].get("finetuned")
         clf.head_ = bundle.head
-        clf.abstention_ = Abstention.from_dict(bundle.config["abstention"])
+        clf.abstention_ = Abstention.from_config(bundle.config)
         clf.painting_detector_ = bundle.detector
         clf.similar_ = bundle.similar
         clf.graphs_ = bundle.graphs

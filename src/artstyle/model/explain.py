@@ -54,10 +54,12 @@ class Explanation:
         """`overlay()` as PNG bytes: what /api/explain answers (the page sets it beside the painting)."""
         return _png(self.overlay(max_side))
 
-    def panel(self, side: int = 512) -> Image.Image:
+    def panel(self, side: int = 512, probability: float | None = None) -> Image.Image:
         """The painting and its heat-map side by side, each `side` pixels on its longer side
-        (small paintings are enlarged), under a line naming the movement and over the colour
-        scale: what `artstyle explain` writes and the report shows."""
+        (small paintings are enlarged), under lines naming the movement (at `probability`,
+        the caller's figure for it when it has one, so one answer shows one number) and
+        saying that the map is scaled to its own maximum, over the colour scale: what
+        `artstyle explain` writes and the report shows."""
         from PIL import ImageDraw, ImageFont
 
         painting = self.image.convert("RGB")
@@ -67,21 +69,25 @@ class Explanation:
         right = overlay(painting, self.heat, None).resize(size, Image.Resampling.LANCZOS)
         font = ImageFont.load_default(size=max(12, side // 28))
         line = font.size + 8
-        gap, width = 12, 2 * size[0] + 12
-        canvas = Image.new("RGB", (width, line + size[1] + 2 * line), "white")
+        shown = self.probability if probability is None else probability
+        lines = [f"Where the model saw {self.movement} ({shown:.0%})",
+                 "brightness is relative: each map is scaled to its own maximum"]
+        gap = 12
+        width = max(2 * size[0] + gap, *(round(font.getlength(text)) + 4 for text in lines))
+        head = line * len(lines)
+        canvas = Image.new("RGB", (width, head + size[1] + 2 * line), "white")
         draw = ImageDraw.Draw(canvas)
-        draw.text((0, 2), f"Where the model saw {self.movement} ({self.probability:.0%}): the brighter, the more it counted",
-                  fill="#1f1b16", font=font)
-        canvas.paste(left, (0, line))
-        canvas.paste(right, (size[0] + gap, line))
+        for i, text in enumerate(lines):
+            draw.text((0, 2 + i * line), text, fill="#1f1b16" if i == 0 else "#6b6257", font=font)
+        canvas.paste(left, (0, head))
+        canvas.paste(right, (size[0] + gap, head))
         from matplotlib import colormaps
 
         ramp = (colormaps["inferno"](np.linspace(0, 1, size[0]))[:, :3] * 255).astype(np.uint8)
-        top = line + size[1] + 6
+        top = head + size[1] + 6
         canvas.paste(Image.fromarray(np.repeat(ramp[None], line // 2, axis=0)), (size[0] + gap, top))
-        draw.text((0, top), "colour scale of the heat-map:", fill="#6b6257", font=font)
-        draw.text((size[0] + gap, top + line // 2 + 2), "counted less", fill="#6b6257", font=font)
-        draw.text((width, top + line // 2 + 2), "counted more", fill="#6b6257", font=font, anchor="ra")
+        draw.text((size[0] + gap, top + line // 2 + 2), "least", fill="#6b6257", font=font)
+        draw.text((2 * size[0] + gap, top + line // 2 + 2), "most", fill="#6b6257", font=font, anchor="ra")
         return canvas
 
     def panel_png(self, side: int = 512) -> bytes:

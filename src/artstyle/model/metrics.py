@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+HEADLINE = ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")  # the figures every screen heads with
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows: true class, columns: predicted class."""
@@ -50,6 +52,15 @@ def wilson_interval(share: float, n: int, z: float = 1.96) -> tuple[float, float
     centre = (share + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * (share * (1 - share) / n + z * z / (4 * n * n)) ** 0.5
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def share_text(share: float, n: int, decimals: int = 1) -> str:
+    """'39.8 % (34.8-45.1 %, n = 344)': a share with its 95 % Wilson interval and its sample,
+    the one way every screen states an accuracy ("n = 0" says nothing was measured)."""
+    if n <= 0:
+        return "not measured (n = 0)"
+    low, high = wilson_interval(share, n)
+    return f"{100 * share:.{decimals}f} % ({100 * low:.{decimals}f}-{100 * high:.{decimals}f} %, n = {n:,})"
 
 
 def reliability(proba: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> list[tuple[float, float, int]]:
@@ -148,16 +159,22 @@ def metrics_by_group(y_true: np.ndarray, proba: np.ndarray, labels: list[str], g
     for group in sorted(set(groups.tolist())):
         rows = np.flatnonzero(groups == group)
         m = classification_metrics(y_true[rows], proba[rows], labels, keys=[keys[i] for i in rows] if keys else None)
-        out[group] = {k: m[k] for k in ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")}
+        out[group] = {k: m[k] for k in HEADLINE}
     return out
 
 
-def slices(metrics: dict) -> list[tuple[str, dict, float]]:
+def slices(metrics: dict) -> list[tuple[str, dict]]:
     """A metrics block's scores per size band (when it has more than one) and per source, as
-    (name, scores, binomial standard error of the accuracy): what `train`, `evaluate` and
-    the report show beside the headline."""
+    (name, scores): what `train`, `evaluate` and the report show beside the headline."""
     by_size = metrics.get("by_size", {})
     groups = [(f"size: {name}", m) for name, m in by_size.items() if len(by_size) > 1]
-    groups += [(f"source: {name}", m) for name, m in metrics.get("by_source", {}).items()]
-    return [(name, m, (m["accuracy"] * (1 - m["accuracy"]) / m["n_images"]) ** 0.5 if m["n_images"] else 0.0)
-            for name, m in groups]
+    return groups + [(f"source: {name}", m) for name, m in metrics.get("by_source", {}).items()]
+
+
+def no_slices_reason(metrics: dict) -> str | None:
+    """Why a metrics block has no slices to show (None when it has some)."""
+    if slices(metrics) or not metrics.get("n_images"):
+        return None
+    band = next(iter(metrics.get("by_size", {})), "one size band")
+    return (f"No scores per size band or source: every scored image is in one size band ({band}) and comes "
+            "from one folder.")

@@ -14,6 +14,8 @@ class Prediction:
     is_painting: False when the image is unlike any painting the model knows.
     not_painting_kind: then, what it looks like instead ("photo", "chart/diagram",
     "document/screenshot"), when the detector can tell.
+    in_training: the movement it was filed under when it is one of the model's training
+    paintings (the same file, or the same picture re-saved): its answer is memory, not skill.
     """
 
     path: str
@@ -23,6 +25,7 @@ class Prediction:
     mixed: list[str] | None = None
     is_painting: bool = True
     not_painting_kind: str | None = None
+    in_training: str | None = None
 
     @property
     def summary(self) -> str:
@@ -32,7 +35,8 @@ class Prediction:
         if not self.is_painting:
             return f"not a painting ({self.not_painting_kind})" if self.not_painting_kind else "not a painting"
         text = " + ".join(self.mixed) if self.mixed else self.predictions[0][0]
-        return f"{text} (uncertain)" if self.uncertain else text
+        text = f"{text} (uncertain)" if self.uncertain else text
+        return f"{text} (training painting)" if self.in_training else text
 
     def to_dict(self) -> dict:
         return {
@@ -42,5 +46,7 @@ class Prediction:
             "mixed": self.mixed,
             "is_painting": self.is_painting if not self.error else None,
             "not_painting_kind": self.not_painting_kind,
+            "in_training": self.in_training is not None if not self.error else None,
+            "training_movement": self.in_training,
             "error": self.error,
         }

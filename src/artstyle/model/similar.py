@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.labels import humanise_artist
 from ..errors import ArtstyleError
 
 log = logging.getLogger("artstyle")
@@ -53,8 +54,9 @@ class Neighbour:
     def to_dict(self) -> dict:
         """JSON fields; the thumbnail as a data URI (None when the model keeps none)."""
         thumbnail = "data:image/webp;base64," + base64.b64encode(self.thumbnail).decode() if self.thumbnail else None
-        return {"index": self.index, "movement": self.movement, "artist": self.artist, "file": self.file,
-                "similarity": self.similarity, "thumbnail": thumbnail}
+        return {"index": self.index, "movement": self.movement, "artist": self.artist,
+                "artist_name": humanise_artist(self.artist), "file": self.file, "similarity": self.similarity,
+                "thumbnail": thumbnail}
 
 
 @dataclass

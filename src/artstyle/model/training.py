@@ -24,7 +24,7 @@ from .balancing import RowWeighting
 from .calibration import Abstention, fit_temperature, nll, source_weights
 from .head import HEAD_KINDS, Head, softmax
 from .head_fitting import ALPHAS, HeadFitter
-from .metrics import classification_metrics, macro_f1, macro_f1_standard_error, size_band
+from .metrics import HEADLINE, classification_metrics, macro_f1, macro_f1_standard_error, size_band
 from .painting import NonPaintings, PaintingDetector, fit_painting_detector
 from .text_prior import PRIOR_PAINTINGS, TextPrior
 
@@ -196,7 +196,7 @@ def _simplest_within_one_error(best_of_kind: dict[str, tuple], oof: dict[tuple[s
 def held_out_summary(proba: np.ndarray, y: np.ndarray, abstention: Abstention, labels: list[str]) -> dict:
     """config.json's held-out figures: the scores, and how often the model is sure and right then."""
     metrics = classification_metrics(y, proba, labels)
-    summary = {k: metrics[k] for k in ("n_images", "accuracy", "top3_accuracy", "macro_f1", "ece")}
+    summary = {k: metrics[k] for k in HEADLINE}
     sure = ~abstention.flags(proba)[0]
     right = proba.argmax(axis=1) == y
     summary.update(sure_share=float(sure.mean()), accuracy_when_sure=float(right[sure].mean()) if sure.any() else None)

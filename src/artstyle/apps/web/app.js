@@ -19,15 +19,35 @@ const answered = []; // [card, result]: redrawn when "movements per image" chang
 
 const percent = (p) => `${(100 * p).toFixed(p < 0.1 ? 1 : 0)} %`;
 
+const BAND_NAMES = { "all": "all paintings", "full size": "full-size scans", "small (short side <= 256 px)": "small web copies" };
+const withInterval = (s) => `${percent(s.share)} (95 % interval ${percent(s.interval[0])}–${percent(s.interval[1])})`;
+
+// the model's measured figures, each with its sample and interval, per size band where it has several
+function scoreLines() {
+  const scores = model.scores || [];
+  const shown = scores.length > 1 ? scores.slice(1) : scores;
+  return shown.map((s) => `${BAND_NAMES[s.name] || s.name}: top-1 ${withInterval(s.accuracy)}, top-3 ${withInterval(s.top3_accuracy)}, n = ${s.n_images.toLocaleString("en")}`);
+}
+
 async function loadModel() {
   try {
     const response = await fetch("api/model");
     model = await response.json();
-    const m = model.metrics || {};
-    const scores = m.accuracy === undefined ? "" :
-      ` Measured on ${m.evaluated_on || "held-out paintings"}: top-1 ${percent(m.accuracy)}, top-3 ${percent(m.top3_accuracy)}.`;
     const backbones = model.backbones.map((b) => b.name).join(" + ");
-    modelInfo.textContent = `Model “${model.name}”: ${model.labels.length} movements, ${backbones}, ${model.recipe}.${scores}`;
+    modelInfo.textContent = `Model “${model.name}”: ${model.labels.length} movements, ${backbones}, ${model.recipe}.`;
+    const lines = scoreLines();
+    if (lines.length) {
+      modelInfo.append(` Measured on paintings it did not train on (${(model.metrics || {}).evaluated_on || "held out"}):`);
+      const list = document.createElement("ul");
+      for (const line of lines) {
+        const item = document.createElement("li");
+        item.textContent = line;
+        list.append(item);
+      }
+      modelInfo.append(list);
+    } else {
+      modelInfo.append(" No held-out figures: it was not tested on paintings it did not train on.");
+    }
     showLegend();
   } catch (error) {
     modelInfo.textContent = "The model description could not be loaded.";
@@ -42,18 +62,27 @@ function term(name, text) {
   legend.append(dt, dd);
 }
 
+// how the thresholds were set: fitted on enough held-out answers, or the documented defaults
+function basisText() {
+  const b = model.flags_basis || {};
+  return b.basis === "held-out"
+    ? ` (threshold fitted on ${b.fitted_on.toLocaleString("en")} answers on paintings by artists the model never saw)`
+    : ` (the default threshold: ${b.fitted_on || "no"} held-out answers were too few to fit one)`;
+}
+
 // what the marks mean, in words a visitor reads without hovering, with the model's own figures
 function showLegend() {
   const held = model.held_out;
-  const record = held && held.sure_share != null && held.accuracy_when_sure != null
+  const record = held && held.sure_share != null && held.accuracy_when_sure != null && (model.flags_basis || {}).basis === "held-out"
     ? ` On paintings by artists it never saw, the model was sure of ${percent(held.sure_share)} of them, and right on ${percent(held.accuracy_when_sure)} of those.`
     : "";
   term("unsure", model.uncertain_below > 0
-    ? `The first movement has less than ${percent(model.uncertain_below)} probability: take it as a guess.${record}`
-    : "This model marks no answer unsure: its held-out paintings gave it no threshold worth keeping.");
+    ? `The first movement has less than ${percent(model.uncertain_below)} probability${basisText()}: take it as a guess.${record}`
+    : "This model marks no answer unsure.");
   if (model.mixed_within) {
-    term("mixed", `The first two movements are within ${(100 * model.mixed_within).toFixed(0)} points of each other: the painting may belong to both.`);
+    term("mixed", `The first two movements are within ${(100 * model.mixed_within).toFixed(0)} points of each other${basisText()}: the painting may belong to both.`);
   }
+  term("training painting", "The image is one of the paintings the model learnt from (the same file or the same picture): its answer is memory, not a measure of skill.");
   const detector = model.painting_detector;
   if (detector && detector.non_paintings_flagged != null) {
     term("not a painting", `The image looks unlike the paintings the model learnt (it flags ${percent(detector.non_paintings_flagged)} of the photos, charts and documents it was tested on, and ${percent(detector.paintings_flagged)} of paintings).`);
@@ -85,6 +114,14 @@ function notPainting(result) {
   return result.is_painting === false;
 }
 
+function showMemory(card, result) {
+  if (!result.in_training) return;
+  card.querySelector(".verdict").append(badge("training painting", "memorised"));
+  const note = card.querySelector(".memory-note");
+  note.textContent = `This painting is in the model's training set (as ${result.training_movement}): the answer below is memory, not a measure of skill.`;
+  note.hidden = false;
+}
+
 function showVerdict(card, result) {
   const verdict = card.querySelector(".verdict");
   const note = card.querySelector(".flag-note");
@@ -97,6 +134,7 @@ function showVerdict(card, result) {
     const title = card.querySelector(".bars-title");
     title.textContent = "If it were a painting, the closest movements would be:";
     title.hidden = false;
+    showMemory(card, result);
     return;
   }
   verdict.textContent = result.mixed ? result.mixed.join(" + ") : top;
@@ -108,10 +146,12 @@ function showVerdict(card, result) {
   }
   if (result.mixed) {
     verdict.append(badge("mixed", "mixed"));
-    notes.push("mixed: the first two movements are nearly equally likely");
+    const second = result.predictions[1];
+    notes.push(`mixed: ${percent(topP)} and ${percent(second.probability)}, within the model's ${(100 * model.mixed_within).toFixed(0)} points`);
   }
   note.textContent = notes.join("; ");
   note.hidden = notes.length === 0;
+  showMemory(card, result);
 }
 
 function drawBars(card, result) {
@@ -158,14 +198,14 @@ function similarItem(neighbour) {
   movement.textContent = neighbour.movement;
   const similarity = document.createElement("span");
   similarity.className = "similarity";
-  similarity.textContent = `similarity ${neighbour.similarity.toFixed(2)}`;
-  text.append(movement, document.createElement("br"), neighbour.artist, document.createElement("br"), similarity);
+  similarity.textContent = `${percent(Math.max(0, neighbour.similarity))} similar`;
+  text.append(movement, document.createElement("br"), neighbour.artist_name, document.createElement("br"), similarity);
   text.title = neighbour.file;
   item.append(text);
   return item;
 }
 
-async function loadHeatMap(card, file, movement) {
+async function loadHeatMap(card, file, movement, result) {
   const overlay = card.querySelector(".overlay img");
   const caption = card.querySelector(".overlay figcaption");
   const body = new FormData();
@@ -177,11 +217,12 @@ async function loadHeatMap(card, file, movement) {
   const response = await fetch("api/explain", { method: "POST", body }).catch(() => null);
   overlay.classList.remove("working");
   if (response && response.ok) {
-    const probability = Number(response.headers.get("X-Probability"));
+    // the bar's own number: one answer, one figure, whichever engine drew the map
+    const probability = result.predictions.find((p) => p.label === movement).probability;
     if (overlay.src.startsWith("blob:")) URL.revokeObjectURL(overlay.src);
     overlay.src = URL.createObjectURL(await response.blob());
     overlay.alt = `heat-map of ${movement} over ${file.name}`;
-    caption.textContent = `Where the model saw ${movement} (${percent(probability)}): the brighter, the more it counted.`;
+    caption.textContent = `Where the model saw ${movement} (${percent(probability)}): the brighter, the more it counted. Brightness is relative: each map is scaled to its own maximum, so compare regions of one map, not maps of two movements.`;
     return true;
   }
   // the server's reason when it gave one (e.g. 501: this install has no PyTorch for heat-maps)
@@ -246,12 +287,12 @@ async function loadExplanation(card, file, result) {
   select.addEventListener("change", async () => {
     select.disabled = true;
     try {
-      await loadHeatMap(card, file, select.value);
+      await loadHeatMap(card, file, select.value, result);
     } finally {
       select.disabled = false;
     }
   });
-  await Promise.allSettled([loadHeatMap(card, file, movement), loadSimilar(card, file)]);
+  await Promise.allSettled([loadHeatMap(card, file, movement, result), loadSimilar(card, file)]);
 }
 
 function addWhy(card, file, result) {
