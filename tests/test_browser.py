@@ -216,7 +216,9 @@ def test_why_shows_the_heat_map_and_the_closest_training_paintings(server, brows
     natural = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert natural[0] * 300 == pytest.approx(natural[1] * 420, rel=0.01)  # the painting's shape
     predicted = card.locator(".bar-label").first.inner_text()
-    sync_api.expect(card.locator(".overlay figcaption")).to_contain_text(f"Where the model saw {predicted} (")
+    bar_value = card.locator(".bar-value").first.inner_text()  # one answer, one number: the bar's
+    sync_api.expect(card.locator(".overlay figcaption")).to_contain_text(f"Where the model saw {predicted} ({bar_value})")
+    sync_api.expect(card.locator(".overlay figcaption")).to_contain_text("each map is scaled to its own maximum")
     sync_api.expect(card.locator(".scale")).to_be_visible()  # the colour scale
     original = card.locator(".original img").bounding_box()
     shown = overlay.bounding_box()
@@ -234,7 +236,8 @@ def test_why_shows_the_heat_map_and_the_closest_training_paintings(server, brows
     labels = set(page.evaluate("fetch('api/model').then(r => r.json()).then(m => m.labels)"))
     for text in neighbours.locator("p").all_inner_texts():
         movement, artist, similarity = text.split("\n")
-        assert movement in labels and artist.strip() and similarity.startswith("similarity 0.")
+        assert movement in labels and artist.strip() and re.fullmatch(r"\d+ % similar", similarity)
+        assert "-" not in artist and "_" not in artist and artist[0].isupper()  # "Peter Paul Rubens", not a slug
     # the shipped model keeps no pictures: it says so in words, not with empty boxes
     sync_api.expect(card.locator(".similar-note")).to_contain_text("keeps no pictures")
     assert neighbours.locator("img").count() == 0
@@ -267,6 +270,10 @@ def test_a_freshly_trained_model_shows_its_training_paintings(trained, browser, 
         for image in images.all():
             page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
         note = card.locator(".similar-note")
+        # the answer itself says it comes from memory, before any "why?"
+        sync_api.expect(card.locator(".badge.memorised")).to_have_count(int(in_training))
+        if in_training:
+            sync_api.expect(card.locator(".memory-note")).to_contain_text("memory, not a measure of skill")
         if in_training:
             sync_api.expect(note).to_contain_text("in the model's training set")
             files = card.locator(".strip .neighbour p").evaluate_all("els => els.map(e => e.title)")
@@ -287,3 +294,54 @@ def test_the_api_docs_and_the_icon_need_no_internet(server, browser):
     page.goto(server)
     icon = page.evaluate("fetch(document.querySelector('link[rel=icon]').href).then(r => [r.status, r.headers.get('content-type')])")
     assert icon == [200, "image/svg+xml"]
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_the_page_gives_its_figures_with_their_sample_and_fits_the_width(server, browser, tmp_path, width):
+    """The shipped model's line gives top-1 and top-3 per size band, each with its interval and
+    n; the legend says the badges were fitted on held-out answers; nothing scrolls sideways."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(server)
+    info = page.locator("#model-info")
+    sync_api.expect(info.locator("li")).to_have_count(2)
+    full, small = info.locator("li").all_inner_texts()
+    assert full.startswith("full-size scans: top-1 ") and small.startswith("small web copies: top-1 ")
+    for line in (full, small):
+        assert re.search(r"top-1 \d+ % \(95 % interval \d+ %–\d+ %\), top-3 .* n = [\d,]+$", line), line
+    sync_api.expect(page.locator("#legend")).to_contain_text("threshold fitted on 6,372 answers")
+    painting = tmp_path / "harbour.png"
+    paint_texture("dots", 3, seed=8, size=(420, 300)).save(painting)
+    page.set_input_files("#files", [str(painting)])
+    sync_api.expect(page.locator(".bar-row")).to_have_count(3, timeout=60_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+@pytest.fixture(scope="module")
+def reports(trained, tmp_path_factory):
+    """An `evaluate --all` report and a `check` report of the trained fixture's folder."""
+    _, data, model = trained
+    folder = tmp_path_factory.mktemp("reports")
+    subprocess.run([sys.executable, "-m", "artstyle", "-q", "evaluate", str(model), str(data), "--all",
+                    "--report", str(folder / "report.html")], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "artstyle", "-q", "check", str(data), "--report", str(folder / "check.html")],
+                   check=True, capture_output=True)
+    return folder / "report.html", folder / "check.html"
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_the_reports_keep_held_out_apart_and_fit_the_width(reports, browser, width):
+    report, check = reports
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(report.as_uri())
+    sync_api.expect(page.locator(".verdict")).to_contain_text("Held out:")
+    memorised = page.locator("section.memorised")
+    sync_api.expect(memorised.locator("h2")).to_have_text("On training images (memorised; not a measure of skill)")
+    sync_api.expect(memorised).to_be_visible()
+    assert page.locator("section.memorised").evaluate("e => getComputedStyle(e).color") != \
+        page.locator("h1").evaluate("e => getComputedStyle(e).color")  # greyed, not the headline's ink
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    if width < 600:  # wide tables scroll inside their box, which says so
+        sync_api.expect(page.locator(".scroll-hint").first).to_be_visible()
+    page.goto(check.as_uri())
+    sync_api.expect(page.locator("h1")).to_contain_text("artstyle check")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width

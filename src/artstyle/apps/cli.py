@@ -34,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: it reflows to any width (rich's panels were 250 ragged lines at 80)
 )
 out = Console()
 err = Console(stderr=True)
@@ -64,7 +65,7 @@ WeightRange = Enum("WeightRange", {name: name for name in WEIGHT_RANGES}, type=s
 ENGINE_HELP = "Run the network on torch, onnx (ONNX Runtime, faster on CPU) or auto (onnx when installed)."
 PRECISION_HELP = ("Embedding precision: int8 (the model folder's, from `artstyle quantize`), fp32, or auto "
                   "(int8 where the folder has it, the engine is onnx and this CPU gains from it).")
-RAY_HELP = ("Run on Ray Data (pip install 'artstyle\\[ray]'): 'local' starts Ray here, 'auto' joins this machine's "
+RAY_HELP = ("Run on Ray Data (pip install 'artstyle[ray]'): 'local' starts Ray here, 'auto' joins this machine's "
             "cluster, or a cluster address (ray://head:10001).")
 
 
