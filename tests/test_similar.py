@@ -158,6 +158,7 @@ def test_cli_similar_shows_thumbnails_kept_by_default(tmp_path, capsys, monkeypa
                            env={**os.environ, "COLUMNS": "250"})  # the table at a known width
     assert table.returncode == 0 and "striped art" in table.stdout and "not a readable image" in table.stdout
     assert "in the training set" in table.stdout
+    assert "Painter A0" in table.stdout and "100%" in table.stdout  # names as people read them, percent similar
 
     bare = tmp_path / "bare"
     trained = subprocess.run([sys.executable, "-m", "artstyle", "-q", "train", str(tree), "--out", str(bare),

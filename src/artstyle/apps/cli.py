@@ -508,19 +508,21 @@ def similar(
     elif fmt is PredictFormat.csv:
         sys.stdout.write(similar_to_csv(results))
     else:
-        table = Table(show_lines=False)
-        for column in ("image", "#", "similarity", "movement", "artist", "training painting"):
+        from ..data.labels import humanise_artist
+
+        table = Table(show_lines=False, caption="similarity: cosine of the model's features, as a percent")
+        for column in ("image", "#", "similar", "movement", "artist", "training painting"):
             table.add_column(column, overflow="fold")
         for r in results:
             if r.error:
                 table.add_row(display_path(r.path), "", "", f"[red]error: {r.error}[/red]", "", "")
             if r.itself:
                 n = r.itself
-                table.add_row(display_path(r.path), "", f"{n.similarity:.3f}", n.movement, n.artist,
+                table.add_row(display_path(r.path), "", f"{n.similarity:.0%}", n.movement, humanise_artist(n.artist),
                               f"{n.file} [dim](this image: in the training set)[/dim]")
             for rank, n in enumerate(r.neighbours, 1):
                 table.add_row(display_path(r.path) if rank == 1 and not r.itself else "", str(rank),
-                              f"{n.similarity:.3f}", n.movement, n.artist, n.file)
+                              f"{n.similarity:.0%}", n.movement, humanise_artist(n.artist), n.file)
         out.print(table)
     if all(r.error for r in results):
         raise typer.Exit(1)

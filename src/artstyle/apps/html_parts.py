@@ -44,7 +44,8 @@ def thumbnail_uri(path: str | os.PathLike, size: int = 160) -> str | None:
 
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222;overflow-wrap:anywhere}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222}
+p,h1,h2,figcaption,td.text,code{overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}.scroll-hint{display:none;color:#666;font-size:.8rem;margin:.5rem 0 0}
 @media (max-width:600px){body{margin:1rem auto}.scroll-hint{display:block}td,th{padding:.2rem .4rem}}
 .verdict{font-size:1.1rem}.memorised{color:#666;background:#f4f4f4;padding:.2rem 1rem 1rem;border-radius:8px}

@@ -173,13 +173,18 @@ def _mistake_context(clf, paths: list[str], predicted: list[str], probabilities:
     return out
 
 
+def _share(value: float, n: int) -> str:
+    """A headline card's share with its 95 % interval (the card beside it gives n)."""
+    low, high = wilson_interval(value, n)
+    return f"{value:.1%} ({low:.0%}-{high:.0%})"
+
+
 def _headline(m: dict, labels: list[str]) -> str:
     """The headline numbers, each share with its 95 % interval, and what chance would score."""
     n = m["n_images"]
 
     def share(value: float) -> str:
-        low, high = wilson_interval(value, n)
-        return f"{value:.1%} ({low:.0%}-{high:.0%})"
+        return _share(value, n)
 
     tested = [label for label in labels if m["per_class"][label]["support"] > 0]
     largest = max((m["per_class"][label]["support"] for label in tested), default=0)
@@ -218,8 +223,8 @@ def _training_section(m: dict) -> str:
             f"<p>The model learnt these {n:,} images: naming their movement shows what it remembers, not how it does "
             "on paintings it has not seen. The figures above leave them out.</p>" + cards([
                 ("training images", f"{n:,}"),
-                ("accuracy (95 % interval)", share_text(memorised["accuracy"], n, 0)),
-                ("top-3 accuracy (95 % interval)", share_text(memorised["top3_accuracy"], n, 0)),
+                ("accuracy (95 % interval)", _share(memorised["accuracy"], n)),
+                ("top-3 accuracy (95 % interval)", _share(memorised["top3_accuracy"], n)),
             ]) + "</section>")
 
 
@@ -299,7 +304,7 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
 <h2>Per movement</h2>{f'<img class=plot alt="recall per movement" src="{recall}">' if recall else ''}
 {scroll_box(f"<table><tr><th>movement</th><th>precision</th><th>recall (95 % interval)</th><th>F1</th><th>images</th></tr>{_per_movement_rows(m)}</table>")}
 <h2>Confusion matrix</h2>{f'<img class=plot alt="confusion matrix" src="{confusion}">' if confusion else '<p>No images scored.</p>'}
-<h2>Calibration</h2>{f'<img class=plot alt="reliability diagram" src="{calibration}">' + _reliability_table(evaluation) if calibration else ''}
+<h2>Calibration</h2>{f'<img class=plot alt="reliability diagram" src="{calibration}">' + scroll_box(_reliability_table(evaluation)) if calibration else ''}
 <p class=note>Points on the diagonal mean the probabilities can be taken at their word; below it the model is over-confident, above it under-confident. A bin of a few answers says little.</p>
 <h2>Most confident mistakes</h2>{''.join(mistakes) or '<p>None.</p>'}
 {model}""")

@@ -12,7 +12,7 @@ import html
 from ..model.calibration import Abstention
 from ..model.curves import finetune_curves, head_paths
 from ..model.metrics import share_text
-from .html_parts import figure_uri
+from .html_parts import figure_uri, scroll_box
 from .model_card import trained_on
 
 
@@ -120,7 +120,7 @@ def model_section(config: dict, splits_csv: str | None = None) -> str:
     parts = [f"<h2>The model</h2><table class=facts>{rows}</table>"]
     if head_paths(config):
         parts.append("<h3>How the head was chosen</h3><p>Held-out macro-F1 of each candidate (paintings of artists "
-                     f"each fold's head never saw).</p>{_cv_table(config)}"
+                     f"each fold's head never saw).</p>{scroll_box(_cv_table(config))}"
                      f'<img class=plot alt="regularisation paths" src="{_path_plot(config)}">')
     if finetune_curves(config):
         parts.append("<h3>Fine-tuning, epoch by epoch</h3>"

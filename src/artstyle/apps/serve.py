@@ -197,10 +197,12 @@ def model_summary(clf: StyleClassifier, name: str) -> dict:
         # "held-out": fitted on `fitted_on` held-out answers; "default": too few of them to fit
         "flags_basis": {"basis": clf.abstention_.basis, "fitted_on": clf.abstention_.fitted_on},
         # how often held-out paintings of unseen artists were answered sure, and right when sure
-        "held_out": {k: held_out.get(k) for k in ("sure_share", "accuracy_when_sure")} if held_out else None,
-        "painting_detector": {  # the shares of held-out paintings and non-paintings it flagged
+        "held_out": {k: held_out.get(k) for k in ("n_images", "sure_share", "accuracy_when_sure")} if held_out else None,
+        "painting_detector": {  # the shares of held-out paintings and non-paintings it flagged, of how many
             "paintings_flagged": detector.get("held_out_paintings_flagged"),
+            "paintings": detector.get("held_out_paintings"),
             "non_paintings_flagged": detector.get("held_out_negatives_flagged"),
+            "non_paintings": detector.get("negatives"),
         } if clf.painting_detector_ is not None else None,
         "training": {k: config.get("dataset", {}).get(k) for k in ("n_images", "n_artists", "class_counts")},
         "similar": {"paintings": len(index), "thumbnails": bool(index.thumbnails)} if index is not None else None,

@@ -74,7 +74,7 @@ function basisText() {
 function showLegend() {
   const held = model.held_out;
   const record = held && held.sure_share != null && held.accuracy_when_sure != null && (model.flags_basis || {}).basis === "held-out"
-    ? ` On paintings by artists it never saw, the model was sure of ${percent(held.sure_share)} of them, and right on ${percent(held.accuracy_when_sure)} of those.`
+    ? ` On ${held.n_images.toLocaleString("en")} paintings by artists it never saw, the model was sure of ${percent(held.sure_share)}, and right on ${percent(held.accuracy_when_sure)} of those.`
     : "";
   term("unsure", model.uncertain_below > 0
     ? `The first movement has less than ${percent(model.uncertain_below)} probability${basisText()}: take it as a guess.${record}`
@@ -85,7 +85,8 @@ function showLegend() {
   term("training painting", "The image is one of the paintings the model learnt from (the same file or the same picture): its answer is memory, not a measure of skill.");
   const detector = model.painting_detector;
   if (detector && detector.non_paintings_flagged != null) {
-    term("not a painting", `The image looks unlike the paintings the model learnt (it flags ${percent(detector.non_paintings_flagged)} of the photos, charts and documents it was tested on, and ${percent(detector.paintings_flagged)} of paintings).`);
+    const of = (n) => (n ? ` of ${n.toLocaleString("en")}` : "");
+    term("not a painting", `The image looks unlike the paintings the model learnt (held out, it flagged ${percent(detector.non_paintings_flagged)}${of(detector.non_paintings)} photos, charts and documents, and ${percent(detector.paintings_flagged)}${of(detector.paintings)} paintings).`);
   }
   legend.hidden = false;
 }
