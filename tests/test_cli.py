@@ -13,7 +13,7 @@ import pytest
 from synth import FAST_CLI, STYLES, make_tree, paint
 
 from artstyle.apps.cli import main
-from artstyle.model.metrics import share_text
+from artstyle.model.metrics import share_text, wilson_interval
 
 
 def run(capsys, monkeypatch, *args, stdin=None):
@@ -249,7 +249,9 @@ def test_info_markdown_is_a_model_card(capsys, monkeypatch, trained_model):
     assert "Never predicted (no training paintings): byzantine" in out
     assert f"top-1 {share_text(metrics['accuracy'], metrics['n_images'])}" in out and "## Limits" in out
     for label, m in metrics["per_class"].items():  # one row per movement, scores as in metrics.json
-        assert f"| {label} | {m['recall']:.2f} | {m['precision']:.2f} | {m['f1']:.2f} | {m['support']} |" in out
+        low, high = wilson_interval(m["recall"], m["support"])
+        assert (f"| {label} | {m['recall']:.2f} ({low:.2f}-{high:.2f}) | {m['precision']:.2f} | {m['f1']:.2f} "
+                f"| {m['support']} |") in out
     matrix = np.array(metrics["confusion"]["matrix"])
     np.fill_diagonal(matrix, 0)
     if matrix.any():

@@ -209,4 +209,4 @@ def test_a_model_trained_on_full_size_and_small_folders_answers_each_band_and_sa
     assert "by artist (seed 0): 120 train" in text and "None" not in text and "{" not in text
     card = CliRunner().invoke(app, ["info", str(folder), "--format", "markdown"]).output
     assert "Size bands: each size band has its own temperature" in card
-    assert "| source | paintings |" in card
+    assert "| source | top-1 (95 % interval, n) |" in card
