@@ -38,6 +38,8 @@ def result_schema():
         ("mixed", pa.list_(pa.string())),
         ("is_painting", pa.bool_()),
         ("not_painting_kind", pa.string()),
+        ("in_training", pa.bool_()),
+        ("training_movement", pa.string()),
         ("error", pa.string()),
     ])
 
