@@ -4,6 +4,7 @@ the hottest cells costs more probability than removing random ones)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -136,6 +137,12 @@ def test_cli_explain_writes_one_overlay_per_image(multicrop_model, tmp_path, cap
     assert code == 0 and Image.open(tmp_path / "bare" / written[0]).size == (240, 160)  # here: one start-up is enough
     code, _, err = run(capsys, monkeypatch, *args, "--out", tmp_path / "rings", "--movement", "rings")
     assert code == 1 and "unknown movement 'rings'" in err
+    # one answer, one number: the movement and probability explain prints are predict's
+    painting = tmp_path / "in" / "Painter_A" / "1.jpg"
+    code, out, _ = run(capsys, monkeypatch, "explain", painting, "-m", folder, "--out", tmp_path / "same")
+    (answer,) = json.loads(run(capsys, monkeypatch, "predict", painting, "-m", folder, "--format", "json")[1])
+    top = answer["predictions"][0]
+    assert code == 0 and f": {top['label']} {top['probability']:.0%} -> " in out
 
 
 def test_the_report_shows_each_confident_mistake_with_its_heat_map_and_nearest_paintings(multicrop_model, tmp_path):

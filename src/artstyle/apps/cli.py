@@ -291,7 +291,7 @@ def train(
     selection = head_info.get("selection", {})
     if selection.get("best_kind", head_info["kind"]) != head_info["kind"]:
         err.print(f"  ({selection['best_kind']} scored {selection['best_macro_f1']:.3f}, within one standard error "
-                  f"(± {selection['standard_error']:.3f}) of {head_info['kind']}: the simpler head is kept)")
+                  f"({selection['standard_error']:.3f}) of {head_info['kind']}: the simpler head is kept)")
     prior = head_info.get("text_prior", {}).get("held_out_macro_f1")
     if prior:
         err.print(f"text prior: held-out macro-F1 {prior['with']:.3f} with it, {prior['without']:.3f} without")
@@ -552,18 +552,23 @@ def explain(
     inputs = collect_inputs(paths)
     if not inputs:
         raise ArtstyleError("no images to explain (folders held no image files)")
-    clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, engine="torch", show_progress=False)
+    # loaded as `predict` loads it: the map's gradients run in torch, but the movement and its
+    # probability are the ones `predict` gives (one answer, one number)
+    clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, show_progress=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = unique_names(inputs, ".explain.png")
     failed = 0
     for source, name in zip(inputs, names):
-        (result,) = clf.explain([source], movement=movement)
+        (answer,) = clf.predict_top_k([source], k=len(clf.classes_))
+        shown = movement or (answer.predictions[0][0] if answer.predictions else None)
+        (result,) = [answer] if answer.error else clf.explain([source], movement=shown)
         if result.error:
             err.print(f"error: {display_path(source)}: {result.error}", soft_wrap=True, markup=False, highlight=False)
             failed += 1
             continue
-        atomic_write_bytes(out_dir / name, result.png(max_side) if overlay_only else result.panel_png(max_side))
-        out.print(f"{display_path(source)}: {result.movement} {result.probability:.0%} -> {out_dir / name}", soft_wrap=True)
+        probability = dict(answer.predictions)[shown]
+        atomic_write_bytes(out_dir / name, result.png(max_side) if overlay_only else result.panel_png(max_side, probability))
+        out.print(f"{display_path(source)}: {shown} {probability:.0%} -> {out_dir / name}", soft_wrap=True)
     if failed == len(inputs):
         raise typer.Exit(1)
 

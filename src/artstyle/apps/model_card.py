@@ -74,6 +74,11 @@ def _pct(value: float) -> str:
     return f"{value:.0%}"
 
 
+def of_count(n: int | None) -> str:
+    """' of 12,386' after a rate: the count it was measured on, when recorded."""
+    return f" of {n:,}" if n else " of the"
+
+
 def _data_section(bundle: Bundle) -> list[str]:
     rows = parse_splits_csv(bundle.splits_csv)
     images = Counter(r["label"] for r in rows)
@@ -193,8 +198,8 @@ def _model_section(config: dict) -> list[str]:
                     if len(groups) > 1 else "")
         lines.append(
             f"- `is_painting` from a detector trained against {taught}; "
-            + (f"it flags {_pct(held)} of held-out paintings{by_group} and "
-               f"{_pct(detector['held_out_negatives_flagged'])} of held-out non-paintings."
+            + (f"it flags {_pct(held)}{of_count(detector.get('held_out_paintings'))} held-out paintings{by_group} and "
+               f"{_pct(detector['held_out_negatives_flagged'])}{of_count(detector.get('negatives'))} held-out non-paintings."
                if held is not None else "its threshold was not validated.")
         )
         by_source = detector.get("held_out_negatives_flagged_by_source")

@@ -175,6 +175,8 @@ def _mistake_context(clf, paths: list[str], predicted: list[str], probabilities:
 
 def _share(value: float, n: int) -> str:
     """A headline card's share with its 95 % interval (the card beside it gives n)."""
+    if n <= 0:
+        return "not measured"
     low, high = wilson_interval(value, n)
     return f"{value:.1%} ({low:.0%}-{high:.0%})"
 

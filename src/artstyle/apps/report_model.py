@@ -13,7 +13,7 @@ from ..model.calibration import Abstention
 from ..model.curves import finetune_curves, head_paths
 from ..model.metrics import share_text
 from .html_parts import figure_uri, scroll_box
-from .model_card import trained_on
+from .model_card import of_count, trained_on
 
 
 def _path_plot(config: dict) -> str:
@@ -98,9 +98,10 @@ def _facts(config: dict, splits_csv: str | None) -> list[tuple[str, str]]:
     facts.append(("flags", Abstention.from_config(config).describe()))
     detector = head.get("painting_detector")
     if detector:
-        facts.append(("painting detector", f"flags {detector.get('held_out_negatives_flagged', 0):.0%} of held-out "
-                                           f"non-paintings and {detector.get('held_out_paintings_flagged', 0):.1%} of "
-                                           f"held-out paintings"))
+        facts.append(("painting detector", f"flags {detector.get('held_out_negatives_flagged', 0):.0%}"
+                                           f"{of_count(detector.get('negatives'))} held-out non-paintings and "
+                                           f"{detector.get('held_out_paintings_flagged', 0):.1%}"
+                                           f"{of_count(detector.get('held_out_paintings'))} held-out paintings"))
     tuned = backbones[0].get("finetuned")
     if tuned:
         facts.append(("fine-tuning", f"{tuned['stages_trained']} of {tuned['stages']} stages, {tuned['epochs_run']} "

@@ -385,11 +385,15 @@ def create_app(
                         headers={"Cache-Control": "public, max-age=86400"})
 
     def explain_file(paths: list[Path], names: list[str], movement: str | None) -> list[dict]:
-        (result,) = classifier.explain(paths, movement=movement)
+        (answer,) = classifier.predict_top_k(paths, k=n_classes)  # the movement and number /api/predict gives
+        if answer.error:
+            return [{"path": names[0], "error": answer.error}]
+        shown = movement or answer.predictions[0][0]
+        (result,) = classifier.explain(paths, movement=shown)
         if result.error:
             return [{"path": names[0], "error": result.error}]
-        return [{"path": names[0], "error": None, "png": result.png(EXPLAIN_SIDE), "movement": result.movement,
-                 "probability": result.probability}]
+        return [{"path": names[0], "error": None, "png": result.png(EXPLAIN_SIDE), "movement": shown,
+                 "probability": dict(answer.predictions)[shown]}]
 
     @app.post("/api/explain", response_class=Response,
               responses={200: {"content": {"image/png": {}}, "description": "the painting with the heat-map"},
@@ -400,7 +404,8 @@ def create_app(
     ):
         """The painting with a Grad-CAM heat-map of what drove the movement's score (PNG,
         longer side at most 768 px). Headers X-Movement and X-Probability name what it
-        shows. Statuses as /api/predict; an unknown movement is 422; 501 where PyTorch
+        shows, the probability being the one /api/predict gives; each map is scaled to its
+        own maximum. Statuses as /api/predict; an unknown movement is 422; 501 where PyTorch
         (the torch extra) is not installed."""
         if movement is not None and movement not in summary["labels"]:
             return _problem(422, f"unknown movement {movement!r}; this model knows {', '.join(summary['labels'])}")

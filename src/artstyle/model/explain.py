@@ -90,8 +90,8 @@ class Explanation:
         draw.text((2 * size[0] + gap, top + line // 2 + 2), "most", fill="#6b6257", font=font, anchor="ra")
         return canvas
 
-    def panel_png(self, side: int = 512) -> bytes:
-        return _png(self.panel(side))
+    def panel_png(self, side: int = 512, probability: float | None = None) -> bytes:
+        return _png(self.panel(side, probability))
 
 
 def _png(image: Image.Image) -> bytes:
