@@ -181,7 +181,7 @@ def _slices_table(metrics: dict) -> Table | None:
         return None
     table = Table(title="By size band and source (accuracy: 95 % interval)")
     for column in ("slice", "accuracy", "top-3", "macro-F1", "ECE"):
-        table.add_column(column, justify="left" if column == "slice" else "right")
+        table.add_column(column, justify="left" if column == "slice" else "right", no_wrap=column == "accuracy")
     for name, m in rows:
         table.add_row(name, share_text(m["accuracy"], m["n_images"]), f"{m['top3_accuracy']:.1%}",
                       f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}")
@@ -281,11 +281,12 @@ def train(
         raise typer.Exit(130) from None
     clf.config_["command"] = shlex.join(["artstyle", *sys.argv[1:]])  # the report's model section repeats it
     clf.save(out_dir, graphs=graph)
-    counts = clf.config_["split"]["counts"]
     head_info = clf.config_["head"]
+    from .model_card import trained_on
+
     err.print(
-        f"trained on {counts['train']} images ({counts['test']} held out for test, split by "
-        f"{'artist' if clf.config_['split']['mode'] == 'artist' else 'image'}), {len(clf.classes_)} movements; "
+        f"trained on {trained_on(clf.config_, clf.splits_csv_)}, split by "
+        f"{'artist' if clf.config_['split']['mode'] == 'artist' else 'image'}; {len(clf.classes_)} movements; "
         f"head {head_info['kind']} chosen by {head_info['cv_folds']}-fold cross-validation"
     )
     selection = head_info.get("selection", {})

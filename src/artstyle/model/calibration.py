@@ -96,7 +96,9 @@ class Abstention:
         where = (f"fitted on {self.fitted_on:,} held-out answers" if self.fitted else
                  f"defaults: {self.fitted_on} held-out answers are too few to fit them (fitting needs "
                  f"{MIN_FITTED_ANSWERS})")
-        return f"unsure below {self.uncertain_below:.0%}; mixed within {100 * self.mixed_margin:.0f} points ({where})"
+        mixed = (f"mixed within {100 * self.mixed_margin:.0f} points" if self.mixed_margin > 0 else
+                 "never mixed (a second movement was right too rarely to be worth showing)")
+        return f"unsure below {self.uncertain_below:.0%}; {mixed} ({where})"
 
     @classmethod
     def fit(cls, proba: np.ndarray, y: np.ndarray) -> Abstention:
