@@ -287,7 +287,7 @@ def train(
     err.print(
         f"trained on {trained_on(clf.config_, clf.splits_csv_)}, split by "
         f"{'artist' if clf.config_['split']['mode'] == 'artist' else 'image'}; {len(clf.classes_)} movements; "
-        f"head {head_info['kind']} chosen by {head_info['cv_folds']}-fold cross-validation"
+        f"head {head_info['kind']} chosen by {head_info['cv_folds']}-fold cross-validation", soft_wrap=True,
     )
     selection = head_info.get("selection", {})
     if selection.get("best_kind", head_info["kind"]) != head_info["kind"]:
@@ -637,7 +637,8 @@ def check(
 
 def _print_check(result) -> None:
     d = result.to_dict()
-    per_class = Table(title=f"{d['n_images']} images, {d['n_classes']} movements, {d['n_artists']} artist folders")
+    per_class = Table(title=f"{d['n_images']} images, {d['n_classes']} movements, {d['n_artists']} artists "
+                      "(folders such as 'unknown' not counted)")
     for column in ("movement", "images", "artists", "most images by"):
         per_class.add_column(column, justify="left" if column in ("movement", "most images by") else "right")
     under, dominated, largest = set(d["under_represented"]), d["dominated_by_one_artist"], result.largest_artist()

@@ -87,7 +87,8 @@ class DatasetCheck:
         return {label: counts.get(label, 0) for label in self.labels}
 
     def artists_per_class(self) -> dict[str, int]:
-        return {label: len(artists) for label, artists in self.artist_counts().items()}
+        """Painters per movement, counted as everywhere else (`count_artists`: no placeholders)."""
+        return {label: count_artists(artists) for label, artists in self.artist_counts().items()}
 
     def artist_counts(self) -> dict[str, dict[str, int]]:
         """Images per artist folder within each movement, largest first."""
