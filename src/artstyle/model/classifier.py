@@ -625,13 +625,14 @@ class StyleClassifier:
         """Per image, the movement it was filed under if it is a training painting: the same
         file (by hash), or the same picture re-saved or resized (the similarity index)."""
         trained_files = self.training_files()
-        keys = [file_sha256(img) if isinstance(img, (str, os.PathLike)) and i not in errors else None
-                for i, img in enumerate(images)]
+        keys = [file_sha256(img) if trained_files and isinstance(img, (str, os.PathLike)) and i not in errors
+                else None for i, img in enumerate(images)]
         found = [trained_files.get(key) if key else None for key in keys]
         index = getattr(self, "similar_", None)
         rows = [i for i, label in enumerate(found) if label is None and i not in errors]
-        if index is not None and rows:
-            for i, (_, itself) in zip(rows, index.neighbours(features[rows], 1, [keys[i] for i in rows])):
+        for start in range(0, len(rows) if index is not None else 0, 1024):  # bounded memory for big batches
+            chunk = rows[start:start + 1024]
+            for i, (_, itself) in zip(chunk, index.neighbours(features[chunk], 1, [keys[i] for i in chunk])):
                 found[i] = itself.movement if itself is not None else None
         return found
 

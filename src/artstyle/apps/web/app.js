@@ -148,7 +148,8 @@ function showVerdict(card, result) {
   if (result.mixed) {
     verdict.append(badge("mixed", "mixed"));
     const second = result.predictions[1];
-    notes.push(`mixed: ${percent(topP)} and ${percent(second.probability)}, within the model's ${(100 * model.mixed_within).toFixed(0)} points`);
+    const margin = model ? `, within the model's ${(100 * model.mixed_within).toFixed(0)} points` : "";
+    notes.push(`mixed: ${percent(topP)} and ${percent(second.probability)}${margin}`);
   }
   note.textContent = notes.join("; ");
   note.hidden = notes.length === 0;
