@@ -253,3 +253,19 @@ def test_help_reflows_to_an_80_column_terminal():
     # paragraphs flow: no line break left where the docstring's source had one
     assert "(checkpointed every epoch: an interrupted run resumes" in " ".join(done.stdout.split())
     assert "\\[" not in done.stdout  # no markup escapes shown as text
+
+
+def test_a_portrait_panel_keeps_its_whole_caption_and_says_the_scale_is_relative():
+    from PIL import ImageFont
+
+    from artstyle.model.explain import Explanation
+
+    portrait = paint("01_StripedArt", artist=1, seed=5, size=(120, 400))
+    heat = np.linspace(0, 1, 400 * 120).reshape(400, 120)
+    explained = Explanation("tall.png", "post impressionism", 0.751, heat, portrait)
+    panel = explained.panel(254, probability=0.74)  # the bar's number, not the map's engine's
+    font = ImageFont.load_default(size=max(12, 254 // 28))
+    for line in ("Where the model saw post impressionism (74%)",
+                 "brightness is relative: each map is scaled to its own maximum"):
+        assert panel.width >= font.getlength(line)  # the caption is never cut on a narrow painting
+    assert panel.width > 2 * round(120 * 254 / 400) + 12  # wider than the two pictures need
