@@ -46,7 +46,18 @@ def test_a_prompt_ensemble_is_the_renormalised_mean_of_its_prompts():
     unit = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, -1]], np.float32)
     rows = ensemble(unit, [2, 1, 1])
     np.testing.assert_allclose(rows, [[2 ** -0.5, 2 ** -0.5, 0], [0, 0, 1], [0, 0, -1]], atol=1e-6)
-    assert prompts("fauvism")[1] == "a fauvism painting." and len(prompts("fauvism")) == len(TEMPLATES)
+    assert prompts("fauvism")[1] == "a painting of the fauvism movement." and len(prompts("fauvism")) == len(TEMPLATES)
+
+
+def test_every_prompt_reads_grammatically_for_every_movement():
+    """The name stands as a noun in every template: no "a impressionism painting", no "a early
+    renaissance painting", for the 18 movements or a user's own labels."""
+    import re
+
+    for label in [*PANDORA_MOVEMENTS, "ukiyo-e", "art nouveau", "Orphism"]:
+        for text in prompts(label):
+            assert text.count(label) == 1 and not re.search(r"\ba [aeiouAEIOU]", text), text
+            assert not re.search(rf"\ban? {re.escape(label)} (painting|artwork)", text), text  # the name is no adjective
 
 
 def test_open_clips_tokenizer_and_text_tower_run_offline(tmp_path):
@@ -201,3 +212,16 @@ def test_a_text_prior_needs_an_image_text_backbone():
 
     with pytest.raises(ArtstyleError, match="--text-prior needs one image\\+text backbone"):
         StyleClassifier("efficientnet_lite0", text_prior=True).fit(["a.jpg", "b.jpg"], ["x", "y"])
+
+
+def test_the_declared_open_clip_floor_has_what_the_backbone_calls():
+    """family_open_clip runs the vision tower through `_embeds` and `_pool` (open_clip 2.32 on;
+    2.31 lacks them): the installed release has them, and pyproject.toml asks for no older one."""
+    import re
+    from importlib.metadata import requires
+
+    from open_clip.transformer import VisionTransformer
+
+    assert callable(getattr(VisionTransformer, "_embeds", None)) and callable(getattr(VisionTransformer, "_pool", None))
+    floor = next(re.search(r">=\s*([\d.]+)", r).group(1) for r in requires("artstyle") if r.startswith("open_clip_torch"))
+    assert tuple(map(int, floor.split("."))) >= (2, 32)

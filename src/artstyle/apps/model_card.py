@@ -269,6 +269,17 @@ def _honesty(config: dict, metrics: dict) -> str:
             "overstate accuracy on artists the model has not seen.")
 
 
+def _network_words(config: dict) -> str:
+    """What the features come from, in words: frozen ImageNet EfficientNets, or otherwise."""
+    backbones = config["features"]["backbones"]
+    names = " + ".join(b["name"] for b in backbones)
+    if any(b.get("finetuned") for b in backbones):
+        return f"a network fine-tuned on these paintings ({names})"
+    if all(b["name"].startswith("efficientnet_lite") for b in backbones):
+        return "a frozen ImageNet network"
+    return f"a frozen pretrained network ({names})"
+
+
 def model_card(bundle: Bundle, title: str) -> str:
     """The card as Markdown text."""
     config, metrics = bundle.config, bundle.metrics
@@ -280,7 +291,7 @@ def model_card(bundle: Bundle, title: str) -> str:
         "a small collection gives rough, artist-dependent answers; read the probabilities and flags, not only the top label.",
         _honesty(config, metrics),
         "- Movements overlap and labels follow the artist's dominant style, so a painting can honestly sit between two.",
-        "- The features are a frozen ImageNet network: photographs of paintings (frames, glare, perspective, "
+        f"- The features are {_network_words(config)}: photographs of paintings (frames, glare, perspective, "
         "cropped details) shift the answer.",
     ]
     if untested:

@@ -119,7 +119,7 @@ def _skipped(unreadable: list[tuple[str, str]], records: Sequence[ImageRecord], 
 
 
 class StyleClassifier:
-    """Art-movement classifier on frozen ImageNet features.
+    """Art-movement classifier on a pretrained network's features (frozen, or fine-tuned first).
 
     `split` "auto" holds out whole artists when the tree has artist folders, else images.
     Parameters follow scikit-learn conventions: they are stored as given and checked

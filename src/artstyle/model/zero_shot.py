@@ -31,13 +31,15 @@ from .text_prior import cosines
 
 log = logging.getLogger("artstyle")
 
-# One movement, several phrasings: their mean embedding is steadier than any one.
+# One movement, several phrasings: their mean embedding is steadier than any one. The name
+# always stands as a noun ("of impressionism", "the early renaissance movement"), so every
+# movement reads grammatically: no "a impressionism painting", whatever a user's label.
 TEMPLATES = (
     "a painting in the style of {}.",
-    "a {} painting.",
+    "a painting of the {} movement.",
     "an artwork of {}.",
-    "a famous {} painting.",
-    "a detail of a {} painting.",
+    "a famous painting of {}.",
+    "a detail of a painting of {}.",
     "a reproduction of a painting, {}.",
     "{}, a movement in the history of art.",
 )
