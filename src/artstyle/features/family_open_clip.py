@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ArtstyleError
-from .backbone import Backbone, BackboneInfo, file_weights_id, read_weights, weights_id_of
+from .backbone import Backbone, BackboneInfo, file_weights_id, load_weights
 from .preprocess import Preprocessing
 from .weights_hub import weights_file
 
@@ -117,8 +117,7 @@ def load(info: BackboneInfo, weights: Path | None) -> Backbone:
     except ImportError:
         raise ArtstyleError(f"{info.name} needs open_clip: pip install 'artstyle[torch]'") from None
     path = weights_file(info, weights)
-    data = read_weights(path)
-    weights_id = weights_id_of(data)  # of the very bytes loaded below
+    data, weights_id = load_weights(path)  # the id of the very bytes loaded below
     logging.getLogger("root").disabled = True  # open_clip warns that no pretrained weights were loaded
     try:
         model = open_clip.create_model(info.arch, pretrained=None, force_quick_gelu=info.quick_gelu)

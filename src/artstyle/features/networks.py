@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ArtstyleError
-from .backbone import Backbone, read_weights, weights_id_of
+from .backbone import Backbone, load_weights
 from .preprocess import Preprocessing
 
 
@@ -239,7 +239,7 @@ def load_safetensors_into(model: nn.Module, path: Path) -> str:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    data = read_weights(path)
+    data, weights_id = load_weights(path)
     try:
         state = load(data)
     except SafetensorError as exc:
@@ -252,4 +252,4 @@ def load_safetensors_into(model: nn.Module, path: Path) -> str:
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ArtstyleError(f"{path}: weights do not fit the model ({first})") from None
-    return weights_id_of(data)  # of the very bytes loaded
+    return weights_id  # of the very bytes loaded
