@@ -100,6 +100,30 @@ def test_what_needs_torch_says_in_one_line_what_to_install(args, trained_model, 
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
+def test_the_text_tower_and_the_torch_families_say_what_to_install(tmp_path):
+    """A zero-shot model whose image graph is cached, asked for labels whose prompts are not,
+    reaches for the text tower: one line, not a ModuleNotFoundError traceback; so does any
+    backbone family that runs on torch."""
+    code = """
+from artstyle.errors import ArtstyleError
+from artstyle.features.backbones import _family
+from artstyle.model.zero_shot import text_embeddings
+out = []
+for call in (lambda: text_embeddings("clip-vit-b16", None, "file:0123", ["a painting of the orphism movement."]),
+             lambda: _family("open_clip"), lambda: _family("timm")):
+    try:
+        call()
+        out.append("answered")
+    except ArtstyleError as exc:
+        out.append(str(exc))
+"""
+    answer = _fresh(code, tmp_path / "cache")
+    assert len(answer["out"]) == 3 and answer["heavy"] == []
+    for line in answer["out"]:
+        assert "needs PyTorch" in line and "pip install 'artstyle[torch]'" in line, line
+    assert "text tower" in answer["out"][0]
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[str]:
     folder = tmp_path_factory.mktemp("unseen")

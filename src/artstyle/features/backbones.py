@@ -44,6 +44,10 @@ def register_backbone(info: BackboneInfo, loader: Loader | None = None) -> None:
 
 
 def _family(family: str):
+    """A backbone family's module; those on torch (timm, open_clip) need the torch extra,
+    said in one line rather than as an import traceback in the light install."""
+    if family != "efficientnet_lite":
+        require_torch(f"the {family} backbones")
     return importlib.import_module(f"{__package__}.family_{family}")
 
 

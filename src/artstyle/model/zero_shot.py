@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.labels import PANDORA_MOVEMENTS
-from ..errors import ArtstyleError
+from ..errors import ArtstyleError, require_torch
 from ..files import atomic_write_bytes, user_cache_root
 from .calibration import Abstention
 from .head import CosineHead
@@ -125,6 +125,7 @@ def text_embeddings(backbone: str, weights, weights_id: str, texts: list[str]) -
             return t["embeddings"], float(t["logit_scale"][0]), float(t["logit_bias"][0])
         except Exception:  # a damaged entry is computed again
             log.info("%s: damaged zero-shot cache entry, recomputed", path)
+    require_torch(f"zero-shot with new labels on {backbone} (its text tower; these prompts are not cached here)")
     from ..features.backbones import get_info
     from ..features.family_open_clip import text_tower
 
