@@ -37,7 +37,8 @@ async function loadModel() {
     modelInfo.textContent = `Model “${model.name}”: ${model.labels.length} movements, ${backbones}, ${model.recipe}.`;
     const lines = scoreLines();
     if (lines.length) {
-      modelInfo.append(` Measured on paintings it did not train on (${(model.metrics || {}).evaluated_on || "held out"}):`);
+      const how = (model.metrics || {}).evaluated_on;
+      modelInfo.append(` Measured on paintings it did not train on${how ? `, by ${how === "test split" ? "a held-out test split" : how}` : ""}:`);
       const list = document.createElement("ul");
       for (const line of lines) {
         const item = document.createElement("li");
