@@ -114,8 +114,8 @@ def test_a_random_vit_with_token_statistics_learns_stroke_textures_on_both_engin
     assert accuracy >= 0.7, accuracy  # chance 0.33; ViT-B/32 (32-px patches, the fastest to test) measured 0.78
     folder = clf.save(tmp_path / "model")
     expected = clf.predict_proba(new[:3])
-    for engine in ("onnx", "torch"):
-        loaded = StyleClassifier.load(folder, engine=engine, cache_dir=False, show_progress=False)
+    for engine in ("onnx", "torch"):  # torch builds the network: from the file it was trained with
+        loaded = StyleClassifier.load(folder, engine=engine, cache_dir=False, show_progress=False, weights=weights)
         np.testing.assert_allclose(loaded.predict_proba(new[:3]), expected, atol=2e-3)
 
 
@@ -165,11 +165,11 @@ def test_the_whole_chain_runs_with_random_weights(name, clip_b32, tree, tmp_path
     assert result.returncode == 0, result.stderr
     proba, torch_imported = json.loads(result.stdout.strip().splitlines()[-1])
     assert not torch_imported
-    local = StyleClassifier.load(model, engine="torch", cache_dir=False, show_progress=False)
+    local = StyleClassifier.load(model, engine="torch", cache_dir=False, show_progress=False, weights=weights)
     np.testing.assert_allclose(np.array(proba), local.predict_proba(sorted(str(p) for p in scans.glob("*.jpg"))),
                                atol=2e-3)
 
-    code, _, err = run(capsys, monkeypatch, "export", model, "--onnx", tmp_path / "whole.onnx")
+    code, _, err = run(capsys, monkeypatch, "export", model, "--onnx", tmp_path / "whole.onnx", "--weights", weights)
     assert code == 0 and (tmp_path / "whole.onnx").stat().st_size > 80e6
     code, out, err = run(capsys, monkeypatch, "-q", "quantize", model, tree, "--out", tmp_path / "int8", "--paintings", "12")
     assert code == 0, err
@@ -197,14 +197,36 @@ def test_the_whole_chain_runs_with_random_weights(name, clip_b32, tree, tmp_path
     (explanation,) = local.explain([str(scans / "1.jpg")])
     assert explanation.heat.shape == explanation.image.size[::-1] and explanation.heat.max() == pytest.approx(1.0)
 
+    # the folder travels: another directory, the weights file found elsewhere under another name
+    assert str(tmp_path) not in json.dumps(config["features"])  # no path of the trainer's machine
+    assert config["features"]["backbones"][0]["weights_file"] == weights.name
+    moved, elsewhere = tmp_path / "elsewhere" / "model", tmp_path / "downloads" / "clip.safetensors"
+    shutil.copytree(model, moved)
+    elsewhere.parent.mkdir()
+    shutil.copyfile(weights, elsewhere)
+    monkeypatch.chdir(moved.parent)
+    code, out, err = run(capsys, monkeypatch, "explain", scans / "1.jpg", "-m", "model", "--weights", elsewhere,
+                         "--out", "why")
+    assert code == 0 and (moved.parent / "why" / "1.explain.png").is_file(), err
+    code, _, err = run(capsys, monkeypatch, "export", "model", "--onnx", "whole.onnx", "--weights", elsewhere)
+    assert code == 0 and (moved.parent / "whole.onnx").stat().st_size > 80e6, err
+    monkeypatch.setenv("ARTSTYLE_WEIGHTS", str(elsewhere))
+    code, out, err = run(capsys, monkeypatch, "predict", "-m", "model", scans / "0.jpg", "--engine", "torch",
+                         "--format", "json")
+    assert code == 0 and json.loads(out)[0]["predictions"], err
+    monkeypatch.delenv("ARTSTYLE_WEIGHTS")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run(capsys, monkeypatch, "predict", "-m", "model", scans / "0.jpg", "--engine", "torch")
+    assert code == 1 and "pass --weights FILE (or set ARTSTYLE_WEIGHTS)" in " ".join(err.split())  # no file: said
+
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF  # one bit of one weight
     weights.write_bytes(bytes(data))
-    loaded = StyleClassifier.load(model, engine="onnx", cache_dir=False, show_progress=False)
+    loaded = StyleClassifier.load(model, engine="onnx", cache_dir=False, show_progress=False, weights=weights)
     loaded.predict_proba([str(scans / "0.jpg")])  # the folder's own graph, checked by digest, still runs
     with pytest.raises(ArtstyleError, match="weights differ"):
         loaded.explain([str(scans / "0.jpg")])  # the network itself is needed: from the changed file
-    on_torch = StyleClassifier.load(model, engine="torch", cache_dir=False, show_progress=False)
+    on_torch = StyleClassifier.load(model, engine="torch", cache_dir=False, show_progress=False, weights=weights)
     with pytest.raises(ArtstyleError, match="weights differ"):
         on_torch.predict_proba([str(scans / "0.jpg")])
 

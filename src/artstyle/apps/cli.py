@@ -361,6 +361,8 @@ def _model_or_default(model: Path | None) -> Path:
     return model or default_model_path()
 
 
+MODEL_WEIGHTS_HELP = ("The backbone's weights file, for a model trained with --weights (default: $ARTSTYLE_WEIGHTS, "
+                      "else the hub's cached copy); it must be the file the model was trained with (checked by digest).")
 ZERO_SHOT_HELP = "No model: name the movements from text with an image+text backbone (--backbone clip-vit-b16)."
 LABELS_HELP = "With --zero-shot: the movements to choose among, comma-separated (default: the 18 of Pandora18k)."
 ZS_BACKBONE_HELP = "With --zero-shot: the image+text backbone (see `artstyle backbones`)."
@@ -543,6 +545,7 @@ def explain(
                                  "(small paintings are enlarged to it)."),
     overlay_only: bool = typer.Option(False, "--overlay-only", help="Write only the heat-map over the painting, at its own size "
                                       "(at most --max-side)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help=MODEL_WEIGHTS_HELP),
 ) -> None:
     """Write each painting with a heat-map (Grad-CAM) of what drove the movement's score."""
     from ..files import atomic_write_bytes
@@ -556,7 +559,7 @@ def explain(
         raise ArtstyleError("no images to explain (folders held no image files)")
     # loaded as `predict` loads it: the map's gradients run in torch, but the movement and its
     # probability are the ones `predict` gives (one answer, one number)
-    clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, show_progress=False)
+    clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, show_progress=False, weights=weights)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = unique_names(inputs, ".explain.png")
     failed = 0
@@ -736,13 +739,14 @@ def backbones() -> None:
 def export(
     model: Path = typer.Argument(..., help="Model folder written by `artstyle train`."),
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help=MODEL_WEIGHTS_HELP),
 ) -> None:
     """Write a model as one ONNX graph: normalised views in, calibrated probabilities out."""
     require_torch("export (it traces the model with torch)")
     from ..model.classifier import StyleClassifier
     from ..model.export import export_onnx, input_names
 
-    clf = StyleClassifier.load(model, cache_dir=False, show_progress=False)
+    clf = StyleClassifier.load(model, cache_dir=False, show_progress=False, weights=weights)
     export_onnx(clf, onnx)
     shapes = ", ".join(
         f"{name} (batch, {e.preprocessing.n_views}, 3, {e.preprocessing.size}, {e.preprocessing.size})"

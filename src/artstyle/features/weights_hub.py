@@ -25,7 +25,7 @@ def weights_file(info: BackboneInfo, weights: Path | None) -> Path:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise ArtstyleError(f"{info.name}: fetching weights needs huggingface_hub (pip install 'artstyle[torch]'), "
-                            f"or download {where} and pass --weights FILE") from None
+                            f"or download {where} and pass --weights FILE (or set ARTSTYLE_WEIGHTS)") from None
     hub_log = logging.getLogger("huggingface_hub")
     level = hub_log.level
     hub_log.setLevel(logging.ERROR)  # its warning of each failed request: the one line below says it
@@ -33,7 +33,7 @@ def weights_file(info: BackboneInfo, weights: Path | None) -> Path:
         return Path(hf_hub_download(info.hf_hub, info.filename))
     except Exception as exc:  # offline, refused, gone: the hub's errors come in many types
         raise ArtstyleError(f"{info.name}: could not fetch its weights ({type(exc).__name__}); download {where} "
-                            f"({info.download_mb} MB) and pass --weights FILE") from None
+                            f"({info.download_mb} MB) and pass --weights FILE (or set ARTSTYLE_WEIGHTS)") from None
     finally:
         hub_log.setLevel(level)
 

@@ -90,6 +90,31 @@ class Evaluation:
     proba: np.ndarray
 
 
+def _registry_row(name: str):
+    """A named backbone's registry row (None for `timm:` models)."""
+    from ..features.backbones import get_info
+
+    try:
+        return get_info(name)
+    except ArtstyleError:
+        return None
+
+
+def _weights_to_run(backbones: list[dict], given: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The weights file a loaded model's single backbone runs from: the one given, else
+    `ARTSTYLE_WEIGHTS`, else the path an older folder recorded if it is still there (folders
+    no longer record paths: they travel), else None: the hub's copy. The digest is checked when
+    the network is built."""
+    if len(backbones) != 1:
+        return None
+    recorded = backbones[0].get("weights")
+    if recorded == BACKBONE_FILE:  # fine-tuned: the folder's own file
+        return None
+    if given or os.environ.get("ARTSTYLE_WEIGHTS"):
+        return given or os.environ["ARTSTYLE_WEIGHTS"]
+    return recorded if recorded and Path(recorded).expanduser().is_file() else None
+
+
 def _as_list(images) -> list:
     """One image (path or PIL image) or a sequence of them, as a list."""
     if isinstance(images, (str, os.PathLike)) or not isinstance(images, Sequence):
@@ -535,8 +560,12 @@ class StyleClassifier:
                 "backbones": [
                     {
                         "name": e.backbone.name,
-                        "weights": BACKBONE_FILE if self.finetuned_ else str(self.weights) if self.weights else None,
+                        # never the trainer's path: the file is found where the model runs and checked by digest
+                        "weights": BACKBONE_FILE if self.finetuned_ else None,
                         "weights_id": e.backbone.weights_id,
+                        **({"weights_file": Path(self.weights).name} if self.weights and not self.finetuned_ else {}),
+                        **({"hub": f"{info.hf_hub}/{info.filename}"} if (info := _registry_row(e.backbone.name))
+                           and info.hf_hub else {}),
                         "dim": e.dim,
                         "preprocessing": e.preprocessing.to_dict(),
                         **({"finetuned": self.finetuned_} if self.finetuned_ else {}),
@@ -767,16 +796,20 @@ class StyleClassifier:
                 for e in self.feature_extractors]
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, precision: str = "auto", **params) -> StyleClassifier:
+    def load(cls, path: str | os.PathLike, *, precision: str = "auto", weights: str | os.PathLike | None = None,
+             **params) -> StyleClassifier:
         """Read a model folder; `params` (cache_dir, batch_size, ...) tune how it runs.
         `precision` "int8" runs the folder's int8 embedding (see `quantize_model`), "fp32"
-        ignores it, "auto" takes it where the engine is onnx and this CPU gains from it."""
+        ignores it, "auto" takes it where the engine is onnx and this CPU gains from it.
+        `weights`: the backbone's weights file where the network itself must run (heat-maps,
+        export, `engine="torch"`, a folder without its graph); else `ARTSTYLE_WEIGHTS`, else the
+        hub's cached copy. Whichever is used must have the digest the model recorded."""
         bundle = load_bundle(path)
         features = bundle.config["features"]
         clf = cls(
             "+".join(b["name"] for b in features["backbones"]),
             features=features["recipe"],
-            weights=features["backbones"][0].get("weights") if len(features["backbones"]) == 1 else None,
+            weights=_weights_to_run(features["backbones"], weights),
             **params,
         )
         clf.config_ = bundle.config
