@@ -106,7 +106,7 @@ def _weights_to_run(backbones: list[dict], given: str | os.PathLike | None) -> s
     no longer record paths: they travel), else None: the hub's copy. The digest is checked when
     the network is built."""
     if len(backbones) != 1:
-        return None
+        return given  # None, or refused by name when the network is built: --weights is for one backbone
     recorded = backbones[0].get("weights")
     if recorded == BACKBONE_FILE:  # fine-tuned: the folder's own file
         return None
