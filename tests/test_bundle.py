@@ -97,3 +97,24 @@ def test_written_files_get_normal_permissions(trained_model, tmp_path):
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
     assert {stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_file()} == {0o644}
     assert {stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_dir()} == {0o755}  # tensorboard/
+
+
+def test_a_loaded_model_finds_its_weights_where_it_runs_not_where_it_was_trained(tmp_path, monkeypatch):
+    """Given file, then ARTSTYLE_WEIGHTS, then a path an older folder recorded if it still
+    exists, else None (the hub's cache); a fine-tuned folder uses its own file."""
+    from artstyle.model.bundle import BACKBONE_FILE
+    from artstyle.model.classifier import _weights_to_run
+
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(b"x")
+    monkeypatch.delenv("ARTSTYLE_WEIGHTS", raising=False)
+    one = [{"name": "clip-vit-b32", "weights": None, "weights_file": "open_clip_model.safetensors"}]
+    assert _weights_to_run(one, None) is None
+    assert _weights_to_run(one, "given.safetensors") == "given.safetensors"
+    assert _weights_to_run([{"name": "clip-vit-b32", "weights": str(old)}], None) == str(old)  # an older folder
+    assert _weights_to_run([{"name": "clip-vit-b32", "weights": str(tmp_path / "gone")}], None) is None
+    monkeypatch.setenv("ARTSTYLE_WEIGHTS", "from-env.safetensors")
+    assert _weights_to_run(one, None) == "from-env.safetensors"
+    assert _weights_to_run([{"name": "clip-vit-b32", "weights": BACKBONE_FILE}], "given") is None  # fine-tuned
+    fused = [{"name": "efficientnet_lite0"}, {"name": "efficientnet_lite2"}]
+    assert _weights_to_run(fused, None) is None and _weights_to_run(fused, "w") == "w"  # refused when built
