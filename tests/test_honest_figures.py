@@ -5,6 +5,7 @@ paintings marked on every answer, no silent fallback, counts that agree, tables 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
@@ -144,15 +145,17 @@ def test_a_folder_of_classes_the_model_does_not_know_is_said_to_be_no_test(capsy
 
 def test_the_report_says_why_it_has_no_slices_and_no_heat_maps(trained_model, paintings, monkeypatch):
     from artstyle import errors
-    from artstyle.apps.report import render_report
+    from artstyle.apps.report import heat_map_note, render_report
 
     clf, _ = trained_model
     evaluation = clf.evaluate(paintings)
-    monkeypatch.setattr(errors, "missing_torch", lambda: "No module named 'torch'")
+    monkeypatch.setattr(errors, "missing_torch", lambda: ["torch", "timm"])
     page = render_report(evaluation, "held out", clf)
     assert "No scores per size band or source: every scored image is in one size band" in page
-    if evaluation.metrics["accuracy"] < 1:  # mistakes to show
-        assert "No heat-maps beside the mistakes: they need PyTorch" in page
+    note = heat_map_note(clf, mistakes=3)
+    assert note.startswith("No heat-maps beside the mistakes: they need PyTorch (torch and timm not installed): pip install")
+    assert (html.escape(note) in page) == (evaluation.metrics["accuracy"] < 1)  # said when there are mistakes
+    assert heat_map_note(None, mistakes=3).startswith("No heat-maps or nearest paintings")
     assert "<img class=panel" not in page
 
 

@@ -130,15 +130,15 @@ PANEL_SIDE = 254  # each half of a mistake's heat-map panel: 520 px wide in all,
 
 def heat_map_note(clf, mistakes: int) -> str | None:
     """Why the mistakes come without heat-maps, when they do."""
-    from ..errors import missing_torch
+    from ..errors import TORCH_INSTALL, missing_torch
 
     if not mistakes:
         return None
     if clf is None:
         return "No heat-maps or nearest paintings beside the mistakes: the report was written without the model."
     missing = missing_torch()
-    return (f"No heat-maps beside the mistakes: they need PyTorch, which this install lacks ({missing})."
-            if missing else None)
+    return (f"No heat-maps beside the mistakes: they need PyTorch ({' and '.join(missing)} not installed): "
+            f"{TORCH_INSTALL}." if missing else None)
 
 
 def _mistake_context(clf, paths: list[str], predicted: list[str], probabilities: list[float]) -> list[str]:
