@@ -118,8 +118,10 @@ def _main(
 def _headline_title(metrics: dict) -> str:
     """What the scores were measured on, said plainly: held-out paintings, or a folder whose
     classes the model does not know (every movement answer is then a miss by construction)."""
+    from ..model.metrics import knows_none
+
     n = metrics["n_images"]
-    if n and metrics.get("known_movements") == []:
+    if knows_none(metrics):
         classes = ", ".join(metrics.get("unknown_to_model", {})) or "none"
         return f"Not a test of movements: none of these {n:,} images is of a movement the model knows ({classes})"
     where = metrics.get("evaluated_on") or "images the model never trained on"
@@ -129,14 +131,14 @@ def _headline_title(metrics: dict) -> str:
 def _metrics_tables(metrics: dict) -> list[Table]:
     """The headline (each share with its 95 % interval and n), the training images apart
     when they were scored, per movement, and the slices."""
-    from ..model.metrics import share_text, wilson_interval
+    from ..model.metrics import knows_none, share_text, wilson_interval
 
     n = metrics["n_images"]
     summary = Table(title=_headline_title(metrics), show_header=False, title_justify="left")
     summary.add_column(style="bold")
     summary.add_column(justify="right")
     summary.add_row("images", f"{n:,}")
-    if metrics.get("known_movements") == [] and n:
+    if knows_none(metrics):
         summary.add_row("flagged not a painting", share_text(metrics.get("flagged_not_painting", 0) / n, n))
     else:
         summary.add_row("accuracy (95 % interval, n)", share_text(metrics["accuracy"], n))

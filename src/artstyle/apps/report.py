@@ -20,7 +20,7 @@ import numpy as np
 from ..data.labels import humanise_artist
 from ..files import atomic_write_bytes
 from ..model.classifier import Evaluation
-from ..model.metrics import no_slices_reason, reliability, share_text, slices, wilson_interval
+from ..model.metrics import knows_none, no_slices_reason, reliability, share_text, slices, wilson_interval
 from .html_parts import cards, data_uri, figure_uri, image_uri, page, scroll_box, thumbnail_figure
 from .report_model import model_section
 
@@ -233,7 +233,7 @@ def _training_section(m: dict) -> str:
 def _heading(m: dict) -> str:
     """What the headline was measured on, or why it is no test of movements at all."""
     n = m["n_images"]
-    if n and m.get("known_movements") == []:
+    if knows_none(m):
         flagged = m.get("flagged_not_painting", 0)
         return (f"<p class=verdict>Not a test of movements: none of these {n:,} images is of a movement the model "
                 f"knows ({html.escape(', '.join(m.get('unknown_to_model', {})))}), so every movement answer is a miss "
@@ -270,7 +270,7 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
         )
         mistakes.append(f"<div class=mistake>{figure}{extra}</div>")
     notes = []
-    if m.get("unknown_to_model") and m.get("known_movements") != []:
+    if m.get("unknown_to_model") and not knows_none(m):
         notes.append("Movements the model does not know, scored as misses: " + esc(
             ", ".join(f"{label} ({n})" for label, n in m["unknown_to_model"].items())))
     if m.get("untested"):

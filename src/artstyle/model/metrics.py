@@ -171,6 +171,12 @@ def slices(metrics: dict) -> list[tuple[str, dict]]:
     return groups + [(f"source: {name}", m) for name, m in metrics.get("by_source", {}).items()]
 
 
+def knows_none(metrics: dict) -> bool:
+    """True when images were scored but none is of a movement the model knows (a folder of
+    photos and charts): every movement answer is then a miss by construction, no test of skill."""
+    return bool(metrics.get("n_images")) and metrics.get("known_movements") == []
+
+
 def no_slices_reason(metrics: dict) -> str | None:
     """Why a metrics block has no slices to show (None when it has some)."""
     if slices(metrics) or not metrics.get("n_images"):
