@@ -265,8 +265,8 @@ def test_a_portrait_panel_keeps_its_whole_caption_and_says_the_scale_is_relative
 
     portrait = paint("01_StripedArt", artist=1, seed=5, size=(120, 400))
     heat = np.linspace(0, 1, 400 * 120).reshape(400, 120)
-    explained = Explanation("tall.png", "post impressionism", 0.751, heat, portrait)
-    panel = explained.panel(254, probability=0.74)  # the bar's number, not the map's engine's
+    explained = Explanation("tall.png", "post impressionism", 0.74, heat, portrait)
+    panel = explained.panel(254)
     font = ImageFont.load_default(size=max(12, 254 // 28))
     for line in ("Where the model saw post impressionism (74%)",
                  "brightness is relative: each map is scaled to its own maximum"):

@@ -559,23 +559,19 @@ def explain(
     inputs = collect_inputs(paths)
     if not inputs:
         raise ArtstyleError("no images to explain (folders held no image files)")
-    # loaded as `predict` loads it: the map's gradients run in torch, but the movement and its
-    # probability are the ones `predict` gives (one answer, one number)
+    # loaded as `predict` loads it: explain names the movement and probability `predict` gives
     clf = StyleClassifier.load(_model_or_default(model), cache_dir=False, show_progress=False, weights=weights)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = unique_names(inputs, ".explain.png")
     failed = 0
     for source, name in zip(inputs, names):
-        (answer,) = clf.predict_top_k([source], k=len(clf.classes_))
-        shown = movement or (answer.predictions[0][0] if answer.predictions else None)
-        (result,) = [answer] if answer.error else clf.explain([source], movement=shown)
+        (result,) = clf.explain([source], movement=movement)
         if result.error:
             err.print(f"error: {display_path(source)}: {result.error}", soft_wrap=True, markup=False, highlight=False)
             failed += 1
             continue
-        probability = dict(answer.predictions)[shown]
-        atomic_write_bytes(out_dir / name, result.png(max_side) if overlay_only else result.panel_png(max_side, probability))
-        out.print(f"{display_path(source)}: {shown} {probability:.0%} -> {out_dir / name}", soft_wrap=True)
+        atomic_write_bytes(out_dir / name, result.png(max_side) if overlay_only else result.panel_png(max_side))
+        out.print(f"{display_path(source)}: {result.movement} {result.probability:.0%} -> {out_dir / name}", soft_wrap=True)
     if failed == len(inputs):
         raise typer.Exit(1)
 

@@ -141,9 +141,9 @@ def heat_map_note(clf, mistakes: int) -> str | None:
             f"{TORCH_INSTALL}." if missing else None)
 
 
-def _mistake_context(clf, paths: list[str], predicted: list[str], probabilities: list[float]) -> list[str]:
-    """Per mistake: the heat-map of the predicted movement (with the report's own
-    probability for it) and the nearest training paintings, as HTML (empty without a classifier)."""
+def _mistake_context(clf, paths: list[str], predicted: list[str]) -> list[str]:
+    """Per mistake: the heat-map of the predicted movement and the nearest training
+    paintings, as HTML (empty without a classifier)."""
     if clf is None or not paths:
         return [""] * len(paths)
     from ..errors import missing_torch
@@ -153,12 +153,12 @@ def _mistake_context(clf, paths: list[str], predicted: list[str], probabilities:
     index = getattr(clf, "similar_", None)
     nearest = clf.similar(paths, k=N_NEAREST) if index is not None else [None] * len(paths)
     out = []
-    for path, movement, probability, near in zip(paths, predicted, probabilities, nearest):
+    for path, movement, near in zip(paths, predicted, nearest):
         parts = []
         if has_torch:
             (explained,) = clf.explain([path], movement=movement)
             if explained.heat is not None:  # the painting beside where it saw the movement, with the scale
-                panel = explained.panel(PANEL_SIDE, probability)
+                panel = explained.panel(PANEL_SIDE)
                 parts.append(f'<img class=panel width={panel.width} src="{image_uri(panel, max(panel.size))}" '
                              f'alt="where it saw {esc(movement)}">')
         if near is not None and near.neighbours:
@@ -260,7 +260,7 @@ def render_report(evaluation: Evaluation, title: str, clf=None) -> str:
     mistakes = []
     worst = confident_mistakes(evaluation)
     context = _mistake_context(clf, [evaluation.paths[row] for row, _, _ in worst],
-                               [evaluation.labels[predicted] for _, predicted, _ in worst], [p for _, _, p in worst])
+                               [evaluation.labels[predicted] for _, predicted, _ in worst])
     for (row, predicted, prob), extra in zip(worst, context):
         figure = thumbnail_figure(
             evaluation.paths[row],

@@ -385,15 +385,11 @@ def create_app(
                         headers={"Cache-Control": "public, max-age=86400"})
 
     def explain_file(paths: list[Path], names: list[str], movement: str | None) -> list[dict]:
-        (answer,) = classifier.predict_top_k(paths, k=n_classes)  # the movement and number /api/predict gives
-        if answer.error:
-            return [{"path": names[0], "error": answer.error}]
-        shown = movement or answer.predictions[0][0]
-        (result,) = classifier.explain(paths, movement=shown)
+        (result,) = classifier.explain(paths, movement=movement)  # the movement and number /api/predict gives
         if result.error:
             return [{"path": names[0], "error": result.error}]
-        return [{"path": names[0], "error": None, "png": result.png(EXPLAIN_SIDE), "movement": shown,
-                 "probability": dict(answer.predictions)[shown]}]
+        return [{"path": names[0], "error": None, "png": result.png(EXPLAIN_SIDE), "movement": result.movement,
+                 "probability": result.probability}]
 
     @app.post("/api/explain", response_class=Response,
               responses={200: {"content": {"image/png": {}}, "description": "the painting with the heat-map"},

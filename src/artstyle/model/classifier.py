@@ -686,11 +686,20 @@ class StyleClassifier:
 
     def explain(self, images: Sequence[ImageInput], movement: str | None = None) -> list[Explanation]:
         """Grad-CAM heat-maps of `movement` (None: each image's predicted movement) over
-        each image; an unreadable image gets an error instead of failing the rest."""
+        each image; an unreadable image gets an error instead of failing the rest. The
+        gradients run in torch, but the movement predicted and the probability given are
+        those of the engine `predict_proba` runs (int8 or ONNX): one answer, one number."""
         require_torch("explain (heat-maps need the network's gradients)")
         from .explain import explain_images
 
-        return explain_images(self, _as_list(images), movement)
+        images = _as_list(images)
+        _, proba, _ = self._score(images)
+        labels = [str(c) for c in self.classes_]
+        results = explain_images(self, images, [movement or labels[int(row.argmax())] for row in proba])
+        for row, result in zip(proba, results):
+            if result.heat is not None:
+                result.probability = float(row[labels.index(result.movement)])
+        return results
 
     # ----------------------------------------------------------------- evaluate
     def training_files(self) -> dict[str, str]:

@@ -54,11 +54,10 @@ class Explanation:
         """`overlay()` as PNG bytes: what /api/explain answers (the page sets it beside the painting)."""
         return _png(self.overlay(max_side))
 
-    def panel(self, side: int = 512, probability: float | None = None) -> Image.Image:
+    def panel(self, side: int = 512) -> Image.Image:
         """The painting and its heat-map side by side, each `side` pixels on its longer side
-        (small paintings are enlarged), under lines naming the movement (at `probability`,
-        the caller's figure for it when it has one, so one answer shows one number) and
-        saying that the map is scaled to its own maximum, over the colour scale: what
+        (small paintings are enlarged), under lines naming the movement and its probability
+        and saying that the map is scaled to its own maximum, over the colour scale: what
         `artstyle explain` writes and the report shows."""
         from PIL import ImageDraw, ImageFont
 
@@ -69,8 +68,7 @@ class Explanation:
         right = overlay(painting, self.heat, None).resize(size, Image.Resampling.LANCZOS)
         font = ImageFont.load_default(size=max(12, side // 28))
         line = font.size + 8
-        shown = self.probability if probability is None else probability
-        lines = [f"Where the model saw {self.movement} ({shown:.0%})",
+        lines = [f"Where the model saw {self.movement} ({self.probability:.0%})",
                  "brightness is relative: each map is scaled to its own maximum"]
         gap = 12
         width = max(2 * size[0] + gap, *(round(font.getlength(text)) + 4 for text in lines))
@@ -90,8 +88,8 @@ class Explanation:
         draw.text((2 * size[0] + gap, top + line // 2 + 2), "most", fill="#6b6257", font=font, anchor="ra")
         return canvas
 
-    def panel_png(self, side: int = 512, probability: float | None = None) -> bytes:
-        return _png(self.panel(side, probability))
+    def panel_png(self, side: int = 512) -> bytes:
+        return _png(self.panel(side))
 
 
 def _png(image: Image.Image) -> bytes:
@@ -204,16 +202,18 @@ def picture_heat(graph, extractors, image: Image.Image, target: int | None, squa
     return cover_picture(maps, image.size), target, proba
 
 
-def explain_images(clf, images: list[ImageInput], movement: str | None = None) -> list[Explanation]:
-    """Grad-CAM heat-maps of `movement` (None: each image's predicted one) for `images`;
-    an unreadable image gets an error instead of failing the rest."""
+def explain_images(clf, images: list[ImageInput], movement: str | list[str] | None = None) -> list[Explanation]:
+    """Grad-CAM heat-maps of `movement` (one for all images, one per image, or None: each
+    image's predicted one) for `images`; an unreadable image gets an error instead of
+    failing the rest."""
     from .export import ProbabilityGraph
 
     clf._check_fitted()
     labels = [str(c) for c in clf.classes_]
-    if movement is not None and movement not in labels:
-        raise ArtstyleError(f"unknown movement {movement!r}; this model knows {', '.join(labels)}")
-    target = None if movement is None else labels.index(movement)
+    wanted = movement if isinstance(movement, list) else [movement] * len(images)
+    for name in wanted:
+        if name is not None and name not in labels:
+            raise ArtstyleError(f"unknown movement {name!r}; this model knows {', '.join(labels)}")
     extractors = clf.feature_extractors
     graph = ProbabilityGraph(clf, keep_maps=True).eval()  # builds the torch networks: gradients need them
     min_side = max(e.preprocessing.min_side for e in extractors)
@@ -226,6 +226,7 @@ def explain_images(clf, images: list[ImageInput], movement: str | None = None) -
         except ImageLoadError as exc:
             results.append(Explanation(name, error=str(exc)))
             continue
+        target = None if wanted[i] is None else labels.index(wanted[i])
         heat, k, proba = picture_heat(graph, extractors, image, target, squash)
         results.append(Explanation(name, labels[k], float(proba[k]), heat, image))
     return results
