@@ -56,7 +56,7 @@ LITE2, FUSION = "efficientnet_lite2", f"{DEFAULT_BACKBONE}+efficientnet_lite2"
 # (name, recipe, balance, size variant copies, backbone, size bands): the previous default,
 # the new steps one by one, statistics of five maps instead of two, the default's steps on the
 # larger network and on both networks together, then the full-size pictures' own correction
-# (model/size_bands.py)
+# (model/size_bands.py), and today's default on both networks
 ARMS = (
     ("multicrop (0.1 default)", "multicrop", "class", 0, DEFAULT_BACKBONE, False),
     ("sized", "sized", "class", 0, DEFAULT_BACKBONE, False),
@@ -66,6 +66,7 @@ ARMS = (
     ("lite2 sized+stats + variants + breadth", "sized+stats", "breadth", 2, LITE2, False),
     ("lite0+lite2 sized+stats + variants + breadth", "sized+stats", "breadth", 2, FUSION, False),
     ("sized+texture + variants + breadth + size bands", "sized+texture", "breadth", 2, DEFAULT_BACKBONE, True),
+    ("lite0+lite2 sized+texture + variants + breadth + size bands", "sized+texture", "breadth", 2, FUSION, True),
 )
 SHRUNK_LONG_SIDE = 224  # (iii): WikiArt's copies have this long side
 

@@ -21,15 +21,8 @@ from artstyle.features import backbones, family_open_clip
 from artstyle.features.backbone import Backbone, BackboneInfo
 from artstyle.features.preprocess import Preprocessing
 from artstyle.features.weights_hub import random_checkpoint
-from artstyle.model.zero_shot import (
-    NOT_PAINTING_PROMPTS,
-    PAINTING_PROMPTS,
-    TEMPLATES,
-    ensemble,
-    parse_labels,
-    prompts,
-    zero_shot_classifier,
-)
+from artstyle.model.text_detector import NOT_PAINTING_PROMPTS, PAINTING_PROMPTS, TextDetector, best_threshold, calibrate
+from artstyle.model.zero_shot import TEMPLATES, ensemble, parse_labels, prompts, zero_shot_classifier
 
 open_clip = pytest.importorskip("open_clip", reason="the torch extra (open_clip) is not installed")
 
@@ -97,7 +90,7 @@ class _WordTower:
                 row = [0, 1, 0, 0]
             elif "blueism" in text:
                 row = [0, 0, 1, 0]
-            elif text in PAINTING_PROMPTS:
+            elif any(text in group for group in PAINTING_PROMPTS.values()):  # paintings, prints, icons, ...
                 row = [0, 0, 0, 1]
             elif text in NOT_PAINTING_PROMPTS["photo"]:
                 row = [0, 0, 0, -1]
@@ -139,13 +132,73 @@ def test_zero_shot_names_the_movement_whose_text_is_closest(colour_backbone, tmp
     assert list(default.classes_) == list(PANDORA_MOVEMENTS)  # no labels: the 18 movements
 
 
+def test_the_threshold_is_the_cut_that_best_separates_paintings_from_the_rest():
+    # separable: every cut between them is right; the uncalibrated 0.5 stays when it is one of them
+    assert best_threshold(np.array([0.1, 0.2, 0.3]), np.array([0.6, 0.9])) == 0.5
+    # a backbone that finds everything photo-like: the cut moves up to where paintings end
+    assert best_threshold(np.array([0.6, 0.7, 0.72]), np.array([0.8, 0.95])) == pytest.approx(0.76)
+    # overlap: the cut that gets most of each side right (one painting flagged, one photo passed)
+    cut = best_threshold(np.array([0.1, 0.2, 0.3, 0.9]), np.array([0.25, 0.7, 0.8, 0.85]))
+    assert 0.3 < cut < 0.7
+
+
+def test_the_text_detector_passes_prints_and_icons_and_names_what_it_flags():
+    """One softmax over every kind: a picture that reads as a woodblock print or an icon is
+    painting-like, one that reads as a chart is not and is named so; the threshold and the
+    tensors survive the folder's format."""
+    kinds = len(PAINTING_PROMPTS) + len(NOT_PAINTING_PROMPTS)
+    detector = TextDetector(np.eye(kinds, dtype=np.float32), 100.0, 0.0)
+    names = [*PAINTING_PROMPTS, *NOT_PAINTING_PROMPTS]
+    as_kind = np.eye(kinds, dtype=np.float32)[[names.index(n) for n in ("print", "icon", "mosaic", "chart/diagram",
+                                                                         "photo")]]
+    assert detector.is_painting(as_kind).tolist() == [True, True, True, False, False]
+    assert detector.kinds(as_kind)[3:] == ["chart/diagram", "photo"]
+    np.testing.assert_allclose(detector.scores(as_kind), [0, 0, 0, 1, 1], atol=1e-6)
+    between = (as_kind[0] + as_kind[4])[None]  # as much a print as a photo
+    assert detector.scores(between)[0] == pytest.approx(0.5, abs=1e-6)
+
+    paintings = np.eye(kinds, dtype=np.float32)[[0, 1, 2]] + 0.3 * np.eye(kinds, dtype=np.float32)[names.index("photo")]
+    calibrated = calibrate(detector, paintings, as_kind[3:], "three paintings, two others")
+    assert calibrated.fitted_on == {"basis": "three paintings, two others", "paintings": 3, "non_paintings": 2,
+                                    "paintings_flagged": 0.0, "non_paintings_flagged": 1.0}
+    again = TextDetector.from_saved(calibrated.tensors(), calibrated.config())
+    assert again.threshold == calibrated.threshold and again.fitted_on == calibrated.fitted_on
+    np.testing.assert_allclose(again.scores(as_kind), calibrated.scores(as_kind))
+
+
+def test_a_zero_shot_model_is_a_model_folder(colour_backbone, tmp_path):
+    """Saved and loaded, it answers as it did, with its calibrated detector; the folder says
+    it was never trained (cosine head, empty split, no held-out scores)."""
+    from artstyle import StyleClassifier
+    from artstyle.data.splits import parse_splits_csv
+
+    clf = zero_shot_classifier(colour_backbone, ["redism", "greenism", "blueism"], cache_dir=False, show_progress=False)
+    fitted = clf.painting_detector_.fitted_on
+    assert fitted["paintings"] == 40 and fitted["non_paintings"] == 140  # generated brushwork; photos, charts
+    folder = clf.save(tmp_path / "zero-shot")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["head"]["type"] == "cosine" and config["painting_detector"]["threshold"] == clf.painting_detector_.threshold
+    assert parse_splits_csv((folder / "splits.csv").read_text()) == []
+    loaded = StyleClassifier.load(folder, cache_dir=False, show_progress=False)
+    images = [_textured(c, s) for s, c in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)])]
+    images.append(Image.new("RGB", (64, 48), (128, 128, 128)))
+    np.testing.assert_allclose(loaded.predict_proba(images), clf.predict_proba(images), atol=1e-5)
+    answers = loaded.predict_top_k(images, k=1)
+    assert [a.is_painting for a in answers] == [True, True, True, False] and answers[3].not_painting_kind == "photo"
+    assert [a.predictions[0][0] for a in answers[:3]] == ["redism", "greenism", "blueism"]
+
+
 def test_a_backbone_without_text_tower_is_refused_by_name():
     with pytest.raises(ArtstyleError, match="dinov2-vit-s14 has no text tower; zero-shot needs one of clip-vit-b32"):
         zero_shot_classifier("dinov2-vit-s14", weights=None)
 
 
 def test_predict_and_serve_zero_shot_on_clips_architecture(tmp_path, capsys, monkeypatch):
-    """Random weights: the answers mean nothing, the JSON and the API are those of a model."""
+    """Random weights: the answers mean nothing, the JSON and the API are those of a model.
+    `artstyle zero-shot --out` writes a folder that predicts the same without torch or
+    open_clip, and that info, evaluate and serve read."""
+    from test_torch_free import _cli
+
     weights = random_checkpoint("clip-vit-b32", tmp_path / "open_clip_model.safetensors")
     image = tmp_path / "a.jpg"
     _textured((200, 120, 40), 3).resize((256, 192)).save(image)
@@ -160,18 +213,37 @@ def test_predict_and_serve_zero_shot_on_clips_architecture(tmp_path, capsys, mon
                        image)
     assert code != 0 and "--zero-shot needs no --model" in err
 
+    model = tmp_path / "zero-shot"
+    code, _, err = run(capsys, monkeypatch, "zero-shot", "--backbone", "clip-vit-b32", "--weights", weights, "--labels",
+                       "ukiyo-e, art nouveau, cubism", "--out", model)
+    assert code == 0 and "model saved to" in err, err
+    code, printed, err, heavy = _cli("predict", "--model", model, image, "--format", "json", cache=tmp_path / "empty")
+    assert code == 0 and heavy == [], err  # the folder's graph and tensors: no torch, no text tower
+    (light,) = json.loads(printed)
+    assert light["predictions"][0]["label"] == answer["predictions"][0]["label"]
+    assert light["predictions"][0]["probability"] == pytest.approx(answer["predictions"][0]["probability"], abs=2e-3)
+    assert light["is_painting"] == answer["is_painting"]
+    code, out, err = run(capsys, monkeypatch, "info", model)
+    assert code == 0 and "no paintings: movements named from text" in " ".join(out.split()), err
+    code, out, err = run(capsys, monkeypatch, "info", model, "--format", "markdown")
+    assert code == 0 and "No painting trained or measured it" in out, err
+    cubism = tmp_path / "scored" / "cubism" / "somebody"
+    cubism.mkdir(parents=True)
+    for i in range(3):
+        _textured((60 * i, 90, 200), 10 + i).save(cubism / f"{i}.png")
+    code, out, err = run(capsys, monkeypatch, "evaluate", model, tmp_path / "scored", "--format", "json")
+    assert code == 0 and json.loads(out)["n_images"] == 3, err
+
     from fastapi.testclient import TestClient
 
-    from artstyle import create_app
+    from artstyle import StyleClassifier, create_app
 
-    labels = ["ukiyo-e", "art nouveau", "cubism"]  # the command's: their text embeddings come from the cache
-    clf = zero_shot_classifier("clip-vit-b32", labels, weights, cache_dir=False, show_progress=False)
-    with TestClient(create_app(clf, model_name="clip zero-shot")) as client:
-        model = client.get("/api/model").json()
-        assert model["labels"] == labels and model["head"] == "zero-shot"
+    with TestClient(create_app(StyleClassifier.load(model, show_progress=False), model_name="clip zero-shot")) as client:
+        info = client.get("/api/model").json()
+        assert info["labels"] == ["ukiyo-e", "art nouveau", "cubism"] and info["head"] == "zero-shot"
         with open(image, "rb") as handle:
             (reply,) = client.post("/api/predict", files=[("files", ("a.jpg", handle, "image/jpeg"))]).json()
-        assert len(reply["predictions"]) == 3 and reply["is_painting"] in (True, False)
+        assert len(reply["predictions"]) == 3 and reply["is_painting"] == answer["is_painting"]
     assert Path(weights).exists()
 
 

@@ -439,6 +439,35 @@ def predict(
         raise typer.Exit(1)
 
 
+@app.command("zero-shot")
+def zero_shot_model(
+    backbone: str = typer.Option(..., "--backbone", help="The image+text backbone (see `artstyle backbones`: zero-shot)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="The movements to choose among, comma-separated "
+                                         "(default: the 18 of Pandora18k)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="The backbone's published checkpoint, when offline "
+                                           "(e.g. open_clip_model.safetensors)."),
+    graph: bool = typer.Option(True, help="Keep the image tower as an ONNX graph in the folder (about 350 MB for a "
+                               "ViT-B): predicting then needs neither torch nor the text tower."),
+    batch_size: int = typer.Option(32, min=1, help="Images per forward pass (the detector's calibration pictures)."),
+) -> None:
+    """Write a zero-shot model folder: movements named from text, no training painting.
+
+    predict, serve, info and evaluate read it like a trained model's folder.
+    """
+    from ..model.zero_shot import parse_labels, zero_shot_classifier
+
+    clf = zero_shot_classifier(backbone, parse_labels(labels), weights, cache_dir=False, batch_size=batch_size,
+                               show_progress=not _QUIET)
+    clf.config_["command"] = shlex.join(["artstyle", *sys.argv[1:]])
+    clf.save(out_dir, graphs=graph)
+    detector = clf.painting_detector_.fitted_on
+    err.print(f"zero-shot model: {len(clf.classes_)} movements named from text on {backbone}; 'not a painting' "
+              f"above {clf.painting_detector_.threshold:.0%}, chosen on {detector['basis']} (it flags "
+              f"{detector['paintings_flagged']:.0%} and {detector['non_paintings_flagged']:.0%} of them)", soft_wrap=True)
+    err.print(f"model saved to [bold]{out_dir}[/bold]; `artstyle predict --model {out_dir} IMAGES`")
+
+
 PATH_WIDTH = 26  # the image column of `predict`'s table: with the answer and the top three, 80 columns
 
 
@@ -793,11 +822,13 @@ def info(
     from ..model.metrics import share_text
     from .model_card import (
         finetune_summary,
+        is_zero_shot,
         precision_summary,
         similar_summary,
         size_bands_summary,
         split_summary,
         temperature_summary,
+        text_detector_summary,
         trained_on,
     )
 
@@ -828,6 +859,13 @@ def info(
     if config["head"].get("size_bands"):
         table.add_row("size bands", size_bands_summary(config["head"]["size_bands"]))
     table.add_row("movements", f"{len(config['labels'])}: " + ", ".join(config["labels"]))
+    if is_zero_shot(config):
+        table.add_row("trained on", "no paintings: movements named from text (accuracy not measured; "
+                      f"`artstyle evaluate {model} PAINTINGS` measures it)")
+        table.add_row("flags", f"{Abstention.from_config(config).describe()}; "
+                      f"{text_detector_summary(config['painting_detector'])}")
+        out.print(table)
+        return
     table.add_row("trained on", trained_on(config, bundle.splits_csv))
     table.add_row("split", split_summary(split))
     table.add_row("temperature", temperature_summary(config))

@@ -280,9 +280,46 @@ def _network_words(config: dict) -> str:
     return f"a frozen pretrained network ({names})"
 
 
+def is_zero_shot(config: dict) -> bool:
+    """Whether the folder names movements from text (`artstyle zero-shot`), with no training painting."""
+    return config["head"].get("type") == "cosine"
+
+
+def text_detector_summary(detector: dict) -> str:
+    """How a zero-shot model decides "not a painting", in one line."""
+    fitted = detector.get("fitted_on") or {}
+    return (f"'not a painting' when prompts of a photo, chart or document hold over {detector['threshold']:.0%} of the "
+            f"probability against those of a {', '.join(detector['painting_kinds'])}"
+            + (f"; threshold chosen on {fitted['basis']} (flagging {fitted['paintings_flagged']:.0%} and "
+               f"{fitted['non_paintings_flagged']:.0%} of them there)" if fitted else ""))
+
+
+def _zero_shot_card(config: dict, title: str) -> str:
+    """The card of a zero-shot folder: what names the movements, and that nothing measured it."""
+    backbone = " + ".join(b["name"] for b in config["features"]["backbones"])
+    lines = [
+        f"# Model card: artstyle zero-shot model `{title}`", "",
+        f"Created {config.get('created', '?')} with artstyle {config.get('artstyle_version', '?')}. Names the "
+        f"movement of a picture from text alone: {backbone}'s embedding of the image against its text tower's "
+        f"embedding of each movement's prompts (the mean of {len(config['head'].get('templates', []))} phrasings, "
+        "e.g. \"a painting in the style of cubism.\").", "",
+        "## Movements", "", f"{len(config['labels'])}: {', '.join(config['labels'])}.", "",
+        "## Not a painting", "", f"- {text_detector_summary(config['painting_detector'])}." if config.get(
+            "painting_detector") else "- no detector", "",
+        "## Limits", "",
+        "- **No painting trained or measured it**: its accuracy is unknown. Measure it on paintings of your own with "
+        f"`artstyle evaluate {title} PAINTINGS` before relying on it.",
+        "- Probabilities are the backbone's own softmax over the movements' prompts, not calibrated on paintings; "
+        "`uncertain` and `mixed` use artstyle's default thresholds.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def model_card(bundle: Bundle, title: str) -> str:
     """The card as Markdown text."""
     config, metrics = bundle.config, bundle.metrics
+    if is_zero_shot(config):
+        return _zero_shot_card(config, title)
     n = len(parse_splits_csv(bundle.splits_csv))
     untested = metrics.get("untested") or []
     limits = [

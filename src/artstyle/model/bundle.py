@@ -40,6 +40,7 @@ from .curves import EVENTS_FILE, tensorboard_events
 from .head import Head, head_from_tensors
 from .painting import PaintingDetector
 from .similar import SimilarityIndex
+from .text_detector import TextDetector
 
 FORMAT_NAME = "artstyle-model"
 FORMAT_VERSION = 2  # 1: one backbone, one view, linear head, no thresholds (still read)
@@ -62,7 +63,7 @@ class Bundle:
     head: Head
     splits_csv: str = "path,label,artist,sha256,split\n"
     metrics: dict = field(default_factory=dict)
-    detector: PaintingDetector | None = None
+    detector: PaintingDetector | TextDetector | None = None
     backbone: Path | None = None  # fine-tuned backbone weights (safetensors file)
     similar: SimilarityIndex | None = None  # None: a model from before the index existed
     graphs: list[BundledGraph] | None = None  # one per backbone; None: built or cached where it runs
@@ -281,15 +282,14 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     try:
         tensors = load_safetensors(_read(folder, "model.safetensors"))
         head = head_from_tensors(config["head"]["type"], tensors, float(config["temperature"]))
-        detector_config = config.get("painting_detector")
-        detector = PaintingDetector.from_saved(tensors, detector_config) if detector_config else None
+        detector = _detector(tensors, config.get("painting_detector"))
     except BundleError:
         raise
     except Exception as exc:  # safetensors, shape and key errors alike
         raise BundleError(f"{folder / 'model.safetensors'}: corrupt or incomplete ({exc})") from None
     feature_dim = config["features"].get("dim")
     if head.n_classes != len(labels) or (feature_dim is not None and head.dim != feature_dim) or (
-        detector is not None and detector.mean.shape != (head.dim,)
+        detector is not None and not detector.fits(head.dim)
     ):
         raise BundleError(f"{folder / 'model.safetensors'}: shape does not match config.json")
     if not np.isfinite(head.temperature) or head.temperature <= 0:
@@ -306,6 +306,15 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{folder / 'config.json'}: invalid graph entry ({exc})") from None
     return Bundle(config, head, splits_text, metrics, detector, _check_backbone(folder, backbones),
                   _load_similar(folder, config.get("similar"), head.dim), graphs)
+
+
+def _detector(tensors: dict[str, np.ndarray], config: dict | None) -> PaintingDetector | TextDetector | None:
+    """The folder's "not a painting" detector: a trained one, or a zero-shot model's prompts."""
+    if not config:
+        return None
+    if config.get("kind") == "text prompts":
+        return TextDetector.from_saved(tensors, config)
+    return PaintingDetector.from_saved(tensors, config)
 
 
 def _load_similar(folder: Path, info: dict | None, dim: int) -> SimilarityIndex | None:

@@ -95,7 +95,7 @@ class Abstention:
         """One line for `info`, the card and the report: the thresholds and where they come from."""
         where = (f"fitted on {self.fitted_on:,} held-out answers" if self.fitted else
                  f"defaults: {self.fitted_on} held-out answers are too few to fit them (fitting needs "
-                 f"{MIN_FITTED_ANSWERS})")
+                 f"{MIN_FITTED_ANSWERS})" if self.fitted_on else "defaults: no held-out answers to fit them on")
         mixed = (f"mixed within {100 * self.mixed_margin:.0f} points" if self.mixed_margin > 0 else
                  "never mixed (a second movement was right too rarely to be worth showing)")
         return f"unsure below {self.uncertain_below:.0%}; {mixed} ({where})"

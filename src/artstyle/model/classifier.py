@@ -548,6 +548,24 @@ class StyleClassifier:
         self.abstention_ = trained.abstention
         self.painting_detector_ = trained.detector
 
+    def backbone_records(self) -> list[dict]:
+        """What config.json records of each backbone: its weights by digest, file name and hub
+        id, never the trainer's path (the file is found where the model runs and checked)."""
+        return [
+            {
+                "name": e.backbone.name,
+                "weights": BACKBONE_FILE if self.finetuned_ else None,
+                "weights_id": e.backbone.weights_id,
+                **({"weights_file": Path(self.weights).name} if self.weights and not self.finetuned_ else {}),
+                **({"hub": f"{info.hf_hub}/{info.filename}"} if (info := _registry_row(e.backbone.name))
+                   and info.hf_hub else {}),
+                "dim": e.dim,
+                "preprocessing": e.preprocessing.to_dict(),
+                **({"finetuned": self.finetuned_} if self.finetuned_ else {}),
+            }
+            for e in self.feature_extractors
+        ]
+
     def _config(self, trained: TrainedHead, split: Split, fold_mode: str, dataset: dict, n_skipped: int, dim: int) -> dict:
         """config.json of the model folder: how it was made and what it needs to run."""
         return {
@@ -557,21 +575,7 @@ class StyleClassifier:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "features": {
                 "recipe": get_recipe(self.features).name,
-                "backbones": [
-                    {
-                        "name": e.backbone.name,
-                        # never the trainer's path: the file is found where the model runs and checked by digest
-                        "weights": BACKBONE_FILE if self.finetuned_ else None,
-                        "weights_id": e.backbone.weights_id,
-                        **({"weights_file": Path(self.weights).name} if self.weights and not self.finetuned_ else {}),
-                        **({"hub": f"{info.hf_hub}/{info.filename}"} if (info := _registry_row(e.backbone.name))
-                           and info.hf_hub else {}),
-                        "dim": e.dim,
-                        "preprocessing": e.preprocessing.to_dict(),
-                        **({"finetuned": self.finetuned_} if self.finetuned_ else {}),
-                    }
-                    for e in self.feature_extractors
-                ],
+                "backbones": self.backbone_records(),
                 "dim": int(dim),
             },
             "labels": [str(c) for c in self.classes_],

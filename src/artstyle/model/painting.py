@@ -66,6 +66,10 @@ class PaintingDetector:
         """Log-odds that each row is not a painting (larger: less like a painting)."""
         return (np.asarray(features, np.float32) - self.mean) / self.scale @ self.weight + self.bias
 
+    def fits(self, dim: int) -> bool:
+        """Whether it reads feature vectors of `dim` columns (it is fitted on whole vectors)."""
+        return self.mean.shape == (dim,)
+
     def is_painting(self, features: np.ndarray) -> np.ndarray:
         return self.scores(features) <= self.threshold
 

@@ -3,12 +3,13 @@
 An image+text backbone (CLIP, SigLIP) embeds each movement's prompts with its text tower;
 the prompts of one movement are averaged (a prompt ensemble, as in the CLIP paper), and
 an image gets the movements whose text its own embedding is closest to (`CosineHead`).
-Whether it is a painting at all is asked the same way: painting prompts against photo,
-chart and document prompts (`TextDetector`). The result is an ordinary fitted
-`StyleClassifier`: predict, the JSON, the page and the API treat it like a trained one.
+Whether it is a painting at all is asked the same way (`text_detector`). The result is an
+ordinary fitted `StyleClassifier`: predict, the JSON, the page and the API treat it like a
+trained one, and `save` writes a model folder (`artstyle zero-shot --out DIR`) that
+predicts, serves and evaluates without the text tower, and with its graph without torch.
 
-Text embeddings need torch once per backbone, labels and prompts; they are cached (safetensors) under
-the user cache, so later runs embed images on ONNX Runtime alone.
+Text embeddings need torch once per backbone, labels and prompts, and the detector's
+threshold an embedding of its calibration pictures; both are cached under the user cache.
 """
 
 from __future__ import annotations
@@ -16,20 +17,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..data.labels import PANDORA_MOVEMENTS
 from ..errors import ArtstyleError, require_torch
 from ..files import atomic_write_bytes, user_cache_root
 from .calibration import Abstention
 from .head import CosineHead
-from .negatives import NOT_PAINTING_KINDS
-from .text_prior import cosines
+from .negatives import non_paintings, shipped_pictures
+from .text_detector import CALIBRATION_IMAGES, GROUPS, TextDetector, brushwork, calibrate
 
 log = logging.getLogger("artstyle")
+CHART_KINDS = ("chart", "table", "slide", "screenshot", "page")  # the generated non-paintings a detector is calibrated on
 
 # One movement, several phrasings: their mean embedding is steadier than any one. The name
 # always stands as a noun ("of impressionism", "the early renaissance movement"), so every
@@ -43,17 +46,6 @@ TEMPLATES = (
     "a reproduction of a painting, {}.",
     "{}, a movement in the history of art.",
 )
-PAINTING_PROMPTS = ("a painting.", "an oil painting on canvas.", "a photo of a painting.", "a painted icon.",
-                    "a watercolour.", "an artwork in a museum.")
-NOT_PAINTING_PROMPTS = {
-    "photo": ("a photo.", "a photograph of a scene.", "a snapshot taken with a phone.", "a photo of an object.",
-              "a photo of people.", "a photo of a street."),
-    "chart/diagram": ("a chart.", "a diagram.", "a plot of data.", "a bar chart with axes.", "a line graph."),
-    "document/screenshot": ("a screenshot.", "a scanned document.", "a page of text.", "a receipt.",
-                            "a screenshot of a website."),
-}
-
-
 def parse_labels(text: str | None) -> list[str]:
     """"ukiyo-e, art nouveau, ..." -> the movements to choose among (the 18 of Pandora18k
     when None): as written, trimmed, each once."""
@@ -84,41 +76,12 @@ def ensemble(unit: np.ndarray, groups: list[int]) -> np.ndarray:
     return np.stack(rows).astype(np.float32)
 
 
-@dataclass
-class TextDetector:
-    """"Not a painting" from prompts: an image is a painting unless a non-painting kind's
-    prompts are closer to it than the painting prompts. Same interface as
-    `PaintingDetector`; reads the first `dim` columns (the global pooled embedding)."""
-
-    painting: np.ndarray  # (d,) unit
-    kinds_embedding: np.ndarray  # (len(NOT_PAINTING_KINDS), d) unit
-
-    def _cosines(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        both = cosines(np.asarray(features, np.float32), np.vstack([self.painting, self.kinds_embedding]))
-        return both[:, 0], both[:, 1:]
-
-    def scores(self, features: np.ndarray) -> np.ndarray:
-        """How much closer the nearest non-painting kind is than painting (> 0: not one)."""
-        painting, kinds = self._cosines(features)
-        return kinds.max(axis=1) - painting
-
-    def is_painting(self, features: np.ndarray) -> np.ndarray:
-        return self.scores(features) <= 0
-
-    def kinds(self, features: np.ndarray) -> list[str | None]:
-        return [NOT_PAINTING_KINDS[i] for i in self._cosines(features)[1].argmax(axis=1)]
-
-    def config(self) -> dict:
-        return {"kind": "text prompts", "prompts": {"painting": list(PAINTING_PROMPTS), **NOT_PAINTING_PROMPTS}}
-
-
 def text_embeddings(backbone: str, weights, weights_id: str, texts: list[str]) -> tuple[np.ndarray, float, float]:
     """(unit embeddings of `texts`, logit scale, logit bias) from `backbone`'s text tower,
     cached per weights and texts (a few kB: always, whatever caches features)."""
     from safetensors.numpy import load, save
 
-    key = hashlib.sha256(json.dumps([backbone, weights_id, texts]).encode()).hexdigest()[:24]
-    path = user_cache_root()[0] / "zero-shot" / f"{key}.safetensors"
+    path = user_cache_root()[0] / "zero-shot" / f"{_key([backbone, weights_id, texts])}.safetensors"
     if path.is_file():
         try:
             t = load(path.read_bytes())
@@ -141,6 +104,7 @@ def zero_shot_classifier(backbone: str, labels: list[str] | None = None, weights
     alone, on an image+text backbone (`artstyle backbones`: "zero-shot"). `params` tune
     how it runs (engine, batch_size, cache_dir, ...)."""
     from ..features.backbones import get_info
+    from .bundle import FORMAT_NAME, FORMAT_VERSION
     from .classifier import StyleClassifier
 
     info = get_info(backbone)
@@ -150,34 +114,60 @@ def zero_shot_classifier(backbone: str, labels: list[str] | None = None, weights
     labels = list(labels or PANDORA_MOVEMENTS)
     clf = StyleClassifier(backbone, features="global", weights=weights, **params)
     (extractor,) = clf.feature_extractors
-    texts = [p for label in labels for p in prompts(label)] + list(PAINTING_PROMPTS)
-    kinds = [NOT_PAINTING_PROMPTS[k] for k in NOT_PAINTING_KINDS]
-    texts += [p for group in kinds for p in group]
-    unit, scale, bias = text_embeddings(backbone, weights, extractor.backbone.weights_id, texts)
-    groups = [len(TEMPLATES)] * len(labels) + [len(PAINTING_PROMPTS)] + [len(g) for g in kinds]
-    rows = ensemble(unit, groups)
+    weights_id = extractor.backbone.weights_id
+    texts = [p for label in labels for p in prompts(label)] + [p for group in GROUPS for p in group]
+    unit, scale, bias = text_embeddings(backbone, weights, weights_id, texts)
+    rows = ensemble(unit, [len(TEMPLATES)] * len(labels) + [len(g) for g in GROUPS])
     dim = extractor.dim
     clf.classes_ = np.array(labels)
     clf.head_ = CosineHead(mean=np.zeros(dim, np.float32), scale=np.ones(dim, np.float32), temperature=1.0,
                            weight=rows[: len(labels)], logit_scale=np.array([scale], np.float32),
                            logit_bias=np.array([bias], np.float32))
     clf.abstention_ = Abstention()
-    clf.painting_detector_ = TextDetector(rows[len(labels)], rows[len(labels) + 1:])
+    clf.painting_detector_ = _calibrated(clf, TextDetector(rows[len(labels):], scale, bias), [backbone, weights_id])
+    clf.metrics_, clf.splits_csv_, clf.similar_ = {}, "path,label,artist,sha256,split\n", None
+    clf.backbone_weights_, clf.finetuned_, clf.graphs_ = None, None, None
+    clf.precision_, clf.int8_graphs_ = "fp32", None
     clf.config_ = {
-        "features": {"recipe": "global", "backbones": [{"name": backbone, "weights_id": extractor.backbone.weights_id,
-                                                        "dim": dim, "preprocessing": extractor.preprocessing.to_dict()}],
-                     "dim": dim},
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "artstyle_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "features": {"recipe": "global", "backbones": clf.backbone_records(), "dim": dim},
         "labels": labels,
-        "head": {"kind": "zero-shot", "templates": list(TEMPLATES)},
+        "head": {"type": "cosine", "kind": "zero-shot", "templates": list(TEMPLATES)},
         "temperature": 1.0,
         "abstention": clf.abstention_.to_dict(),
         "painting_detector": clf.painting_detector_.config(),
         "dataset": {"images": 0, "note": "zero-shot: no training paintings"},
     }
-    clf.metrics_, clf.splits_csv_, clf.similar_ = {}, "", None
-    clf.backbone_weights_, clf.finetuned_, clf.graphs_ = None, None, None
-    clf.precision_, clf.int8_graphs_ = "fp32", None
     return clf
+
+
+def _calibrated(clf, detector: TextDetector, key: list) -> TextDetector:
+    """`detector` with its threshold chosen on embedded pictures: artstyle's shipped
+    photographs and generated charts and documents against generated brushwork; cached per
+    weights and prompts."""
+    path = user_cache_root()[0] / "zero-shot" / (_key([*key, [list(g) for g in GROUPS], "threshold-1"]) + ".json")
+    try:
+        saved = json.loads(path.read_text())
+        return TextDetector(detector.weight, detector.logit_scale, detector.logit_bias, float(saved["threshold"]),
+                            saved["fitted_on"])
+    except (OSError, ValueError, KeyError, TypeError):  # not cached yet, or a damaged entry: computed again
+        pass
+    photos = shipped_pictures()
+    charts = [image for _, image in non_paintings(CALIBRATION_IMAGES, seed=1, kinds=CHART_KINDS)]
+    paintings = clf.extract(brushwork(CALIBRATION_IMAGES), None, "Detector calibration").features
+    others = clf.extract([*(photos.paths if photos else []), *charts], None, "Detector calibration")
+    basis = (f"{len(paintings)} generated paintings against {len(photos.paths) if photos else 0} shipped photographs "
+             f"and {len(charts)} generated charts and documents")
+    calibrated = calibrate(detector, paintings, others.features[others.ok], basis)
+    atomic_write_bytes(path, json.dumps({"threshold": calibrated.threshold, "fitted_on": calibrated.fitted_on}).encode())
+    return calibrated
+
+
+def _key(parts: list) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
 
 def _text_backbones():
