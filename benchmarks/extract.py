@@ -280,7 +280,7 @@ def main() -> None:
         print(f"{len(paths)} images ({source}), {args.backbone}, {torch.get_num_threads()} threads", flush=True)
         result: dict = {"images": len(paths), "source": source, "backbone": args.backbone}
         if foundation:
-            from artstyle.features.weights_hub import random_checkpoint
+            from artstyle.features.random_weights import random_checkpoint
 
             weights = args.weights or random_checkpoint(args.backbone, tmp / "random.safetensors")
             result["weights"] = str(args.weights) if args.weights else "random (real architecture)"

@@ -111,7 +111,7 @@ def test_a_weights_file_is_read_once_and_hashed_once_on_first_load(tmp_path, mon
     import timm
     from safetensors.torch import save_file
 
-    from artstyle.features import backbone as backbone_module
+    from artstyle.features import weights_files as backbone_module
 
     weights = tmp_path / "resnet18.safetensors"
     save_file(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(), weights)
@@ -169,7 +169,7 @@ def test_the_exported_graph_pads_by_constants_that_onnx_runtime_folds_into_its_c
     from artstyle.features.networks import export_embedding
 
     backbone = load_backbone("efficientnet_lite0")
-    graph = export_embedding(backbone, stats=True)
+    graph = export_embedding(backbone.model, backbone.taps, backbone.preprocessing.size)
     assert "Ceil" not in Counter(node.op_type for node in onnx.load_from_string(graph).graph.node)
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC

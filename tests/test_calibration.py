@@ -11,8 +11,9 @@ from artstyle import StyleClassifier
 from artstyle.data.dataset import ImageRecord
 from artstyle.data.splits import make_folds
 from artstyle.model.calibration import Abstention, fit_temperature
-from artstyle.model.head import HEAD_KINDS, head_from_tensors, softmax
+from artstyle.model.head import HEAD_KINDS, softmax
 from artstyle.model.head_fitting import HeadFitter
+from artstyle.model.saved_heads import head_from_tensors
 
 
 def _blobs(noise_seed, n_per_class=40, n_classes=4, dim=32):

@@ -20,12 +20,23 @@ torch = pytest.importorskip("torch", reason=NEEDS_TORCH)  # every test here need
 
 from artstyle import ArtstyleError, StyleClassifier
 from artstyle.features.backbones import available_backbones, get_info, load_backbone
+from artstyle.features.random_weights import random_checkpoint
 from artstyle.features.recipes import TEXTURE_STRIDES
-from artstyle.features.weights_hub import random_checkpoint
 
 open_clip = pytest.importorskip("open_clip", reason="the torch extra (open_clip) is not installed")
 
 FOUNDATION = ("clip-vit-b32", "clip-vit-b16", "siglip-b16", "dinov2-vit-s14", "dinov2-vit-b14")
+# What the papers publish of each checkpoint, apart from the libraries that build them: image
+# size, patch, width and depth of the image tower, and of the text tower (context, vocabulary,
+# width) where there is one. CLIP (Radford et al. 2021, table 20), SigLIP B/16 WebLI
+# (Zhai et al. 2023; big_vision's config), DINOv2 (Oquab et al. 2023: trained at 518 px).
+PAPERS = {
+    "clip-vit-b32": dict(image=224, patch=32, width=768, depth=12, embed=512, context=77, vocab=49408, text_width=512),
+    "clip-vit-b16": dict(image=224, patch=16, width=768, depth=12, embed=512, context=77, vocab=49408, text_width=512),
+    "siglip-b16": dict(image=224, patch=16, width=768, depth=12, embed=768, context=64, vocab=32000, text_width=768),
+    "dinov2-vit-s14": dict(image=518, patch=14, width=384, depth=12),
+    "dinov2-vit-b14": dict(image=518, patch=14, width=768, depth=12),
+}
 
 
 
@@ -49,7 +60,8 @@ def _library_transform(name: str, backbone):
                                          resize_mode=config.get("resize_mode"))
     import timm.data
 
-    return timm.data.create_transform(**timm.data.resolve_data_config({}, model=backbone.model))
+    size = (3, info.input_size, info.input_size)  # timm's transform at the row's size (DINOv2: 224, not 518)
+    return timm.data.create_transform(**timm.data.resolve_data_config({"input_size": size}, model=backbone.model))
 
 
 def test_the_five_names_are_listed_with_download_licence_and_speed(capsys, monkeypatch):
@@ -71,6 +83,69 @@ def test_offline_without_a_file_one_line_names_the_file_and_the_option(capsys, m
     assert code != 0 and "no text tower" in err and "Traceback" not in err
     code, out, err = run(capsys, monkeypatch, "train", tmp_path, "--out", tmp_path / "m", "--backbone", "dinov2-vit-s14")
     assert code != 0 and "Traceback" not in err
+
+
+def _architecture(name: str, shapes: dict[str, tuple[int, ...]]) -> dict:
+    """The architecture a checkpoint's tensor names and shapes say, read as the papers' code
+    reads it (CLIP: OpenAI's `clip.model.build_model`), not as artstyle's loaders do."""
+    if name.startswith("clip"):
+        grid = round((shapes["visual.positional_embedding"][0] - 1) ** 0.5)
+        patch = shapes["visual.conv1.weight"][-1]
+        return dict(image=patch * grid, patch=patch, width=shapes["visual.conv1.weight"][0],
+                    depth=sum(k.startswith("visual.") and k.endswith(".attn.in_proj_weight") for k in shapes),
+                    embed=shapes["text_projection"][1], context=shapes["positional_embedding"][0],
+                    vocab=shapes["token_embedding.weight"][0], text_width=shapes["ln_final.weight"][0])
+    prefix = "visual.trunk." if name.startswith("siglip") else ""
+    patch = shapes[f"{prefix}patch_embed.proj.weight"]
+    tokens = shapes[f"{prefix}pos_embed"][1] - (0 if prefix else 1)  # SigLIP has no class token
+    found = dict(image=patch[-1] * round(tokens ** 0.5), patch=patch[-1], width=patch[0],
+                 depth=len({k.split(".")[len(prefix.split("."))] for k in shapes if k.startswith(f"{prefix}blocks.")}))
+    if prefix:
+        found.update(embed=shapes["text.text_projection.weight"][0], context=shapes["text.positional_embedding"][0],
+                     vocab=shapes["text.token_embedding.weight"][0], text_width=shapes["text.token_embedding.weight"][1])
+    return found
+
+
+@pytest.mark.parametrize("name", FOUNDATION)
+def test_the_committed_layouts_are_the_papers_checkpoints(name):
+    """The names and shapes random checkpoints are held to describe the published networks;
+    the SigLIP and DINOv2 files also carry what their loaders need beyond the weights."""
+    from artstyle.features.random_weights import published_layout
+
+    shapes = dict(published_layout(get_info(name)))
+    assert _architecture(name, shapes) == PAPERS[name]
+    if name.startswith("siglip"):
+        assert shapes["logit_bias"] == () and shapes["logit_scale"] == ()  # the sigmoid loss's learnt bias
+    if name.startswith("dinov2"):
+        assert "blocks.0.ls1.gamma" in shapes and "reg_token" not in shapes  # LayerScale, no registers
+
+
+def test_a_library_that_builds_another_layout_than_the_published_one_is_refused(tmp_path, monkeypatch):
+    """A release that renames a tensor fails here, before any test trusts its random network."""
+    from artstyle.features import random_weights
+
+    real = random_weights.published_state
+    renamed = lambda info, seed=0: {("norm.scale" if k == "norm.weight" else k): v for k, v in real(info, seed).items()}  # noqa: E731
+    monkeypatch.setattr(random_weights, "published_state", renamed)
+    with pytest.raises(ArtstyleError, match=r"dinov2-vit-s14: the installed library builds a layout other than the "
+                                            r"published checkpoint's \(not published: \[\('norm.scale'"):
+        random_checkpoint("dinov2-vit-s14", tmp_path / "w.safetensors")
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_dinov2_runs_at_224_px_from_its_518_px_checkpoint_and_at_518_when_asked(tmp_path):
+    """The published 37 x 37 position grid is resampled to 16 x 16 as timm resamples it: a
+    fifth of the tokens; the -518 row keeps the published grid."""
+    weights = random_checkpoint("dinov2-vit-s14", tmp_path / "model.safetensors")
+    small = load_backbone("dinov2-vit-s14", weights, engine="torch", keep_graphs=False)
+    large = load_backbone("dinov2-vit-s14-518", weights, engine="torch", keep_graphs=False)
+    assert (small.preprocessing.size, large.preprocessing.size) == (224, 518)
+    assert small.model.pos_embed.shape == (1, 1 + 16 * 16, 384) and large.model.pos_embed.shape == (1, 1 + 37 * 37, 384)
+    assert small.weights_id == large.weights_id  # one file, two sizes
+    image = paint("02_dot_painting", 1, seed=3, size=(400, 300))
+    for backbone in (small, large):
+        pooled, _ = backbone.embed(backbone.preprocessing.global_view(image)[None])
+        assert pooled.shape == (1, 384) and np.isfinite(pooled).all()
 
 
 @pytest.mark.parametrize("name", FOUNDATION)

@@ -107,7 +107,7 @@ def test_the_text_tower_and_the_torch_families_say_what_to_install(tmp_path):
     code = """
 from artstyle.errors import ArtstyleError
 from artstyle.features.backbones import _family
-from artstyle.model.zero_shot import text_embeddings
+from artstyle.model.prompts import text_embeddings
 out = []
 for call in (lambda: text_embeddings("clip-vit-b16", None, "file:0123", ["a painting of the orphism movement."]),
              lambda: _family("open_clip"), lambda: _family("timm")):

@@ -20,9 +20,10 @@ from artstyle.data.labels import PANDORA_MOVEMENTS
 from artstyle.features import backbones, family_open_clip
 from artstyle.features.backbone import Backbone, BackboneInfo
 from artstyle.features.preprocess import Preprocessing
-from artstyle.features.weights_hub import random_checkpoint
+from artstyle.features.random_weights import random_checkpoint
+from artstyle.model.prompts import TEMPLATES, ensemble, parse_labels, prompts
 from artstyle.model.text_detector import NOT_PAINTING_PROMPTS, PAINTING_PROMPTS, TextDetector, best_threshold, calibrate
-from artstyle.model.zero_shot import TEMPLATES, ensemble, parse_labels, prompts, zero_shot_classifier
+from artstyle.model.zero_shot import zero_shot_classifier
 
 open_clip = pytest.importorskip("open_clip", reason="the torch extra (open_clip) is not installed")
 

@@ -384,7 +384,8 @@ def _classifier(model: Path | None, zero_shot: bool, backbone: str | None, label
         raise ArtstyleError("--zero-shot needs no --model: give --backbone instead")
     if backbone is None:
         raise ArtstyleError("--zero-shot needs --backbone, e.g. --backbone clip-vit-b16 (see `artstyle backbones`)")
-    from ..model.zero_shot import parse_labels, zero_shot_classifier
+    from ..model.prompts import parse_labels
+    from ..model.zero_shot import zero_shot_classifier
 
     params.pop("precision", None)  # zero-shot runs fp32: no int8 graph of its own
     return zero_shot_classifier(backbone, parse_labels(labels), weights, **params)
@@ -455,7 +456,8 @@ def zero_shot_model(
 
     predict, serve, info and evaluate read it like a trained model's folder.
     """
-    from ..model.zero_shot import parse_labels, zero_shot_classifier
+    from ..model.prompts import parse_labels
+    from ..model.zero_shot import zero_shot_classifier
 
     clf = zero_shot_classifier(backbone, parse_labels(labels), weights, cache_dir=False, batch_size=batch_size,
                                show_progress=not _QUIET)

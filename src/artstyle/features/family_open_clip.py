@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from ..errors import ArtstyleError
-from .backbone import Backbone, BackboneInfo, file_weights_id, load_weights
+from .backbone import Backbone, BackboneInfo
 from .preprocess import Preprocessing
+from .weights_files import file_weights_id, load_weights
 from .weights_hub import weights_file
 
 

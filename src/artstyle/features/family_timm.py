@@ -1,11 +1,15 @@
 """The timm family: named rows (DINOv2) and the open-ended `timm:<model_name>`.
 
 Named rows load the published `model.safetensors` (hub, or `--weights`), digest first,
-and cut views as timm's own eval transform does (`Resize` + `CenterCrop`).
+and cut views as timm's own eval transform does (`Resize` + `CenterCrop`), at the row's
+input size: DINOv2 is published at 518 px, where its authors' linear probes run at 224
+(about five times cheaper); its position embeddings are resampled to the row's grid as
+timm resamples them (`checkpoint_filter_fn`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ArtstyleError
@@ -17,15 +21,17 @@ from .weights_hub import weights_file
 def load(info: BackboneInfo, weights: Path | None) -> Backbone:
     """A named timm network with its published weights (or the given file)."""
     import timm
+    from timm.models import vision_transformer
 
     path = weights_file(info, weights)
     model = timm.create_model(f"{info.arch}.{info.pretrained}" if info.pretrained else info.arch,
-                              pretrained=False, num_classes=0)
+                              pretrained=False, num_classes=0, img_size=info.input_size)
     crop_pct = float(model.pretrained_cfg.get("crop_pct", 1.0))
     if crop_pct != 1.0:  # a margin around the crop: artstyle cuts views without one
         raise ArtstyleError(f"{info.name}: its crop_pct {crop_pct} is not supported")
-    weights_id = load_safetensors_into(model, path)
-    return Backbone(info.name, timm_preprocessing(model, "shortest"), weights_id, model=model)
+    weights_id = load_safetensors_into(model, path, adapt=lambda state: vision_transformer.checkpoint_filter_fn(state, model))
+    return Backbone(info.name, replace(timm_preprocessing(model, "shortest"), size=info.input_size), weights_id,
+                    model=model)
 
 
 def load_any(model_name: str, weights: Path | None) -> Backbone:

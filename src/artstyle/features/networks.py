@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from ..errors import ArtstyleError
-from .backbone import Backbone, load_weights
 from .preprocess import Preprocessing
+from .weights_files import load_weights
 
 
 def adopt(model: nn.Module, stat_strides: tuple[int, ...]) -> tuple[nn.Module, dict[str, int]]:
@@ -77,10 +77,10 @@ class Embedding(nn.Module):
     its gradient kept: what Grad-CAM weighs.
     """
 
-    def __init__(self, backbone: Backbone, stats: bool, keep_map: bool = False, model: nn.Module | None = None):
+    def __init__(self, model: nn.Module, taps: dict[str, int], keep_map: bool = False):
         super().__init__()
-        self.model = backbone.model if model is None else model  # `model`: the same network, rewritten for export
-        self.taps = list(backbone.taps) if stats else []
+        self.model = model
+        self.taps = list(taps)  # empty: no statistics
         self.keep_map = keep_map
         self.feature_map: torch.Tensor | None = None
         blocks = token_blocks(self.model)
@@ -124,15 +124,15 @@ def _keep_output(store: dict[str, torch.Tensor], name: str):
     return hook
 
 
-def run_embedding(backbone: Backbone, batch: np.ndarray, stats: bool) -> list[np.ndarray]:
-    """The torch engine: pooled features (and statistics) of a (N, 3, H, W) batch. One
-    call at a time: the statistics' hooks sit on shared modules, and torch spreads one
-    call over every core anyway (lanes still decode in parallel)."""
+def run_embedding(model: nn.Module, taps: dict[str, int], batch: np.ndarray, threads: int | None) -> list[np.ndarray]:
+    """The torch engine: pooled features (and the statistics of `taps`, when any) of a
+    (N, 3, H, W) batch. One call at a time: the statistics' hooks sit on shared modules,
+    and torch spreads one call over every core anyway (lanes still decode in parallel)."""
     tensor = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).contiguous(memory_format=torch.channels_last)
     with _ONE_CALL, torch.inference_mode():
-        if backbone.threads:
-            torch.set_num_threads(backbone.threads)
-        return [o.float().numpy() for o in Embedding(backbone, stats)(tensor)]
+        if threads:
+            torch.set_num_threads(threads)
+        return [o.float().numpy() for o in Embedding(model, taps)(tensor)]
 
 
 _ONE_CALL = threading.Lock()
@@ -191,12 +191,12 @@ def exporting() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
-def export_embedding(backbone: Backbone, stats: bool) -> bytes:
-    """The embedding as an ONNX graph: `images` in; `pooled` (and `stats`) out."""
+def export_embedding(model: nn.Module, taps: dict[str, int], size: int) -> bytes:
+    """The embedding of `size`-px views as an ONNX graph: `images` in; `pooled` (and
+    `stats`, when there are `taps`) out."""
     graph = io.BytesIO()
-    size = backbone.preprocessing.size
-    outputs = ["pooled", "stats"] if stats else ["pooled"]
-    embedding = Embedding(backbone, stats, model=static_same_padding(backbone.model, size))
+    outputs = ["pooled", "stats"] if taps else ["pooled"]
+    embedding = Embedding(static_same_padding(model, size), taps)
     with exporting():
         torch.onnx.export(
             embedding, (torch.zeros(2, 3, size, size),), graph, dynamo=False,
@@ -235,7 +235,10 @@ def timm_preprocessing(model: nn.Module, resize_mode: str = "crop") -> Preproces
     )
 
 
-def load_safetensors_into(model: nn.Module, path: Path) -> str:
+def load_safetensors_into(model: nn.Module, path: Path, adapt=None) -> str:
+    """Load a safetensors file into `model`, strictly (its ImageNet classifier aside);
+    `adapt` rewrites the published tensors first (e.g. timm's resampling of a ViT's
+    position embeddings to the model's grid). Returns the id of the very bytes loaded."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -244,6 +247,8 @@ def load_safetensors_into(model: nn.Module, path: Path) -> str:
         state = load(data)
     except SafetensorError as exc:
         raise ArtstyleError(f"{path}: cannot read weights ({exc})") from None
+    if adapt is not None:
+        state = adapt(state)
     classifier = str(getattr(model, "pretrained_cfg", {}).get("classifier") or "classifier") + "."
     expected = model.state_dict()
     state = {k: v for k, v in state.items() if k in expected or not k.startswith(classifier)}  # ImageNet head: unused
@@ -252,4 +257,4 @@ def load_safetensors_into(model: nn.Module, path: Path) -> str:
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ArtstyleError(f"{path}: weights do not fit the model ({first})") from None
-    return weights_id  # of the very bytes loaded
+    return weights_id

@@ -36,35 +36,3 @@ def weights_file(info: BackboneInfo, weights: Path | None) -> Path:
                             f"({info.download_mb} MB) and pass --weights FILE (or set ARTSTYLE_WEIGHTS)") from None
     finally:
         hub_log.setLevel(level)
-
-
-def random_checkpoint(name: str, path: Path, seed: int = 0) -> Path:
-    """`name`'s real architecture with random weights, written to `path` in the layout its
-    checkpoint is published in (open_clip's state dict for CLIP and SigLIP, timm's for
-    DINOv2): what tests and speed benchmarks pass as `--weights` offline. Its answers mean
-    nothing; its shapes, speed and code path are the real ones."""
-    import logging
-
-    import torch
-    from safetensors.torch import save_file
-
-    from .backbones import get_info
-
-    info = get_info(name)
-    torch.manual_seed(seed)
-    if info.family == "open_clip":
-        import open_clip
-
-        logging.getLogger("root").disabled = True  # "no pretrained weights loaded"
-        try:
-            model = open_clip.create_model(info.arch, pretrained=None, force_quick_gelu=info.quick_gelu)
-        finally:
-            logging.getLogger("root").disabled = False
-    elif info.family == "timm":
-        import timm
-
-        model = timm.create_model(f"{info.arch}.{info.pretrained}", pretrained=False, num_classes=0)
-    else:
-        raise ArtstyleError(f"{name}: its weights ship with artstyle; no random checkpoint needed")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path

@@ -37,8 +37,9 @@ from ..features.graph_cache import BundledGraph
 from ..files import atomic_write_bytes, public_mode
 from .calibration import Abstention
 from .curves import EVENTS_FILE, tensorboard_events
-from .head import Head, head_from_tensors
+from .head import Head
 from .painting import PaintingDetector
+from .saved_heads import head_from_tensors
 from .similar import SimilarityIndex
 from .text_detector import TextDetector
 

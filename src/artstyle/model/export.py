@@ -34,8 +34,8 @@ class ProbabilityGraph(nn.Module):
         super().__init__()
         extractors = clf.feature_extractors
         self.embeddings = nn.ModuleList(
-            Embedding(e.backbone, e.recipe.stats, keep_maps,
-                      model=static_same_padding(e.backbone.model, e.preprocessing.size) if constant_pads else None)
+            Embedding(static_same_padding(e.backbone.model, e.preprocessing.size) if constant_pads else e.backbone.model,
+                      e.backbone.taps if e.recipe.stats else {}, keep_maps)
             for e in extractors)
         self.head = clf.head_.map_arrays(lambda a: torch.from_numpy(np.asarray(a, np.float32)))
 

@@ -61,7 +61,7 @@ class TextPrior:
 def text_prior(backbone, weights, labels: list[str]) -> TextPrior:
     """The prior of `labels` from `backbone`'s text tower (a `Backbone` with text), all
     classes at full weight until `for_counts`."""
-    from .zero_shot import TEMPLATES, ensemble, prompts, text_embeddings
+    from .prompts import TEMPLATES, ensemble, prompts, text_embeddings
 
     texts = [p for label in labels for p in prompts(label)]
     unit, scale, _ = text_embeddings(backbone.name, weights, backbone.weights_id, texts)
