@@ -65,6 +65,21 @@ def test_open_clips_tokenizer_and_text_tower_run_offline(tmp_path):
     assert tower.logit_scale == pytest.approx(1 / 0.07, rel=1e-3)  # CLIP's initial temperature
 
 
+def test_siglips_tokenizer_installs_with_the_extra_and_offline_names_the_files_to_fetch(monkeypatch):
+    """transformers and sentencepiece come with the torch extra; the vocabulary itself is
+    the hub's, fetched on the first online run: offline, one line says so."""
+    import importlib.util
+
+    assert importlib.util.find_spec("transformers") and importlib.util.find_spec("sentencepiece")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # no cached copy from an earlier online run
+    tower = family_open_clip.TextTower.__new__(family_open_clip.TextTower)  # the tokenizer comes before the weights
+    tower.arch = "ViT-B-16-SigLIP"
+    with pytest.raises(ArtstyleError, match=r"ViT-B-16-SigLIP: its tokenizer files could not be read or fetched "
+                                            r"\(\w+\); run once online to cache them \(hub repository timm/ViT-B-16-SigLIP\)"):
+        tower.encode(["a painting of the fauvism movement."])
+
+
 class _ColourNet(torch.nn.Module):
     """An image tower whose embedding is the mean colour and the contrast of the picture."""
 

@@ -78,12 +78,15 @@ class TextTower:
     def encode(self, prompts: list[str], batch: int = 64) -> np.ndarray:
         import open_clip
 
+        hub = (open_clip.get_model_config(self.arch) or {}).get("text_cfg", {}).get("hf_tokenizer_name")
         try:
             tokenizer = open_clip.get_tokenizer(self.arch)
-        except Exception as exc:  # SigLIP's tokenizer needs transformers and the hub's files
-            raise ArtstyleError(f"{self.arch}: its tokenizer is unavailable ({type(exc).__name__}: {exc}); "
-                                "SigLIP needs 'pip install transformers sentencepiece' and its tokenizer files once "
-                                "online") from None
+        except ImportError as exc:  # SigLIP's tokenizer is transformers' (sentencepiece vocabulary)
+            raise ArtstyleError(f"{self.arch}: its tokenizer needs {exc.name or 'transformers'} "
+                                "(pip install 'artstyle[torch]')") from None
+        except Exception as exc:  # the hub's tokenizer files, fetched once, then cached
+            raise ArtstyleError(f"{self.arch}: its tokenizer files could not be read or fetched ({type(exc).__name__}); "
+                                f"run once online to cache them (hub repository {hub})") from None
         out = []
         with torch.inference_mode():
             for start in range(0, len(prompts), batch):
