@@ -82,5 +82,19 @@ def test_no_module_imports_itself_through_others():
     assert _circles(edges) == []
 
 
+def test_a_stage_imports_only_the_stages_before_it():
+    """data -> features -> model -> apps: the layout is the pipeline."""
+    order = {"data": 0, "features": 1, "model": 2, "apps": 3}
+    modules = _modules()
+
+    def stage(name: str) -> int | None:
+        parts = name.split(".")
+        return order.get(parts[1]) if len(parts) > 1 else None
+
+    backwards = [(name, target) for name, path in modules.items() for target in _imports(name, path, modules)
+                 if stage(name) is not None and stage(target) is not None and stage(target) > stage(name)]
+    assert backwards == []
+
+
 def test_the_checker_sees_a_circle():
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
