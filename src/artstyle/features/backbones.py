@@ -167,7 +167,7 @@ _ROWS = (
     BackboneInfo("dinov2-vit-s14", "DINOv2 ViT-S/14, self-supervised", 224, 384, False,
                  family="timm", arch="vit_small_patch14_dinov2", pretrained="lvd142m",
                  hf_hub="timm/vit_small_patch14_dinov2.lvd142m", filename="model.safetensors",
-                 licence="Apache-2.0", download_mb=88, speed="medium"),
+                 licence="Apache-2.0", download_mb=88, speed="fast"),
     BackboneInfo("dinov2-vit-b14", "DINOv2 ViT-B/14, self-supervised", 224, 768, False,
                  family="timm", arch="vit_base_patch14_dinov2", pretrained="lvd142m",
                  hf_hub="timm/vit_base_patch14_dinov2.lvd142m", filename="model.safetensors",
