@@ -194,8 +194,9 @@ def test_a_random_vit_with_token_statistics_learns_stroke_textures_on_both_engin
         np.testing.assert_allclose(loaded.predict_proba(new[:3]), expected, atol=2e-3)
 
 
-# CI runs the chain on CLIP ViT-B/32; `pytest -m foundation_full tests/test_foundation.py` on the other four
-# (about half an hour on 2 cores: ViT-B at 518 px is slow).
+# The README's test command runs the chain on CLIP ViT-B/32; `pytest -n 2 -m foundation_full
+# tests/test_foundation.py` on the other four (about 11 minutes on 2 cores); CI adds clip-vit-b16 and
+# dinov2-vit-s14 after the test command (.ci/run).
 CHAIN = [pytest.param(n, marks=[] if n == "clip-vit-b32" else [pytest.mark.foundation_full]) for n in FOUNDATION]
 
 
