@@ -12,12 +12,12 @@ python=${PYTHON:-python}
 out="$(cd "$(dirname "$0")/.." && pwd)/src/artstyle/assets/default_model"
 
 # All paintings train; the scores in the card come from artist-disjoint cross-validation.
-# The recipe, balancing and size variants are the defaults docs/accuracy.md chose
+# The recipe, balancing and size variants are the defaults docs/notes/accuracy.md chose
 # (benchmarks/accuracy.py).
 "$python" -m artstyle train "$@" --out "$out" --split artist --test-fraction 0 --graph
 # The int8 embedding, full-range: `auto` runs it only on CPUs that sum int8 products exactly
 # (AVX-512 VNNI, ARM dot products), where it matched fp32 within the guard of
-# docs/performance.md#int8 (convolutions up to stride 4 in fp32, outputs bias-corrected);
+# docs/notes/performance.md#int8 (convolutions up to stride 4 in fp32, outputs bias-corrected);
 # other CPUs run the fp32 one. quantize writes a copy (it never writes into the installed
 # package's model), which then takes the old folder's place.
 data=()

@@ -391,7 +391,7 @@ def test_a_tuned_model_learns_photos_from_its_own_non_paintings(small_tree, tmp_
     its detector then flags photographs as well as the frozen model taught by the same
     folder, passes new paintings by the artists it learnt, and keeps doing so once saved
     and loaded. (Paintings by new artists of a movement none of the few validation artists
-    paint are its weak side: docs/accuracy.md.)"""
+    paint are its weak side: docs/notes/accuracy.md.)"""
     folder = tmp_path / "not-paintings"
     (folder / "photo").mkdir(parents=True)
     for i in range(30):

@@ -747,7 +747,7 @@ def backbones() -> None:
     from ..features.backbones import available_backbones
 
     table = Table(title="Backbones", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption="speed: images/s on 2 CPU cores, one view, fp32 "
-                  "(fast > 20, medium 10-20, slow 2-10, very slow < 2; docs/performance.md). zero-shot: names "
+                  "(fast > 20, medium 10-20, slow 2-10, very slow < 2; docs/notes/performance.md). zero-shot: names "
                   "movements from text (predict --zero-shot)")
     for column in ("name", "input", "download", "licence", "speed", "description"):
         table.add_column(column, no_wrap=column != "description")

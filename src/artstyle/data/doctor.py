@@ -34,7 +34,7 @@ from .sizes import quantiles, size_profile
 
 HASH_SIDE = 8  # difference hash: 8x8 horizontal + 8x8 vertical gradient signs = 128 bits
 HASH_DECODE_SIDE = 128  # hash a decode this large: tinier JPEG drafts make copies differ by chance
-NEAR_DISTANCE = 12  # of 128 bits; see docs/dataset-check.md for how this was chosen
+NEAR_DISTANCE = 12  # of 128 bits; see docs/notes/dataset-check.md for how this was chosen
 MIN_CHUNK_BITS = 6  # multi-index hashing needs chunks at least this wide to bucket anything
 NEAREST_SAMPLE = 2000  # images whose nearest-neighbour distance the report plots
 MIN_SIDE = 224  # the network's input: smaller images are upscaled and lose their brushwork

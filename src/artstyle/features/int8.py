@@ -3,7 +3,7 @@
 EfficientNet-Lite was designed for integer inference (ReLU6, no squeeze-excite), so its
 convolutions quantize well: weights per output channel in int8, activations in uint8
 with ranges measured on calibration views (ONNX Runtime's QDQ format). Four choices
-are not ONNX Runtime's defaults, for measured reasons (docs/performance.md#int8):
+are not ONNX Runtime's defaults, for measured reasons (docs/notes/performance.md#int8):
 
 - ONNX Runtime's basic optimisations run first, so that the constant "same" pads are
   folded into the convolutions; a Pad between a dequantize and its convolution keeps
@@ -25,7 +25,7 @@ are not ONNX Runtime's defaults, for measured reasons (docs/performance.md#int8)
 - Each output gets the mean (fp32 - int8) of the calibration views added back: rounding
   shifts the statistics systematically (most of their error at strides 4 and 8), and a
   head trained on fp32 features reads a shift as evidence. It cut the rise in
-  full-size ECE from about 0.03 to about 0.01. Measured in docs/performance.md#int8.
+  full-size ECE from about 0.03 to about 0.01. Measured in docs/notes/performance.md#int8.
 
 A vision transformer (CLIP, SigLIP, DINOv2) quantizes its weight products instead: the
 MatMul and Gemm nodes with a weight input go int8; attention's products of two

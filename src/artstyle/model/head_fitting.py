@@ -30,10 +30,10 @@ ALPHAS = {  # L2 strength (weight decay for the MLP), strong -> weak for warm st
 MLP_HIDDEN = 256
 MLP_STEPS = 150
 # L-BFGS iterations per alpha, warm-started along the path: 40 scored as 150 did on the
-# merged paintings + wikiart features (docs/performance.md) in a quarter of the time.
+# merged paintings + wikiart features (docs/notes/performance.md) in a quarter of the time.
 LBFGS_ITERATIONS = 40
 # BLAS threads of the linear fits: their products are small, and on 2 cores a second thread
-# gained nothing (scipy's solver lost 1.6-7x with it; docs/performance.md); the MLP's
+# gained nothing (scipy's solver lost 1.6-7x with it; docs/notes/performance.md); the MLP's
 # larger products keep every thread
 FIT_THREADS = 1
 ABSENT_SCORE = -1e4  # score of a class the fit never saw: softmax gives it 0 at any temperature

@@ -15,7 +15,7 @@ zero outside the columns they read, so a model folder keeps one simple format.
 A k-NN distance to the training paintings was measured as a second score and dropped: on
 the real paintings it flagged 0-9 % of photos and none of the charts beyond what the
 detector already caught, while spending part of the flag budget on real paintings that
-simply sit in a sparse corner of the training set (see docs/accuracy.md).
+simply sit in a sparse corner of the training set (see docs/notes/accuracy.md).
 """
 
 from __future__ import annotations

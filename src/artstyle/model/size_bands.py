@@ -20,7 +20,7 @@ mean exactly when it is small. The ONNX export and every predict path read it th
 
 A second head trained on the full-size sources alone, blended with the broad one, was
 measured first and dropped: on the shared paintings its held-out weight came out near 0.1
-in every fold and it gained nothing (docs/accuracy.md). On those paintings the bias is
+in every fold and it gained nothing (docs/notes/accuracy.md). On those paintings the bias is
 rejected too (it cost 1.3 points of full-size top-1 where it was forced on): the shift it
 corrects was reported on other artists' paintings, and shows here only in the tests'
 generated collections.
