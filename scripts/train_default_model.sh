@@ -27,4 +27,5 @@ rm -rf "$out.int8" "$out.old"
 mv "$out" "$out.old" && mv "$out.int8" "$out" && rm -rf "$out.old"
 "$python" -m artstyle info "$out" --format markdown > "$out/MODEL_CARD.md.tmp"
 mv "$out/MODEL_CARD.md.tmp" "$out/MODEL_CARD.md"
+"$python" "$(dirname "$0")/pin_default_answers.py"  # the answers refactors must keep (tests/test_default_model.py)
 echo "default model and model card written to $out"

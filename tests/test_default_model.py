@@ -46,3 +46,20 @@ def test_default_model_flags_non_paintings():
     clf = StyleClassifier.load(artstyle.default_model_path(), cache_dir=False, show_progress=False)
     flagged = ~clf.is_painting([img for _, img in non_paintings_for_tests()])
     assert np.mean(flagged) >= 0.95
+
+
+def test_the_shipped_model_answers_as_it_did_when_it_was_pinned():
+    """Refactors leave answers identical: the shipped model's fp32 probabilities on 24
+    generated paintings, written by scripts/pin_default_answers.py when the model was
+    trained, within float rounding (the fixture is rewritten only with a retrained model)."""
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from pin_default_answers import OUT, pictures
+
+    pinned = json.loads(OUT.read_text())
+    config = json.loads((artstyle.default_model_path() / "config.json").read_text())
+    assert pinned["model_created"] == config["created"], "the shipped model changed: run scripts/pin_default_answers.py"
+    clf = StyleClassifier.load(artstyle.default_model_path(), precision="fp32", cache_dir=False, show_progress=False)
+    assert list(clf.classes_) == pinned["labels"]
+    np.testing.assert_allclose(clf.predict_proba(pictures()), pinned["probabilities"], atol=2e-5)
