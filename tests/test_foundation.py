@@ -174,19 +174,21 @@ def test_each_name_builds_from_its_published_layout_and_cuts_views_as_its_librar
 def test_a_random_vit_with_token_statistics_learns_stroke_textures_on_both_engines(clip_b32, tmp_path):
     """The recipe that reads texture statistics reads token statistics from five blocks of
     a ViT; with random weights it still tells mark-making apart, and its folder gives the
-    same probabilities on ONNX Runtime (the bundled graph) and on torch."""
+    same probabilities on ONNX Runtime (the bundled graph) and on torch. Five painters per
+    movement train, four others are scored (48 paintings): measured 0.875, 0.90 and 0.92 on
+    three draws of seeds (chance 0.33)."""
     weights = clip_b32
     images = [paint_texture(m, a, seed=100 * i + 10 * a + n) for i, m in enumerate(TEXTURES[:3])
-              for a in range(3) for n in range(4)]
-    labels = [m for m in TEXTURES[:3] for _ in range(12)]
+              for a in range(5) for n in range(4)]
+    labels = [m for m in TEXTURES[:3] for _ in range(20)]
     clf = StyleClassifier("clip-vit-b32", weights=weights, features="sized+texture", head="logreg", negatives=0,
                           test_fraction=0, size_variants=None, cache_dir=False, show_progress=False).fit(images, labels)
     (extractor,) = clf.feature_extractors
     assert extractor.dim == 3 * 512 + 2 * 5 * 768
-    new = [paint_texture(m, a, seed=5000 + 10 * a + n) for m in TEXTURES[:3] for a in (7, 8) for n in range(3)]
-    truth = np.array([m for m in TEXTURES[:3] for _ in range(6)])
+    new = [paint_texture(m, a, seed=5000 + 10 * a + n) for m in TEXTURES[:3] for a in (7, 8, 9, 10) for n in range(4)]
+    truth = np.array([m for m in TEXTURES[:3] for _ in range(16)])
     accuracy = np.mean(np.array(clf.predict(new)) == truth)
-    assert accuracy >= 0.7, accuracy  # chance 0.33; ViT-B/32 (32-px patches, the fastest to test) measured 0.78
+    assert accuracy >= 0.8, accuracy  # ViT-B/32 (32-px patches, the fastest to test)
     folder = clf.save(tmp_path / "model")
     expected = clf.predict_proba(new[:3])
     for engine in ("onnx", "torch"):  # torch builds the network: from the file it was trained with
