@@ -40,7 +40,7 @@ _EXPORTS = {
     "finetune_backbone": "features.finetune",
     "load_bundle": "model.bundle",
     "save_bundle": "model.bundle",
-    "Evaluation": "model.classifier",
+    "Evaluation": "model.evaluation",
     "StyleClassifier": "model.classifier",
     "Dataset": "data.dataset",
     "ImageRecord": "data.dataset",
@@ -112,7 +112,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .features.size_variants import SizeVariants
     from .model.balancing import BALANCINGS, RowWeighting
     from .model.bundle import load_bundle, save_bundle
-    from .model.classifier import Evaluation, StyleClassifier
+    from .model.classifier import StyleClassifier
+    from .model.evaluation import Evaluation
     from .model.explain import Explanation, deletion_test
     from .model.head import HEAD_KINDS
     from .model.negatives import non_paintings

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data.labels import humanise_artist
 from ..files import atomic_write_bytes
-from ..model.classifier import Evaluation
+from ..model.evaluation import Evaluation
 from ..model.metrics import knows_none, no_slices_reason, reliability, share_text, slices, wilson_interval
 from .html_parts import cards, data_uri, figure_uri, image_uri, page, scroll_box, thumbnail_figure
 from .report_model import model_section

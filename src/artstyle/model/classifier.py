@@ -16,7 +16,6 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -24,11 +23,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .. import __version__
-from ..data.dataset import Dataset, ImageRecord, LabelledImages, Roots, file_sha256, labelled_images, scan_dataset
+from ..data.dataset import Dataset, LabelledImages, Roots, file_sha256, labelled_images
 from ..data.images import ImageInput, load_image, source_name
-from ..data.sizes import size_profile, size_shift, size_warning
+from ..data.sizes import size_profile, size_warning
 from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
-from ..errors import ArtstyleError, BundleError, DatasetError, ImageLoadError, NotFittedError, require_torch
+from ..errors import ArtstyleError, BundleError, ImageLoadError, NotFittedError, require_torch
 from ..features.backbones import load_backbone, resolve_engine
 from ..features.cache import FeatureCache, default_cache_dir
 from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, extract_features
@@ -53,8 +52,8 @@ from .bundle import (
     tensor_layout,
 )
 from .calibration import Abstention
+from .evaluation import Evaluation, evaluate_classifier, scores, skipped_report
 from .head import HEAD_KINDS
-from .metrics import HEADLINE, classification_metrics, metrics_by_group, score_once, size_band
 from .negatives import (
     GENERATED_KIND,
     FolderNonPaintings,
@@ -77,17 +76,6 @@ log = logging.getLogger("artstyle")
 
 DEFAULT_NEGATIVES = 120  # generated non-paintings the painting detector learns from
 FINETUNE_VAL_FRACTION = 0.2  # of the training split: the artists fine-tuning never trains on
-
-
-@dataclass
-class Evaluation:
-    """Scores on a set of labelled images, plus what the report needs to show them."""
-
-    metrics: dict
-    labels: list[str]
-    paths: list[str]
-    y_true: np.ndarray
-    proba: np.ndarray
 
 
 def _registry_row(name: str):
@@ -120,27 +108,6 @@ def _as_list(images) -> list:
     if isinstance(images, (str, os.PathLike)) or not isinstance(images, Sequence):
         return [images]
     return list(images)
-
-
-def _scores(y: np.ndarray, proba: np.ndarray, labels: list[str], records: Sequence[ImageRecord]) -> dict:
-    """Metrics of scored rows (identical images once), also per size band and per source."""
-    keys = [r.sha256 for r in records]
-    metrics = classification_metrics(y, proba, labels, keys=keys)
-    metrics["by_size"] = metrics_by_group(y, proba, labels, [size_band(r.short_side) for r in records], keys)
-    if len({r.source for r in records}) > 1:
-        metrics["by_source"] = metrics_by_group(y, proba, labels, [r.source for r in records], keys)
-    return metrics
-
-
-def _skipped(unreadable: list[tuple[str, str]], records: Sequence[ImageRecord], errors: dict[int, str]) -> list[dict]:
-    """Files left out (unreadable at scan, undecodable at extraction), each reported on one line."""
-    skipped = [{"path": p, "reason": reason} for p, reason in unreadable]
-    skipped += [{"path": records[i].path, "reason": reason} for i, reason in sorted(errors.items())]
-    for item in skipped:
-        log.warning("%s: %s", item["path"], item["reason"])
-    if skipped:
-        log.warning("%d unreadable file(s) skipped", len(skipped))
-    return skipped
 
 
 class StyleClassifier:
@@ -334,7 +301,7 @@ class StyleClassifier:
         with stage("extraction"):
             extraction = self.extract(images.sources, images.keys, "Extracting features")
         log.info("features: %d reused from cache, %d computed", extraction.n_cached, extraction.n_computed)
-        skipped = _skipped(images.unreadable, images.records, extraction.errors)
+        skipped = skipped_report(images.unreadable, images.records, extraction.errors)
         table = training_table(images.records, split, extraction.ok)
         folds, fold_mode = calibration_folds([images.records[i] for i in table.train], self.seed)
         if self.finetuned_ is not None:  # the tuned network has learnt these: held-out scores would flatter it
@@ -418,7 +385,7 @@ class StyleClassifier:
             evaluated_on = f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})"
         else:
             return {"evaluated_on": f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})", "skipped": skipped}
-        return {"evaluated_on": evaluated_on, **_scores(table.y[rows], proba, table.labels, [images.records[i] for i in rows]),
+        return {"evaluated_on": evaluated_on, **scores(table.y[rows], proba, table.labels, [images.records[i] for i in rows]),
                 "skipped": skipped}
 
     def _fine_tune(self, images: LabelledImages, split: Split) -> None:
@@ -608,7 +575,8 @@ class StyleClassifier:
             raise ImageLoadError(f"{source_name(images[i], i)}: {reason}")
         return features, proba
 
-    def _painting_mask(self, features: np.ndarray) -> np.ndarray:
+    def painting_mask(self, features: np.ndarray) -> np.ndarray:
+        """Whether each feature row passes the painting detector (all, without one)."""
         if self.painting_detector_ is None:  # trained with negatives=0
             return np.ones(len(features), dtype=bool)
         return self.painting_detector_.is_painting(features)
@@ -623,7 +591,7 @@ class StyleClassifier:
 
     def is_painting(self, images: Sequence[ImageInput]) -> np.ndarray:
         """False for images unlike any training painting (slides, charts, photos, ...)."""
-        return self._painting_mask(self._score_all(images)[0])
+        return self.painting_mask(self._score_all(images)[0])
 
     def predict_top_k(self, images: Sequence[ImageInput], k: int = 3) -> list[Prediction]:
         """Top-k movements per image with the uncertain / mixed / is_painting flags; an
@@ -633,7 +601,7 @@ class StyleClassifier:
         images = _as_list(images)
         features, proba, errors = self._score(images)
         uncertain, mixed = self.abstention_.flags(proba)
-        painting = self._painting_mask(features)
+        painting = self.painting_mask(features)
         trained = self._training_movements(images, features, errors)
         kinds = self.painting_detector_.kinds(features) if self.painting_detector_ is not None else [None] * len(images)
         results = []
@@ -721,71 +689,13 @@ class StyleClassifier:
         """Score a labelled painting tree (or several, merged as one).
 
         Images this model was trained or tuned on are left out (so the training tree
-        yields its held-out test split) unless `include_training` is set. Images of
-        movements the model does not know count as misses (`unknown_to_model` in the
-        metrics lists them), or, with `strict`, make the whole tree an error.
+        yields its held-out test split) unless `include_training` is set: then they are
+        scored apart, as memorised. Images of movements the model does not know count as
+        misses (`unknown_to_model` in the metrics lists them), or, with `strict`, make the
+        whole tree an error.
         """
         self._check_fitted()
-        with stage("scan and hashing"):
-            dataset = data if isinstance(data, Dataset) else scan_dataset(data, show_progress=self.show_progress)
-        known = [str(c) for c in self.classes_]
-        unknown = sorted(set(dataset.labels) - set(known))
-        if unknown and strict:
-            folders = ", ".join(f"{label!r} (folder {dataset.folders[label][0]!r})" for label in unknown)
-            raise DatasetError(f"{dataset.root}: classes unknown to the model: {folders}; it knows {', '.join(known)}")
-        records = list(dataset.records)
-        seen = self.training_files()
-        trained = [r for r in records if r.sha256 in seen]
-        if trained:
-            log.info("%d image(s) were used to train this model: %s; scoring %d held-out image(s)", len(trained),
-                     "scored apart, as memorised (not a measure of skill)" if include_training
-                     else "left out (--all scores them apart, as memorised)", len(records) - len(trained))
-        records = [r for r in records if r.sha256 not in seen] + (trained if include_training else [])
-        shift = self._warn_size_shift(records)
-        with stage("extraction"):
-            extraction = self.extract([dataset.abspath(r) for r in records], [r.sha256 for r in records], "Evaluating")
-        skipped = _skipped(dataset.unreadable, records, extraction.errors)
-        ok = np.flatnonzero(extraction.ok)
-        labels = known + unknown  # unknown movements: columns the model never predicts
-        index = {label: i for i, label in enumerate(labels)}
-        y_true = np.array([index[records[i].label] for i in ok], dtype=np.int64)
-        proba = np.zeros((len(ok), len(labels)))
-        if len(ok):
-            proba[:, : len(known)] = self.head_.predict_proba(extraction.features[ok])
-        memorised = np.array([records[i].sha256 in seen for i in ok], dtype=bool)
-        flagged = ~self._painting_mask(extraction.features[ok]) if len(ok) else np.zeros(0, bool)
-        held = np.flatnonzero(~memorised)
-        scored = [records[i] for i in ok[held]]
-        metrics = _scores(y_true[held], proba[held], labels, scored)
-        kept, y_held, merged = score_once([r.sha256 for r in scored], y_true[held], proba[held])
-        unknown_counts = {label: int(np.sum(y_held == index[label])) for label in unknown}
-        if unknown:
-            log.warning(
-                "movements unknown to the model, scored as misses: %s (--strict refuses such a folder)",
-                ", ".join(f"{label} ({n} image{'s' if n != 1 else ''})" for label, n in unknown_counts.items()),
-            )
-        metrics.update(skipped=skipped, excluded_training_images=len(trained), unknown_to_model=unknown_counts,
-                       in_several_movements=merged, size_shift=shift,
-                       known_movements=sorted({records[i].label for i in ok[held]} & set(known)),
-                       flagged_not_painting=int(flagged[held][kept].sum()))
-        if include_training and memorised.any():
-            rows = np.flatnonzero(memorised)
-            on_training = _scores(y_true[rows], proba[rows], labels, [records[i] for i in ok[rows]])
-            metrics["on_training_images"] = {k: on_training[k] for k in (*HEADLINE, "in_several_movements")}
-        proba, ok = proba[held][kept], ok[held][kept]
-        y_true = y_held
-        paths = [str(dataset.abspath(records[i])) for i in ok]
-        return Evaluation(metrics, labels, paths, y_true, proba)
-
-    def _warn_size_shift(self, records: Sequence[ImageRecord]) -> float | None:
-        """Warn when the images are, in median, far smaller or larger than the training images."""
-        trained = (self.config_.get("sizes") or {}).get("short_side", {}).get("median")
-        shift = size_shift([r.short_side for r in records], trained)
-        if shift:
-            median = int(np.median([r.short_side for r in records if r.short_side]))
-            log.warning("these images are %gx the size of the training images (median short side %d px against %d): "
-                        "the scores may not hold at the training size", shift, median, trained)
-        return shift
+        return evaluate_classifier(self, data, include_training=include_training, strict=strict)
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike, *, graphs: bool = True) -> Path:
