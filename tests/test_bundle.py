@@ -103,7 +103,7 @@ def test_a_loaded_model_finds_its_weights_where_it_runs_not_where_it_was_trained
     """Given file, then ARTSTYLE_WEIGHTS, then a path an older folder recorded if it still
     exists, else None (the hub's cache); a fine-tuned folder uses its own file."""
     from artstyle.model.bundle import BACKBONE_FILE
-    from artstyle.model.classifier import _weights_to_run
+    from artstyle.model.folder import weights_to_run as _weights_to_run
 
     old = tmp_path / "old.safetensors"
     old.write_bytes(b"x")

@@ -16,23 +16,20 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .. import __version__
 from ..data.dataset import Dataset, LabelledImages, Roots, file_sha256, labelled_images
 from ..data.images import ImageInput, load_image, source_name
 from ..data.sizes import size_profile, size_warning
 from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
 from ..errors import ArtstyleError, BundleError, ImageLoadError, NotFittedError, require_torch
-from ..features.backbones import load_backbone, resolve_engine
+from ..features.backbones import load_backbone
 from ..features.cache import FeatureCache, default_cache_dir
 from ..features.extraction import DEFAULT_BATCH_SIZE, Extraction, FeatureExtractor, extract_features
 from ..features.graph_cache import BundledGraph
-from ..features.int8 import choose_precision
 from ..features.preprocess import Preprocessing
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
 from ..features.size_variants import SizeVariants
@@ -40,27 +37,18 @@ from ..progress import progress_bar
 from ..timing import stage
 from .balancing import DEFAULT_BALANCING, check_balancing
 from .bundle import (
-    BACKBONE_FILE,
-    FORMAT_NAME,
-    FORMAT_VERSION,
     Bundle,
-    has_int8,
-    int8_weight_range,
     load_bundle,
-    load_int8_graphs,
     save_bundle,
     tensor_layout,
 )
-from .calibration import Abstention
+from .detector_data import detector_training_data
 from .evaluation import Evaluation, evaluate_classifier, scores, skipped_report
+from .folder import adopt_bundle, backbone_records, fitted_config, weights_to_run
 from .head import HEAD_KINDS
 from .negatives import (
-    GENERATED_KIND,
     FolderNonPaintings,
     folder_non_paintings,
-    non_paintings,
-    shipped_negatives,
-    shipped_pictures,
 )
 from .painting import NonPaintings
 from .prediction import Prediction
@@ -76,31 +64,6 @@ log = logging.getLogger("artstyle")
 
 DEFAULT_NEGATIVES = 120  # generated non-paintings the painting detector learns from
 FINETUNE_VAL_FRACTION = 0.2  # of the training split: the artists fine-tuning never trains on
-
-
-def _registry_row(name: str):
-    """A named backbone's registry row (None for `timm:` models)."""
-    from ..features.backbones import get_info
-
-    try:
-        return get_info(name)
-    except ArtstyleError:
-        return None
-
-
-def _weights_to_run(backbones: list[dict], given: str | os.PathLike | None) -> str | os.PathLike | None:
-    """The weights file a loaded model's single backbone runs from: the one given, else
-    `ARTSTYLE_WEIGHTS`, else the path an older folder recorded if it is still there (folders
-    no longer record paths: they travel), else None: the hub's copy. The digest is checked when
-    the network is built."""
-    if len(backbones) != 1:
-        return given  # None, or refused by name when the network is built: --weights is for one backbone
-    recorded = backbones[0].get("weights")
-    if recorded == BACKBONE_FILE:  # fine-tuned: the folder's own file
-        return None
-    if given or os.environ.get("ARTSTYLE_WEIGHTS"):
-        return given or os.environ["ARTSTYLE_WEIGHTS"]
-    return recorded if recorded and Path(recorded).expanduser().is_file() else None
 
 
 def _as_list(images) -> list:
@@ -327,7 +290,7 @@ class StyleClassifier:
         self._adopt(trained, table.labels)
         with stage("similarity index"):
             self.similar_ = self._similarity_index(images, table.train, x[table.train])
-        self.config_ = self._config(trained, split, fold_mode, images.summary, len(skipped), x.shape[1])
+        self.config_ = fitted_config(self, trained, split, fold_mode, images.summary, len(skipped), x.shape[1])
         self.config_["sizes"] = size_profile([images.records[i] for i in table.train])
         self.splits_csv_ = splits_csv(images.records, split)
         with stage("test metrics"):
@@ -460,54 +423,7 @@ class StyleClassifier:
         generated ones (None: no detector). In each backbone's global-view columns, the
         part of every recipe's vector they share, and its texture statistics when the
         real ones come with the recipe's own (photographs differ from paint in grain)."""
-        if self.negatives <= 0:
-            return None
-        extractors = self.feature_extractors
-        recipe = get_recipe(self.features).name
-        shipped = [shipped_negatives(e.backbone.name, e.backbone.weights_id) for e in extractors]
-        ships_features = all(s is not None for s in shipped) and len({len(s.features) for s in shipped}) == 1
-        missing = ", ".join(e.backbone.name for e, s in zip(extractors, shipped) if s is None)
-        from_package = real is None and not ships_features and (real := shipped_pictures()) is not None
-        with_stats = get_recipe(self.features).stats and (
-            real is not None or (ships_features and all(s.stats_for(recipe) is not None for s in shipped)))
-        columns, offset = [], 0
-        for e in extractors:
-            columns.append(offset + np.arange(e.backbone.feature_dim))
-            if with_stats:
-                columns.append(offset + np.arange(e.dim - e.backbone.stats_dim, e.dim))
-            offset += e.dim
-        cols = np.concatenate(columns)
-        generated = non_paintings(self.negatives, seed=0)  # same seed: their features come from the cache
-        features = self.extract([img for _, img in generated], None, "Non-paintings").features[:, cols]
-        kinds = np.array([GENERATED_KIND.get(kind, -1) for kind, _ in generated], np.int64)
-        sources = np.full(len(generated), "generated", dtype=object)
-        info: dict = {"generated_negatives": len(generated), "real_negatives": None,
-                      "columns": "global view" + (" and texture statistics" if with_stats else "")}
-        if from_package:
-            log.info("no non-painting features ship for %s: its detector learns from the %d photographs that ship as "
-                     "pictures (embedded once, then cached) and generated charts and documents; --non-paintings DIR "
-                     "gives it more", missing or "these backbones together", len(real.paths))
-        if real is not None:
-            extraction = self.extract(real.paths, None, "Shipped non-paintings" if from_package else "Real non-paintings")
-            for i, reason in sorted(extraction.errors.items()):
-                log.warning("%s: skipped (%s)", real.paths[i], reason)
-            features = np.concatenate([features, extraction.features[extraction.ok][:, cols]])
-            kinds = np.concatenate([kinds, real.kinds[extraction.ok]])
-            sources = np.concatenate([sources, real.sources()[extraction.ok]])
-            info["real_negatives"] = real.provenance(extraction.ok)
-            if from_package:
-                info["real_negatives"]["folder"] = "artstyle's shipped photographs (assets/negatives/pictures)"
-        elif ships_features:
-            parts = [[s.features, *([s.stats_for(recipe)] if with_stats else [])] for s in shipped]
-            features = np.concatenate([features, np.concatenate([p for part in parts for p in part], axis=1)])
-            kinds = np.concatenate([kinds, shipped[0].kind])
-            sources = np.concatenate([sources, shipped[0].source_names()])
-            info["real_negatives"] = shipped[0].provenance()
-        else:
-            log.warning("no real non-paintings ship for %s: the 'not a painting' detector learns from generated ones "
-                        "only and will pass most photos (give it a folder of them: --non-paintings)",
-                        missing or "these backbones together (their files hold different images)")
-        return NonPaintings(features, kinds, cols, info, sources)
+        return detector_training_data(self, real)
 
     def _adopt(self, trained: TrainedHead, labels: list[str]) -> None:
         self.classes_ = np.array(labels)
@@ -516,48 +432,8 @@ class StyleClassifier:
         self.painting_detector_ = trained.detector
 
     def backbone_records(self) -> list[dict]:
-        """What config.json records of each backbone: its weights by digest, file name and hub
-        id, never the trainer's path (the file is found where the model runs and checked)."""
-        return [
-            {
-                "name": e.backbone.name,
-                "weights": BACKBONE_FILE if self.finetuned_ else None,
-                "weights_id": e.backbone.weights_id,
-                **({"weights_file": Path(self.weights).name} if self.weights and not self.finetuned_ else {}),
-                **({"hub": f"{info.hf_hub}/{info.filename}"} if (info := _registry_row(e.backbone.name))
-                   and info.hf_hub else {}),
-                "dim": e.dim,
-                "preprocessing": e.preprocessing.to_dict(),
-                **({"finetuned": self.finetuned_} if self.finetuned_ else {}),
-            }
-            for e in self.feature_extractors
-        ]
-
-    def _config(self, trained: TrainedHead, split: Split, fold_mode: str, dataset: dict, n_skipped: int, dim: int) -> dict:
-        """config.json of the model folder: how it was made and what it needs to run."""
-        return {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "artstyle_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "features": {
-                "recipe": get_recipe(self.features).name,
-                "backbones": self.backbone_records(),
-                "dim": int(dim),
-            },
-            "labels": [str(c) for c in self.classes_],
-            "balance": self.balance,
-            "size_variants": self.size_variants.to_dict() if self.size_variants else None,
-            "temperature": trained.head.temperature,
-            "head": trained.info,
-            "abstention": trained.abstention.to_dict(),
-            "painting_detector": trained.detector.config() if trained.detector else None,
-            "split": {
-                "mode": split.mode, "seed": split.seed, "counts": split.counts(), "untested": split.untested,
-                "cv_grouping": fold_mode,
-            },
-            "dataset": {**dataset, "skipped": n_skipped},
-        }
+        """What config.json records of each backbone (see `folder.backbone_records`)."""
+        return backbone_records(self)
 
     # ------------------------------------------------------------------ predict
     def _score(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
@@ -728,25 +604,7 @@ class StyleClassifier:
         export, `engine="torch"`, a folder without its graph); else `ARTSTYLE_WEIGHTS`, else the
         hub's cached copy. Whichever is used must have the digest the model recorded."""
         bundle = load_bundle(path)
-        features = bundle.config["features"]
-        clf = cls(
-            "+".join(b["name"] for b in features["backbones"]),
-            features=features["recipe"],
-            weights=_weights_to_run(features["backbones"], weights),
-            **params,
-        )
-        clf.config_ = bundle.config
-        clf.backbone_weights_ = bundle.backbone
-        clf.finetuned_ = features["backbones"][0].get("finetuned")
-        clf.head_ = bundle.head
-        clf.abstention_ = Abstention.from_config(bundle.config)
-        clf.painting_detector_ = bundle.detector
-        clf.similar_ = bundle.similar
-        clf.graphs_ = bundle.graphs
-        clf.precision_ = choose_precision(precision, has_int8(bundle.config), resolve_engine(clf.engine), str(path),
-                                          int8_weight_range(bundle.config))
-        clf.int8_graphs_ = load_int8_graphs(path, bundle.config) if clf.precision_ == "int8" else None
-        clf.classes_ = np.array(bundle.labels)
-        clf.splits_csv_ = bundle.splits_csv
-        clf.metrics_ = bundle.metrics
-        return clf
+        backbones = bundle.config["features"]["backbones"]
+        clf = cls("+".join(b["name"] for b in backbones), features=bundle.config["features"]["recipe"],
+                  weights=weights_to_run(backbones, weights), **params)
+        return adopt_bundle(clf, bundle, path, precision)
