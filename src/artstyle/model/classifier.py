@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ..data.dataset import Dataset, LabelledImages, Roots, file_sha256, labelled_images
-from ..data.images import ImageInput, load_image, source_name
+from ..data.dataset import Dataset, Roots, file_sha256, labelled_images
+from ..data.images import ImageInput, source_name
 from ..data.sizes import size_profile, size_warning
-from ..data.splits import SPLIT_MODES, Split, make_split, parse_splits_csv, splits_csv
+from ..data.splits import SPLIT_MODES, make_split, parse_splits_csv, splits_csv
 from ..errors import ArtstyleError, BundleError, ImageLoadError, NotFittedError, require_torch
 from ..features.backbones import load_backbone
 from ..features.cache import FeatureCache, default_cache_dir
@@ -33,17 +30,15 @@ from ..features.graph_cache import BundledGraph
 from ..features.preprocess import Preprocessing
 from ..features.recipes import DEFAULT_BACKBONE, DEFAULT_RECIPE, get_recipe, split_backbones
 from ..features.size_variants import SizeVariants
-from ..progress import progress_bar
 from ..timing import stage
 from .balancing import DEFAULT_BALANCING, check_balancing
 from .bundle import (
     Bundle,
     load_bundle,
     save_bundle,
-    tensor_layout,
 )
 from .detector_data import detector_training_data
-from .evaluation import Evaluation, evaluate_classifier, scores, skipped_report
+from .evaluation import Evaluation, evaluate_classifier, fit_metrics, skipped_report
 from .folder import adopt_bundle, backbone_records, fitted_config, weights_to_run
 from .head import HEAD_KINDS
 from .negatives import (
@@ -52,18 +47,18 @@ from .negatives import (
 )
 from .painting import NonPaintings
 from .prediction import Prediction
-from .similar import THUMBNAIL_SIDE, SimilarityIndex, SimilarPaintings, thumbnail_webp
+from .similar import SimilarPaintings, training_index, training_movements
 from .size_bands import fit_size_bands, tile_columns
+from .tuning import fine_tune
 
 if TYPE_CHECKING:
     from ..features.finetune_recipe import FineTuning
     from .explain import Explanation
-    from .training import HeadRows, TrainedHead, TrainingTable
+    from .training import TrainedHead
 
 log = logging.getLogger("artstyle")
 
 DEFAULT_NEGATIVES = 120  # generated non-paintings the painting detector learns from
-FINETUNE_VAL_FRACTION = 0.2  # of the training split: the artists fine-tuning never trains on
 
 
 def _as_list(images) -> list:
@@ -242,7 +237,7 @@ class StyleClassifier:
         instead of the ones that ship (embedded by this model's own network: a fine-tuned
         one needs them, the shipped features come from the ImageNet weights).
         """
-        from .training import calibration_folds, train_head, training_table
+        from .training import calibration_folds, train_head, training_rows, training_table
 
         self._check_params()
         # listed now: a wrong folder is refused before the extraction, not after it
@@ -260,7 +255,7 @@ class StyleClassifier:
         self.precision_, self.int8_graphs_ = "fp32", None  # a loaded model's int8 graph is of its old network
         if self.finetune is not None:
             with stage("fine-tuning"):
-                self._fine_tune(images, split)
+                fine_tune(self, images, split)
         with stage("extraction"):
             extraction = self.extract(images.sources, images.keys, "Extracting features")
         log.info("features: %d reused from cache, %d computed", extraction.n_cached, extraction.n_computed)
@@ -270,7 +265,7 @@ class StyleClassifier:
         if self.finetuned_ is not None:  # the tuned network has learnt these: held-out scores would flatter it
             folds[[split.assignment[images.records[i].path] == "train" for i in table.train]] = -1
         x = extraction.features
-        rows = self._head_rows(images, table, x, folds)
+        rows = training_rows(self, images, table, x, folds)
         with stage("non-painting features"):
             negatives = self.non_painting_features(real_negatives)
         trained = train_head(
@@ -289,104 +284,14 @@ class StyleClassifier:
         trained.held_out = trained.held_out[: len(table.train)]  # the paintings' rows come first
         self._adopt(trained, table.labels)
         with stage("similarity index"):
-            self.similar_ = self._similarity_index(images, table.train, x[table.train])
+            self.similar_ = training_index(images, table.train, x[table.train], self.thumbnails, self.seed,
+                                           self.show_progress)
         self.config_ = fitted_config(self, trained, split, fold_mode, images.summary, len(skipped), x.shape[1])
         self.config_["sizes"] = size_profile([images.records[i] for i in table.train])
         self.splits_csv_ = splits_csv(images.records, split)
         with stage("test metrics"):
-            self.metrics_ = self._fit_metrics(trained, table, x, images, fold_mode, skipped, test_dir, strict)
+            self.metrics_ = fit_metrics(self, trained, table, x, images, fold_mode, skipped, test_dir, strict)
         return self
-
-    def _head_rows(self, images: LabelledImages, table: TrainingTable, x: np.ndarray, folds: np.ndarray) -> HeadRows:
-        """The training paintings and their size variants (extracted here), weighted by `balance`."""
-        from .training import head_rows
-
-        train = table.train
-        records = [images.records[i] for i in train]
-        sources, artists = [r.source for r in records], [r.artist for r in records]
-        sides = [r.short_side for r in records]
-        if self.size_variants is None or self.size_variants.copies == 0:
-            return head_rows(x[train], table.y[train], folds, sources, artists, self.balance, sides)
-        plan = self.size_variants.plan([images.sources[i] for i in train], [images.keys[i] for i in train], sides)
-        with stage("size variants"):
-            extraction = self.extract(plan.images, plan.keys, "Size variants")
-        for i, reason in sorted(extraction.errors.items()):  # the painting itself was read: rare, and harmless
-            log.info("%s: no size variant (%s)", plan.images[i], reason)
-        ok = extraction.ok
-        log.info("size variants: %d of %d training paintings also seen at %d-%d px", len(set(plan.parents[ok])),
-                 len(train), self.size_variants.low, self.size_variants.high)
-        return head_rows(x[train], table.y[train], folds, sources, artists, self.balance, sides, plan.select(ok),
-                         extraction.features[ok])
-
-    def _similarity_index(self, images: LabelledImages, rows: np.ndarray, features: np.ndarray) -> SimilarityIndex:
-        """The training paintings (train and val rows), for `similar()`."""
-        thumbnails = None
-        if self.thumbnails:
-            thumbnails = []
-            with progress_bar(len(rows), "Thumbnails", enabled=self.show_progress) as advance:
-                for i in rows:
-                    try:
-                        thumbnails.append(thumbnail_webp(load_image(images.sources[i], min_side=THUMBNAIL_SIDE)))
-                    except (OSError, ValueError, ImageLoadError) as exc:  # read once already; gone since
-                        log.warning("%s: no thumbnail (%s)", images.records[i].path, exc)
-                        thumbnails.append(b"")
-                    advance(1)
-        meta = [{"movement": r.label, "artist": r.artist, "file": r.path, "sha256": r.sha256}
-                for r in (images.records[i] for i in rows)]
-        return SimilarityIndex.build(features, meta, thumbnails, seed=self.seed)
-
-    def _fit_metrics(self, trained: TrainedHead, table: TrainingTable, x: np.ndarray, images: LabelledImages,
-                     fold_mode: str, skipped: list[dict], test_dir, strict: bool) -> dict:
-        """metrics.json: on `test_dir`, else on the test split, else cross-validated on train;
-        an image filed under several movements counts once, right if either is named."""
-        if test_dir is not None:
-            return {"evaluated_on": str(test_dir), **self.evaluate(test_dir, strict=strict).metrics}  # training copies left out
-        if len(table.test):
-            rows, proba, evaluated_on = table.test, self.head_.predict_proba(x[table.test]), "test split"
-        elif trained.held_out_proba is not None:
-            rows, proba = table.train[trained.held_out], trained.held_out_proba
-            evaluated_on = f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})"
-        else:
-            return {"evaluated_on": f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})", "skipped": skipped}
-        return {"evaluated_on": evaluated_on, **scores(table.y[rows], proba, table.labels, [images.records[i] for i in rows]),
-                "skipped": skipped}
-
-    def _fine_tune(self, images: LabelledImages, split: Split) -> None:
-        """Train the backbone on the training split less some artists (marked "val" in `split`),
-        who stop it early and, never learnt by the network, later calibrate the head."""
-        from ..features.finetune import finetune_backbone, run_key
-
-        training = split.select(images.records, "train")
-        inner = make_split([images.records[i] for i in training], split.mode, seed=self.seed,
-                           val_fraction=FINETUNE_VAL_FRACTION, test_fraction=0.0)
-        labels = sorted({images.records[i].label for i in training})
-        rows: dict[str, list[int]] = {"train": [], "val": []}
-        for i in training:
-            role = inner.assignment[images.records[i].path]
-            split.assignment[images.records[i].path] = role
-            rows[role].append(i)
-        (extractor,) = self.feature_extractors
-        index = {label: i for i, label in enumerate(labels)}
-
-        def part(role: str) -> tuple[list, np.ndarray]:
-            return [images.sources[i] for i in rows[role]], np.array([index[images.records[i].label] for i in rows[role]])
-
-        key = run_key(extractor.backbone, extractor.preprocessing, self.finetune,
-                      *[[(images.keys[i], int(index[images.records[i].label])) for i in rows[r]] for r in ("train", "val")],
-                      labels)
-        if self.cache_dir is False:  # no cache: the tuned weights live as long as this classifier
-            root = Path(tempfile.mkdtemp(prefix="artstyle-finetune-"))
-            weakref.finalize(self, shutil.rmtree, root, True)
-        else:
-            root = Path(self.cache_dir or default_cache_dir()).expanduser() / "finetune"
-        tuned = finetune_backbone(
-            extractor.backbone, extractor.preprocessing, part("train"), part("val"), len(labels), self.finetune,
-            folder=root / key, device=self.device, workers=1 if self.workers is None else self.workers,
-            show_progress=self.show_progress,
-        )
-        tensors = tensor_layout(tuned.weights.read_bytes())
-        self.backbone_weights_, self.finetuned_ = tuned.weights, {**tuned.record, "tensors": tensors}
-        self._extractors = None  # the next features come from the tuned network
 
     def _check_params(self) -> None:
         if self.split not in SPLIT_MODES:
@@ -478,7 +383,7 @@ class StyleClassifier:
         features, proba, errors = self._score(images)
         uncertain, mixed = self.abstention_.flags(proba)
         painting = self.painting_mask(features)
-        trained = self._training_movements(images, features, errors)
+        trained = training_movements(images, features, errors, self.training_files(), getattr(self, "similar_", None))
         kinds = self.painting_detector_.kinds(features) if self.painting_detector_ is not None else [None] * len(images)
         results = []
         for i, row in enumerate(proba):
@@ -497,21 +402,6 @@ class StyleClassifier:
                 in_training=trained[i],
             ))
         return results
-
-    def _training_movements(self, images: list, features: np.ndarray, errors: dict[int, str]) -> list[str | None]:
-        """Per image, the movement it was filed under if it is a training painting: the same
-        file (by hash), or the same picture re-saved or resized (the similarity index)."""
-        trained_files = self.training_files()
-        keys = [file_sha256(img) if trained_files and isinstance(img, (str, os.PathLike)) and i not in errors
-                else None for i, img in enumerate(images)]
-        found = [trained_files.get(key) if key else None for key in keys]
-        index = getattr(self, "similar_", None)
-        rows = [i for i, label in enumerate(found) if label is None and i not in errors]
-        for start in range(0, len(rows) if index is not None else 0, 1024):  # bounded memory for big batches
-            chunk = rows[start:start + 1024]
-            for i, (_, itself) in zip(chunk, index.neighbours(features[chunk], 1, [keys[i] for i in chunk])):
-                found[i] = itself.movement if itself is not None else None
-        return found
 
     def similar(self, images: Sequence[ImageInput], k: int = 5) -> list[SimilarPaintings]:
         """The `k` training paintings most similar to each image (cosine similarity of the

@@ -7,14 +7,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..data.dataset import Dataset, ImageRecord, Roots, scan_dataset
+from ..data.dataset import Dataset, ImageRecord, LabelledImages, Roots, scan_dataset
 from ..data.sizes import size_shift
 from ..errors import DatasetError
 from ..timing import stage
 from .metrics import HEADLINE, classification_metrics, metrics_by_group, score_once, size_band
+
+if TYPE_CHECKING:
+    from .training import TrainedHead, TrainingTable
 
 log = logging.getLogger("artstyle")
 
@@ -114,3 +118,20 @@ def warn_size_shift(config: dict, records: Sequence[ImageRecord]) -> float | Non
         log.warning("these images are %gx the size of the training images (median short side %d px against %d): "
                     "the scores may not hold at the training size", shift, median, trained)
     return shift
+
+
+def fit_metrics(clf, trained: TrainedHead, table: TrainingTable, x: np.ndarray, images: LabelledImages,
+                fold_mode: str, skipped: list[dict], test_dir, strict: bool) -> dict:
+    """metrics.json: on `test_dir`, else on the test split, else cross-validated on train;
+    an image filed under several movements counts once, right if either is named."""
+    if test_dir is not None:
+        return {"evaluated_on": str(test_dir), **clf.evaluate(test_dir, strict=strict).metrics}  # training copies left out
+    if len(table.test):
+        rows, proba, evaluated_on = table.test, clf.head_.predict_proba(x[table.test]), "test split"
+    elif trained.held_out_proba is not None:
+        rows, proba = table.train[trained.held_out], trained.held_out_proba
+        evaluated_on = f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})"
+    else:
+        return {"evaluated_on": f"{trained.info['cv_folds']}-fold cross-validation ({fold_mode})", "skipped": skipped}
+    return {"evaluated_on": evaluated_on, **scores(table.y[rows], proba, table.labels, [images.records[i] for i in rows]),
+            "skipped": skipped}

@@ -15,13 +15,17 @@ import base64
 import io
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.dataset import LabelledImages, file_sha256
+from ..data.images import load_image
 from ..data.labels import humanise_artist
-from ..errors import ArtstyleError
+from ..errors import ArtstyleError, ImageLoadError
+from ..progress import progress_bar
 
 log = logging.getLogger("artstyle")
 
@@ -262,3 +266,38 @@ class SimilarityIndex:
                     raise ValueError("the approximate-search graph does not match the index")
         return cls(tensors["mean"], tensors["components"].astype(np.float32), tensors["vectors"].astype(np.float32),
                    rows, thumbnails, ann)
+
+
+def training_index(images: LabelledImages, rows: np.ndarray, features: np.ndarray, thumbnails: bool, seed: int,
+                   show_progress: bool) -> SimilarityIndex:
+    """The index of the training paintings (train and val `rows`), with a thumbnail of each
+    when `thumbnails`, for `similar()`."""
+    kept: list[bytes] | None = None
+    if thumbnails:
+        kept = []
+        with progress_bar(len(rows), "Thumbnails", enabled=show_progress) as advance:
+            for i in rows:
+                try:
+                    kept.append(thumbnail_webp(load_image(images.sources[i], min_side=THUMBNAIL_SIDE)))
+                except (OSError, ValueError, ImageLoadError) as exc:  # read once already; gone since
+                    log.warning("%s: no thumbnail (%s)", images.records[i].path, exc)
+                    kept.append(b"")
+                advance(1)
+    meta = [{"movement": r.label, "artist": r.artist, "file": r.path, "sha256": r.sha256}
+            for r in (images.records[i] for i in rows)]
+    return SimilarityIndex.build(features, meta, kept, seed=seed)
+
+
+def training_movements(images: list, features: np.ndarray, errors: dict[int, str], trained_files: dict[str, str],
+                       index: SimilarityIndex | None) -> list[str | None]:
+    """Per image, the movement it was filed under if it is a training painting: the same
+    file (by hash in `trained_files`), or the same picture re-saved or resized (`index`)."""
+    keys = [file_sha256(img) if trained_files and isinstance(img, (str, os.PathLike)) and i not in errors
+            else None for i, img in enumerate(images)]
+    found = [trained_files.get(key) if key else None for key in keys]
+    rows = [i for i, label in enumerate(found) if label is None and i not in errors]
+    for start in range(0, len(rows) if index is not None else 0, 1024):  # bounded memory for big batches
+        chunk = rows[start:start + 1024]
+        for i, (_, itself) in zip(chunk, index.neighbours(features[chunk], 1, [keys[i] for i in chunk])):
+            found[i] = itself.movement if itself is not None else None
+    return found

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.dataset import ImageRecord
+from ..data.dataset import ImageRecord, LabelledImages
 from ..data.splits import Split, make_folds
 from ..errors import DatasetError
 from ..features.size_variants import Variants
@@ -300,3 +300,23 @@ def train_head(
         info["painting_detector"].update(negatives.info)
     out_of_fold = oof_by_candidate[(kind, alpha)] / temperature if best is not None else None
     return TrainedHead(head, kind, abstention, detector, info, held_out_proba, held, out_of_fold, scorable)
+
+
+def training_rows(clf, images: LabelledImages, table: TrainingTable, x: np.ndarray, folds: np.ndarray) -> HeadRows:
+    """The training paintings of `clf` and their size variants (extracted here), weighted by its `balance`."""
+    train = table.train
+    records = [images.records[i] for i in train]
+    sources, artists = [r.source for r in records], [r.artist for r in records]
+    sides = [r.short_side for r in records]
+    if clf.size_variants is None or clf.size_variants.copies == 0:
+        return head_rows(x[train], table.y[train], folds, sources, artists, clf.balance, sides)
+    plan = clf.size_variants.plan([images.sources[i] for i in train], [images.keys[i] for i in train], sides)
+    with stage("size variants"):
+        extraction = clf.extract(plan.images, plan.keys, "Size variants")
+    for i, reason in sorted(extraction.errors.items()):  # the painting itself was read: rare, and harmless
+        log.info("%s: no size variant (%s)", plan.images[i], reason)
+    ok = extraction.ok
+    log.info("size variants: %d of %d training paintings also seen at %d-%d px", len(set(plan.parents[ok])),
+             len(train), clf.size_variants.low, clf.size_variants.high)
+    return head_rows(x[train], table.y[train], folds, sources, artists, clf.balance, sides, plan.select(ok),
+                     extraction.features[ok])
