@@ -101,9 +101,9 @@ def test_a_backbone_without_shipped_features_embeds_the_shipped_photographs(pain
     """Foundation and `timm:` backbones have no shipped features (another embedding space):
     the detector then learns from the photographs that ship as pictures, embedded by the
     model's own network (here Lite0 told that its features did not ship), and says so."""
-    import artstyle.model.classifier
+    import artstyle.model.detector_data
 
-    monkeypatch.setattr(artstyle.model.classifier, "shipped_negatives", lambda backbone, weights_id: None)
+    monkeypatch.setattr(artstyle.model.detector_data, "shipped_negatives", lambda backbone, weights_id: None)
     with caplog.at_level(logging.INFO, logger="artstyle"):
         clf = StyleClassifier(features="global", head="logreg", split="stratified", negatives=24, cache_dir=cache_dir,
                               show_progress=False).fit(paintings)
