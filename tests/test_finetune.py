@@ -275,8 +275,8 @@ def test_fine_tuning_pulls_unseen_artists_movements_apart(tuned_model):
 
 def test_fine_tuning_learns_a_stroke_texture_frozen_features_blur(tmp_path):
     """Two movements that differ only in which colour runs which way (`paint_crossed`):
-    frozen ImageNet features get some of it, the fine-tuned network nearly all, on
-    paintings by artists neither saw."""
+    frozen ImageNet features get some of it, the fine-tuned network nearly all, on 120
+    paintings by artists neither saw: measured 0.66 -> 0.99 (119 of 120) with 12 epochs."""
     movements = ["01_Warm Flat", "02_Cool Flat"]
     for kind, movement in enumerate(movements):
         for artist in range(4):
@@ -284,8 +284,8 @@ def test_fine_tuning_learns_a_stroke_texture_frozen_features_blur(tmp_path):
             folder.mkdir(parents=True)
             for n in range(6):
                 paint_crossed(kind, artist, seed=1000 * kind + 10 * artist + n).save(folder / f"{n}.png")
-    unseen = [paint_crossed(k % 2, artist=4 + k % 4, seed=5000 + k) for k in range(60)]
-    truth = np.array([normalize_label(movements[k % 2]) for k in range(60)])
+    unseen = [paint_crossed(k % 2, artist=4 + k % 4, seed=5000 + k) for k in range(120)]
+    truth = np.array([normalize_label(movements[k % 2]) for k in range(120)])
 
     def accuracy(finetune):
         clf = StyleClassifier(**FAST, split="artist", test_fraction=0, finetune=finetune, cache_dir=tmp_path / "cache",
@@ -293,8 +293,8 @@ def test_fine_tuning_learns_a_stroke_texture_frozen_features_blur(tmp_path):
         return float(np.mean(np.array(clf.predict(unseen)) == truth))
 
     frozen = accuracy(None)
-    tuned = accuracy(FineTuning(epochs=8, batch_size=8, patience=8))
-    assert tuned >= 0.85 and tuned >= frozen + 0.15, (frozen, tuned)  # measured 0.63 -> 0.92 (55 of 60); 0.62-0.65 -> 0.95-0.97 on other draws
+    tuned = accuracy(FineTuning(epochs=12, batch_size=8, patience=12))
+    assert tuned >= 0.9 and tuned >= frozen + 0.15, (frozen, tuned)
 
 
 def test_without_a_cache_the_tuned_weights_live_as_long_as_the_classifier(small_tree, tmp_path):
