@@ -114,6 +114,7 @@ DATA_HELP = ("Painting folder(s): DATA/<movement>/<artist>/<image>; several fold
 
 
 def folder_names(folders: list[Path]) -> str:
+    """'paintings + wikiart': the folders a command was given, by name."""
     return " + ".join(folder.resolve().name for folder in folders)
 
 
@@ -152,8 +153,8 @@ ZS_BACKBONE_HELP = "With --zero-shot: the image+text backbone (see `artstyle bac
 ZS_WEIGHTS_HELP = "With --zero-shot: the backbone's published checkpoint, when offline (e.g. open_clip_model.safetensors)."
 
 
-def classifier_for(model: Path | None, zero_shot: bool, backbone: str | None, labels: str | None, weights: Path | None,
-                **params):
+def classifier_for(model: Path | None, zero_shot: bool, backbone: str | None, labels: str | None,
+                   weights: Path | None, **params):
     """The model folder's classifier, or with `zero_shot` one named from text."""
     if not zero_shot:
         if backbone or labels or weights:
