@@ -72,7 +72,7 @@ def predict(
     if not inputs:
         raise ArtstyleError("no images to predict (folders held no image files)")
     clf = classifier_for(model, zero_shot, backbone, labels, weights, cache_dir=False, batch_size=batch_size,
-                      engine=engine.value, precision=precision.value, show_progress=not STATE.quiet and len(inputs) > 64)
+                         engine=engine.value, precision=precision.value, show_progress=not STATE.quiet and len(inputs) > 64)
     results = clf.predict_top_k(inputs, k=min(top_k, len(clf.classes_)))
     if fmt is PredictFormat.json:
         sys.stdout.write(to_json(results) + "\n")

@@ -45,7 +45,7 @@ def serve(
     from .serve import serve as run_server
 
     clf = classifier_for(model, zero_shot, backbone, labels, weights, cache_dir=False, engine=engine.value,
-                      precision=precision.value, show_progress=False)
+                         precision=precision.value, show_progress=False)
     name = f"{backbone} zero-shot" if zero_shot else model_or_default(model).resolve().name
     err.print(f"serving model [bold]{name}[/bold] on [bold]http://{host}:{port}/[/bold] "
               f"(API docs at /docs; Ctrl-C stops)")
