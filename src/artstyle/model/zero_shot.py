@@ -88,13 +88,14 @@ def _calibrated(clf, detector: TextDetector, key: list) -> TextDetector:
                             saved["fitted_on"])
     except (OSError, ValueError, KeyError, TypeError):  # not cached yet, or a damaged entry: computed again
         pass
-    photos = shipped_pictures()
+    shipped = shipped_pictures()
+    photos = shipped.paths if shipped else []
     charts = [image for _, image in non_paintings(CALIBRATION_IMAGES, seed=1, kinds=CHART_KINDS)]
-    paintings = clf.extract(brushwork(CALIBRATION_IMAGES), None, "Detector calibration").features
-    others = clf.extract([*(photos.paths if photos else []), *charts], None, "Detector calibration")
-    basis = (f"{len(paintings)} generated paintings against {len(photos.paths) if photos else 0} shipped photographs "
-             f"and {len(charts)} generated charts and documents")
-    calibrated = calibrate(detector, paintings, others.features[others.ok], basis)
+    paintings = clf.extract(brushwork(CALIBRATION_IMAGES), None, "Detector calibration")
+    others = clf.extract([*photos, *charts], None, "Detector calibration")
+    basis = (f"{int(paintings.ok.sum())} generated paintings against {int(others.ok[:len(photos)].sum())} shipped "
+             f"photographs and {int(others.ok[len(photos):].sum())} generated charts and documents")
+    calibrated = calibrate(detector, paintings.features[paintings.ok], others.features[others.ok], basis)
     atomic_write_bytes(path, json.dumps({"threshold": calibrated.threshold, "fitted_on": calibrated.fitted_on}).encode())
     return calibrated
 
