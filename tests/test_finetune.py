@@ -390,7 +390,8 @@ def test_a_tuned_model_learns_photos_from_its_own_non_paintings(small_tree, tmp_
     the ImageNet weights). Given a folder of non-painting images, it embeds them itself:
     its detector then flags photographs as well as the frozen model taught by the same
     folder, passes new paintings by the artists it learnt, and keeps doing so once saved
-    and loaded. (Paintings by new artists of a movement none of the few validation artists
+    and loaded, and names most of them photographs (measured: 29 of 32; the frozen model
+    32 of 32). (Paintings by new artists of a movement none of the few validation artists
     paint are its weak side: docs/notes/accuracy.md.)"""
     folder = tmp_path / "not-paintings"
     (folder / "photo").mkdir(parents=True)
@@ -402,7 +403,7 @@ def test_a_tuned_model_learns_photos_from_its_own_non_paintings(small_tree, tmp_
     tuned = StyleClassifier(**settings, finetune=FineTuning(epochs=2, batch_size=8)).fit(small_tree, non_paintings=folder)
     real = tuned.config_["head"]["painting_detector"]["real_negatives"]
     assert real == {"folder": str(folder), "n": 30, "counts": {"photo": 30}}
-    photos = [photo_like(100 + i) for i in range(16)]
+    photos = [photo_like(100 + i) for i in range(32)]
     new = [paint(s, artist=a, seed=900 + 10 * a + k) for k, s in enumerate(list(STYLES)[:3]) for a in range(3)]
     frozen_flags = 1 - frozen.is_painting(photos).mean()
     assert frozen_flags >= 0.9 and frozen.is_painting(new).mean() >= 0.8
@@ -412,7 +413,7 @@ def test_a_tuned_model_learns_photos_from_its_own_non_paintings(small_tree, tmp_
         assert model.is_painting(new).mean() >= 0.8
     np.testing.assert_array_equal(loaded.is_painting(photos), tuned.is_painting(photos))
     kinds = [p.not_painting_kind for p in loaded.predict_top_k(photos)]
-    assert kinds.count("photo") >= 0.75 * len(photos), kinds  # the rest named charts: flagged all the same
+    assert kinds.count("photo") >= 0.8 * len(photos), kinds  # the rest named charts: flagged all the same
     from artstyle.apps.model_card import model_card
 
     card = model_card(load_bundle(tmp_path / "model"), "tuned")
