@@ -105,7 +105,7 @@ def info(
     """Show what a model folder holds: backbone, movements, data, split and scores."""
     from ..model.bundle import load_bundle
     from ..model.calibration import Abstention
-    from ..model.metrics import share_text
+    from ..model.metrics import family_text, share_text
     from .model_card import (
         finetune_summary,
         is_zero_shot,
@@ -162,7 +162,8 @@ def info(
         table.add_row(
             "held-out scores",
             f"{metrics.get('evaluated_on', 'held out')}: accuracy {share_text(metrics['accuracy'], n)}, top-3 "
-            f"{share_text(metrics['top3_accuracy'], n)}, macro-F1 {metrics['macro_f1']:.3f}, ECE {metrics['ece']:.3f}",
+            f"{share_text(metrics['top3_accuracy'], n)}, macro-F1 {metrics['macro_f1']:.3f}, ECE {metrics['ece']:.3f}"
+            + (f"; {family}" if (family := family_text(metrics)) else ""),
         )
         for band, m in (metrics.get("by_size") or {}).items() if len(metrics.get("by_size") or {}) > 1 else ():
             table.add_row(f"  {band}", f"accuracy {share_text(m['accuracy'], m['n_images'])}, top-3 "

@@ -63,6 +63,8 @@ def _metrics_tables(metrics: dict) -> list[Table]:
     else:
         summary.add_row("accuracy (95 % interval, n)", share_text(metrics["accuracy"], n))
         summary.add_row("top-3 accuracy", share_text(metrics["top3_accuracy"], n))
+        if metrics.get("families"):
+            summary.add_row("movement family top-1", share_text(metrics["family_accuracy"], n))
         summary.add_row("macro-F1", f"{metrics['macro_f1']:.3f}")
         summary.add_row("calibration error (ECE)", f"{metrics['ece']:.3f}")
     tables = [summary]

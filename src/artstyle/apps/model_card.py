@@ -13,7 +13,7 @@ from ..data.labels import PANDORA_MOVEMENTS, count_artists
 from ..data.splits import parse_splits_csv
 from ..model.bundle import Bundle
 from ..model.calibration import Abstention
-from ..model.metrics import share_text, wilson_interval
+from ..model.metrics import family_text, share_text, wilson_interval
 
 TOP_CONFUSIONS = 8
 
@@ -212,6 +212,16 @@ def _model_section(config: dict) -> list[str]:
     return lines
 
 
+def _family_lines(metrics: dict) -> list[str]:
+    """The family figure and what the families are (`data.families`), when there are any."""
+    family = family_text(metrics)
+    if family is None:
+        return []
+    groups = "; ".join(f"{name}: {', '.join(movements)}" for name, movements in metrics["families"].items())
+    return [f"Movement families ({groups}): {family}, right when the most probable family (the sum over its "
+            "movements) holds the painting's movement.", ""]
+
+
 def _scores_section(metrics: dict) -> list[str]:
     if not metrics.get("n_images"):
         return ["## Accuracy", "", "No held-out scores: too few artists to validate."]
@@ -221,6 +231,7 @@ def _scores_section(metrics: dict) -> list[str]:
         f"Measured by {metrics.get('evaluated_on', 'a held-out split')} (shares with their 95 % Wilson interval and "
         f"number of paintings): top-1 {share_text(metrics['accuracy'], n)}, top-3 {share_text(metrics['top3_accuracy'], n)}, "
         f"macro-F1 {metrics['macro_f1']:.2f}, calibration error (ECE) {metrics['ece']:.3f}.", "",
+        *_family_lines(metrics),
         "| movement | recall (95 % interval) | precision | F1 | paintings scored |", "|---|---:|---:|---:|---:|",
     ]
     for label, m in metrics["per_class"].items():

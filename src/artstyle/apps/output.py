@@ -42,7 +42,7 @@ def to_csv(predictions: list[Prediction], k: int) -> str:
     for rank in range(1, k + 1):
         header += [f"label_{rank}", f"probability_{rank}"]
     writer.writerow(header + ["uncertain", "mixed", "is_painting", "not_painting_kind", "in_training",
-                              "training_movement", "error"])
+                              "training_movement", "family", "family_probability", "family_first", "error"])
     for p in predictions:
         row: list[str] = [p.path]
         for rank in range(k):
@@ -51,9 +51,10 @@ def to_csv(predictions: list[Prediction], k: int) -> str:
                 row += [label, f"{prob:.6f}"]
             else:
                 row += ["", ""]
-        flags = ["", "", "", "", "", ""] if p.error else [
+        flags = [""] * 9 if p.error else [
             str(p.uncertain).lower(), " + ".join(p.mixed or []), str(p.is_painting).lower(), p.not_painting_kind or "",
-            str(p.in_training is not None).lower(), p.in_training or ""]
+            str(p.in_training is not None).lower(), p.in_training or "", p.family or "",
+            f"{p.family_probability:.6f}" if p.family_probability is not None else "", str(p.family_first).lower()]
         writer.writerow(row + flags + [p.error or ""])
     return buffer.getvalue()
 

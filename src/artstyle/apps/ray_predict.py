@@ -40,6 +40,9 @@ def result_schema():
         ("not_painting_kind", pa.string()),
         ("in_training", pa.bool_()),
         ("training_movement", pa.string()),
+        ("family", pa.struct([("name", pa.string()), ("probability", pa.float64()), ("movement", pa.string()),
+                              ("movement_probability", pa.float64())])),
+        ("family_first", pa.bool_()),
         ("error", pa.string()),
     ])
 

@@ -194,6 +194,7 @@ def _headline(m: dict, labels: list[str]) -> str:
         ("images", n),
         ("accuracy (95 % interval)", share(m["accuracy"])),
         ("top-3 accuracy (95 % interval)", share(m["top3_accuracy"])),
+        *([("movement family top-1 (95 % interval)", share(m["family_accuracy"]))] if m.get("families") else []),
         ("macro-F1", f"{m['macro_f1']:.3f}"),
         ("calibration error (ECE)", f"{m['ece']:.3f}"),
         ("chance: a random movement / the commonest", f"{1 / len(labels):.1%} / {largest / n:.1%}" if n else "-"),

@@ -45,6 +45,16 @@ class LabelProbability(BaseModel):
     probability: float
 
 
+class FamilyOut(BaseModel):
+    """The most probable movement family, its probability (the sum over its movements) and
+    its most probable movement."""
+
+    name: str
+    probability: float
+    movement: str
+    movement_probability: float
+
+
 class PredictionOut(BaseModel):
     """One uploaded file: its top-k movements and flags, or why it could not be read.
     `in_training`: the file is one of the model's training paintings (filed under
@@ -58,6 +68,8 @@ class PredictionOut(BaseModel):
     not_painting_kind: str | None = None
     in_training: bool | None = None
     training_movement: str | None = None
+    family: FamilyOut | None = None
+    family_first: bool | None = None
     error: str | None
 
 

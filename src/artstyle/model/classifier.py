@@ -46,7 +46,7 @@ from .negatives import (
     folder_non_paintings,
 )
 from .painting import NonPaintings
-from .prediction import Prediction
+from .prediction import Prediction, family_fields
 from .similar import SimilarPaintings, training_index, training_movements
 from .size_bands import fit_size_bands, tile_columns
 from .tuning import fine_tune
@@ -366,8 +366,7 @@ class StyleClassifier:
         """(n_images, n_classes) calibrated probabilities, columns in `classes_` order."""
         return self._score_all(images)[1]
 
-    def predict(self, images: Sequence[ImageInput]) -> list[str]:
-        """Most probable movement per image."""
+    def predict(self, images: Sequence[ImageInput]) -> list[str]:  # most probable movement per image
         return [str(self.classes_[i]) for i in self.predict_proba(images).argmax(axis=1)]
 
     def is_painting(self, images: Sequence[ImageInput]) -> np.ndarray:
@@ -400,6 +399,7 @@ class StyleClassifier:
                 is_painting=bool(painting[i]),
                 not_painting_kind=None if painting[i] else kinds[i],
                 in_training=trained[i],
+                **family_fields(row, self.classes_, self.abstention_.uncertain_below, not (uncertain[i] or mixed[i])),
             ))
         return results
 

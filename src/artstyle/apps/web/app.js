@@ -139,14 +139,22 @@ function showVerdict(card, result) {
     showMemory(card, result);
     return;
   }
-  verdict.textContent = result.mixed ? result.mixed.join(" + ") : top;
+  const family = result.family;
   const notes = [];
-  if (result.uncertain) {
+  if (result.family_first) {
+    // The movement is unsure but its family is sure: the family is the answer to file.
+    verdict.textContent = `${family.name}, ${percent(family.probability)}`;
+    notes.push(`most likely ${family.movement}, ${percent(family.movement_probability)}; ${family.name} sums its movements`);
+  } else {
+    verdict.textContent = result.mixed ? result.mixed.join(" + ") : top;
+    if (family) notes.push(`family: ${family.name}, ${percent(family.probability)}`);
+  }
+  if (result.uncertain && !result.family_first) {
     verdict.append(badge("unsure", "unsure"));
     const threshold = model ? ` is below the model's threshold of ${percent(model.uncertain_below)}` : " is low";
     notes.push(`unsure: ${percent(topP)}${threshold}`);
   }
-  if (result.mixed) {
+  if (result.mixed && !result.family_first) {
     verdict.append(badge("mixed", "mixed"));
     const second = result.predictions[1];
     const margin = model ? `, within the model's ${(100 * model.mixed_within).toFixed(0)} points` : "";
