@@ -128,13 +128,15 @@ def shrunk(path: Path, size: tuple[int, int] | None) -> Resized:
 
 
 def score(y: np.ndarray, proba: np.ndarray, labels: list[str], keys: list[str], folds: np.ndarray) -> dict:
-    """Metrics of rows (identical images once), with the binomial standard error of top-1
-    and top-3 and the spread of top-1 over the folds."""
+    """Metrics of rows (identical images once), with the binomial standard error of top-1,
+    top-3 and family top-1 (`data.families`) and the spread of top-1 over the folds."""
     m = classification_metrics(y, proba, labels, keys=keys)
     n = max(m["n_images"], 1)
     per_fold = [float((proba[folds == f].argmax(1) == y[folds == f]).mean()) for f in np.unique(folds)]
     return {"top1": m["accuracy"], "top1_se": float(np.sqrt(m["accuracy"] * (1 - m["accuracy"]) / n)),
             "top3": m["top3_accuracy"], "top3_se": float(np.sqrt(m["top3_accuracy"] * (1 - m["top3_accuracy"]) / n)),
+            "family_top1": m["family_accuracy"],
+            "family_top1_se": float(np.sqrt(m["family_accuracy"] * (1 - m["family_accuracy"]) / n)),
             "macro_f1": m["macro_f1"], "ece": m["ece"], "n": m["n_images"],
             "fold_spread": [round(v, 3) for v in per_fold], "per_class": m["per_class"]}
 
@@ -324,7 +326,8 @@ def _format(arm: dict) -> str:
     for s in ("i", "ii", "iii"):
         if s in arm:
             m = arm[s]
-            parts.append(f"({s}) {m['top1']:.3f}+-{m['top1_se']:.3f} top3 {m['top3']:.3f} ECE {m['ece']:.3f}")
+            parts.append(f"({s}) {m['top1']:.3f}+-{m['top1_se']:.3f} top3 {m['top3']:.3f} family "
+                         f"{m['family_top1']:.3f}+-{m['family_top1_se']:.3f} ECE {m['ece']:.3f}")
     flagged = arm["flagged"]
     parts.append(f"flagged: full {flagged['full-size paintings']:.1%}"
                  + (f", extra {flagged['extra paintings']:.1%}" if flagged["extra paintings"] is not None else "")

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from .. import __version__
+from ..data.manifest import is_manifest
 from ..errors import ArtstyleError
 from ..features.int8 import PRECISIONS, WEIGHT_RANGES
 from ..features.recipes import ENGINES
@@ -109,8 +110,9 @@ def _main(
     STATE.quiet = quiet
 
 
-DATA_HELP = ("Painting folder(s): DATA/<movement>/<artist>/<image>; several folders merge by movement and "
-             "artist as one collection.")
+DATA_HELP = ("Painting folder(s) DATA/<movement>/<artist>/<image>, or manifests (.csv/.jsonl: path, movement, "
+             "optional artist, source; Hugging Face metadata.csv as is); several merge by movement and artist as "
+             "one collection.")
 
 
 def folder_names(folders: list[Path]) -> str:
@@ -119,8 +121,13 @@ def folder_names(folders: list[Path]) -> str:
 
 
 def check_folders(paths: list[Path], what: str) -> None:
-    """A missing folder is a one-line error before anything is loaded."""
+    """A missing folder (or manifest, where painting data is asked for) is a one-line error
+    before anything is loaded."""
     for path in paths:
+        if what == "painting folder" and is_manifest(path):
+            if not path.is_file():
+                raise ArtstyleError(f"{path}: no such manifest")
+            continue
         if not path.is_dir():
             raise ArtstyleError(f"{path}: not a folder (no such {what})" if not path.exists() else f"{path}: not a folder")
 

@@ -221,7 +221,7 @@ def train(
 @app.command()
 def evaluate(
     model: Path = typer.Argument(..., help="Model folder written by `artstyle train`."),
-    data: list[Path] = typer.Argument(..., help="Labelled painting folder(s) to score; several merge as one."),
+    data: list[Path] = typer.Argument(..., help="Labelled painting folder(s) or manifests to score; several merge as one."),
     fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", help="text: tables; json: one JSON object on stdout."),
     report: Optional[Path] = typer.Option(None, help="Also write a self-contained HTML report here."),
     all_images: bool = typer.Option(False, "--all", help="Score every image, including those used in training."),

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import TextIO
 
 from ..data.dataset import find_images
+from ..data.manifest import is_manifest, read_manifest
 from ..model.prediction import Prediction
 from ..model.similar import SimilarPaintings
 
 
 def collect_inputs(arguments: Iterable[str], stdin: TextIO | None = None) -> list[str]:
-    """Files as given, folders expanded recursively to their images, '-' read from stdin."""
+    """Files as given, folders expanded recursively to their images, manifests to the images
+    they list (rows left out are reported with their line), '-' read from stdin."""
     stdin = stdin if stdin is not None else sys.stdin
     paths: list[str] = []
     for arg in arguments:
@@ -25,6 +27,10 @@ def collect_inputs(arguments: Iterable[str], stdin: TextIO | None = None) -> lis
             paths.extend(line.strip() for line in stdin if line.strip())
         elif os.path.isdir(arg):
             paths.extend(str(path) for path in find_images(arg))
+        elif is_manifest(arg):
+            manifest = read_manifest(arg, labelled=False)
+            manifest.report()
+            paths.extend(str(row.file) for row in manifest.rows)
         else:
             paths.append(arg)
     return paths

@@ -24,6 +24,7 @@ from ..errors import DatasetError, ImageLoadError
 from ..progress import progress_bar
 from .images import ImageInput, Resized, is_image_name, os_error_reason, probe_image, source_name
 from .labels import count_artists, normalize_label
+from .manifest import is_manifest, read_manifest
 
 log = logging.getLogger("artstyle")
 
@@ -194,8 +195,27 @@ def _class_files(root: Path, ignored: Counter, folders: dict[str, list[str]]) ->
     return files
 
 
+def _manifest_files(file: Path, folders: dict[str, list[str]]) -> list[tuple[Path, str, str, str, str | None]]:
+    """(file, path relative to the manifest's folder, label, artist, source or None) of every
+    usable row of a manifest; the rows left out are reported (`manifest.read_manifest`)."""
+    manifest = read_manifest(file)
+    manifest.report()
+    files = []
+    for row in manifest.rows:
+        label = normalize_label(row.movement)
+        if not label:
+            log.warning("%s:%d: %r gives an empty movement name: left out", file, row.line, row.movement)
+            continue
+        if row.movement not in folders[label]:
+            folders[label].append(row.movement)
+        files.append((row.file, row.path, label, row.artist or UNKNOWN_ARTIST, row.source))
+    return files
+
+
 def _source_names(roots: list[Path]) -> list[str]:
-    """Each root's folder name; the same name twice gets the parent folder's too."""
+    """Each root's folder name (a manifest's: the folder it lies in); the same name twice
+    gets the parent folder's too."""
+    roots = [root.parent if is_manifest(root) else root for root in roots]
     names = [root.resolve().name or str(root) for root in roots]
     for i, name in enumerate(names):
         if names.count(name) > 1:
@@ -211,8 +231,8 @@ def _header_size(path: Path) -> tuple[int, int] | None:
 
 
 def scan_dataset(roots: Roots, *, show_progress: bool = True) -> Dataset:
-    """Read the class folders of one or more trees, hash every image, read its size and
-    report what was left out.
+    """Read the class folders of one or more trees (or manifests: `data.manifest`), hash
+    every image, read its size and report what was left out.
 
     Class folders whose names normalise to the same label (`pop_art`, `Pop Art`) merge,
     across trees too. A path found in two trees keeps the first tree's name; the later
@@ -224,11 +244,13 @@ def scan_dataset(roots: Roots, *, show_progress: bool = True) -> Dataset:
     files: list[tuple[Path, str, str, str, str]] = []  # (file, record path, label, artist, source)
     taken: set[str] = set()
     for root, source in zip(paths, _source_names(paths)):
-        for path, rel, label, artist in _class_files(root, ignored, folders):
+        listed = (_manifest_files(root, folders) if is_manifest(root) else
+                  [(*found, None) for found in _class_files(root, ignored, folders)])
+        for path, rel, label, artist, row_source in listed:
             if rel in taken:
                 rel = f"{source}/{rel}"
             taken.add(rel)
-            files.append((path, rel, label, artist, source))
+            files.append((path, rel, label, artist, row_source or source))
     files.sort(key=lambda f: f[1].split("/"))  # the order of one tree holding them all
     if not files:
         where = paths[0] if len(paths) == 1 else "these folders"
