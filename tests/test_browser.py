@@ -7,6 +7,7 @@ page is driven by Playwright with Debian's `chromium` (`.ci/run` installs it).
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import re
 import shutil
@@ -54,11 +55,11 @@ def trained(tmp_path_factory):
         yield url, data, model
 
 
-def _serve(log: Path, *args: str):
+def _serve(log: Path, *args: str, command: str = "serve"):
     port = _free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "artstyle", "serve", "--port", str(port), *args], stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "artstyle", command, "--port", str(port), *args], stdout=out, stderr=subprocess.STDOUT
         )
         url = f"http://127.0.0.1:{port}/"
         try:
@@ -345,3 +346,48 @@ def test_the_reports_keep_held_out_apart_and_fit_the_width(reports, browser, wid
     page.goto(check.as_uri())
     sync_api.expect(page.locator("h1")).to_contain_text("artstyle check")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def _decided(page, n: int, total: int) -> None:
+    sync_api.expect(page.locator("#status")).to_contain_text(f"{n} of {total} images decided", timeout=30_000)
+
+
+def test_review_keeps_keyboard_decisions_across_a_restart_and_trains_on_them(browser, tmp_path):
+    """`artstyle review`: 20 answers accepted and 5 corrected by keyboard in Chromium, the
+    server killed and started again: the 25 decisions are in labels.csv and on the page, and
+    `train labels.csv` learns the corrected movement."""
+    data = make_tree(tmp_path / "data", artists=3, per_artist=4)  # 48 images
+    labels = tmp_path / "labels.csv"
+    args = (str(data), "--labels-csv", str(labels))
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    for url in _serve(tmp_path / "review.log", *args, command="review"):
+        page.goto(url + "review")
+        sync_api.expect(page.locator(".tile")).to_have_count(48, timeout=60_000)
+        page.locator(".tile").first.focus()
+        for n in range(1, 21):
+            page.keyboard.press("a")
+            _decided(page, n, 48)
+        for n in range(21, 26):
+            page.keyboard.press("c")
+            page.keyboard.type("naive")
+            page.keyboard.press("Enter")
+            _decided(page, n, 48)
+    rows = list(csv.DictReader(labels.open()))
+    assert len(rows) == 25 and not list(tmp_path.glob("labels.csv.*"))  # no temporary file left behind
+    corrected = [r for r in rows if r["movement"] == "naive art"]
+    assert len(corrected) >= 5 and all(r["decided_by"] == "person" for r in corrected if r["model_movement"] != "naive art")
+    assert all(r["decided_by"] == "model" and r["movement"] == r["model_movement"] for r in rows if r not in corrected)
+    assert all((tmp_path / r["path"]).is_file() for r in rows)  # paths relative to labels.csv
+    for url in _serve(tmp_path / "review2.log", *args, command="review"):
+        page.goto(url + "review")
+        _decided(page, 25, 48)
+        page.select_option("#f-status", "decided")
+        sync_api.expect(page.locator(".tile")).to_have_count(25)
+        sync_api.expect(page.locator(".tile .decision", has_text="corrected: naive art")).to_have_count(
+            sum(r["decided_by"] == "person" for r in rows))
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+    model = tmp_path / "model"
+    subprocess.run([sys.executable, "-m", "artstyle", "-q", "train", str(labels), "--out", str(model), *FAST_CLI,
+                    "--split", "stratified", "--test-fraction", "0"], check=True, capture_output=True)
+    trained = {row["path"]: row["label"] for row in csv.DictReader((model / "splits.csv").open())}
+    assert {r["path"]: r["movement"] for r in corrected}.items() <= trained.items()

@@ -20,13 +20,13 @@ from .cli_common import app, err
 # isort: off
 from .cli_train import evaluate, train
 from .cli_predict import explain, predict, similar, zero_shot_model
-from .cli_serve import serve
+from .cli_serve import review, serve
 from .cli_data import check, download
 from .cli_models import backbones, export, info, quantize
 # isort: on
 
 __all__ = ["app", "backbones", "check", "download", "evaluate", "explain", "export", "info", "main", "predict",
-           "quantize", "serve", "similar", "train", "zero_shot_model"]
+           "quantize", "review", "serve", "similar", "train", "zero_shot_model"]
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -437,9 +438,13 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
+    extend: Callable[[FastAPI], None] | None = None,
     **limits,
 ) -> None:
-    """Run the app with uvicorn until interrupted."""
+    """Run the app with uvicorn until interrupted; `extend` adds routes (the review page)."""
     import uvicorn
 
-    uvicorn.run(create_app(classifier, **limits), host=host, port=port, log_level="info")
+    app = create_app(classifier, **limits)
+    if extend is not None:
+        extend(app)
+    uvicorn.run(app, host=host, port=port, log_level="info")

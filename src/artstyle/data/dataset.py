@@ -24,7 +24,7 @@ from ..errors import DatasetError, ImageLoadError
 from ..progress import progress_bar
 from .images import ImageInput, Resized, is_image_name, os_error_reason, probe_image, source_name
 from .labels import count_artists, normalize_label
-from .manifest import is_manifest, read_manifest
+from .manifest import NOT_A_PAINTING, is_manifest, read_manifest
 
 log = logging.getLogger("artstyle")
 
@@ -201,8 +201,13 @@ def _manifest_files(file: Path, folders: dict[str, list[str]]) -> list[tuple[Pat
     manifest = read_manifest(file)
     manifest.report()
     files = []
+    others = [row for row in manifest.rows if normalize_label(row.movement) == NOT_A_PAINTING]
+    if others:
+        log.info("%s: %d row(s) marked %r: not a movement, left out", file, len(others), NOT_A_PAINTING)
     for row in manifest.rows:
         label = normalize_label(row.movement)
+        if label == NOT_A_PAINTING:
+            continue
         if not label:
             log.warning("%s:%d: %r gives an empty movement name: left out", file, row.line, row.movement)
             continue

@@ -29,6 +29,7 @@ LABEL_COLUMNS = ("movement", "label", "style")
 OPTIONAL_COLUMNS = ("artist", "source")
 # Columns `review` writes besides the image's facts: who decided, and the model's own answer.
 REVIEW_COLUMNS = ("decided_by", "model_movement", "model_probability")
+NOT_A_PAINTING = "not a painting"  # what `review` files a picture under when a person says it is none
 _EXTRA, _ERROR = "\0extra", "\0error"  # keys no CSV header or JSON object of a real manifest holds
 
 
