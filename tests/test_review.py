@@ -49,7 +49,7 @@ def test_decisions_are_saved_atomically_resume_and_train_without_not_a_painting(
     for i in range(4):
         Image.new("RGB", (32, 32), (40 * i, 90, 30)).save(data / f"{i}.jpg")
     before = {p.name: p.read_bytes() for p in data.iterdir()}
-    items = review_items([data])
+    items = review_items([str(data)])
     answers = [_answer("cubism", 0.9), _answer("fauvism", 0.4), _answer("cubism", 0.8, painting=False),
                _answer("cubism", 0.7)]
     labels = tmp_path / "labels.csv"

@@ -37,7 +37,8 @@ from .cli_common import (
 
 @app.command()
 def predict(
-    paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or - to read paths from stdin."),
+    paths: list[str] = typer.Argument(..., help="Image files, folders (recursive), manifests, http(s) image URLs, IIIF "
+                                      "image services (info.json) or manifests, or - to read paths from stdin."),
     model: Optional[Path] = typer.Option(
         None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
     ),
@@ -65,15 +66,15 @@ def predict(
     if ray is not None:
         _predict_on_ray(paths, model, ray, out_dir, top_k, resume, actors, column, precision.value)
         return
-    from .output import collect_inputs, to_csv, to_json
+    from .output import collect_inputs, fetch_inputs, predict_inputs, to_csv, to_json
 
     refuse_model_as_images(paths)
-    inputs = collect_inputs(paths)
-    if not inputs:
+    images = fetch_inputs(collect_inputs(paths))
+    if not images:
         raise ArtstyleError("no images to predict (folders held no image files)")
     clf = classifier_for(model, zero_shot, backbone, labels, weights, cache_dir=False, batch_size=batch_size,
-                         engine=engine.value, precision=precision.value, show_progress=not STATE.quiet and len(inputs) > 64)
-    results = clf.predict_top_k(inputs, k=min(top_k, len(clf.classes_)))
+                         engine=engine.value, precision=precision.value, show_progress=not STATE.quiet and len(images) > 64)
+    results = predict_inputs(clf, images, min(top_k, len(clf.classes_)))
     if fmt is PredictFormat.json:
         sys.stdout.write(to_json(results) + "\n")
     elif fmt is PredictFormat.csv:

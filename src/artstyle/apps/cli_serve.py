@@ -24,7 +24,7 @@ from .cli_common import (
     model_or_default,
 )
 
-REVIEW_HELP = "Also serve the review page (/review) of these images: folders or manifests."
+REVIEW_HELP = "Also serve the review page (/review) of these images: folders, manifests or URLs (as `review`)."
 LABELS_CSV_HELP = ("Where decisions are saved (a manifest: `artstyle train` reads it); reopening it resumes. "
                    "Its folder also keeps the review's caches (.artstyle-review).")
 
@@ -46,7 +46,9 @@ def serve(
     backbone: Optional[str] = typer.Option(None, "--backbone", help=ZS_BACKBONE_HELP),
     labels: Optional[str] = typer.Option(None, "--labels", help=LABELS_HELP),
     weights: Optional[Path] = typer.Option(None, "--weights", help=ZS_WEIGHTS_HELP),
-    review: Optional[list[Path]] = typer.Option(None, "--review", help=REVIEW_HELP),
+    review: Optional[list[str]] = typer.Option(None, "--review", help=REVIEW_HELP),
+    allow_urls: bool = typer.Option(False, "--allow-urls", help="Turn on /api/predict-urls: visitors may then make "
+                                    "this server fetch URLs they name (off: no server-side request forgery)."),
     labels_csv: Path = typer.Option(Path("labels.csv"), "--labels-csv", help=LABELS_CSV_HELP),
 ) -> None:
     """Serve a web page and a REST API (/api/predict, /api/model, /docs) that classify paintings."""
@@ -59,19 +61,21 @@ def serve(
     err.print(f"serving model [bold]{name}[/bold] on [bold]http://{host}:{port}/[/bold] "
               f"(API docs at /docs{'; review at /review' if review else ''}; Ctrl-C stops)")
     run_server(clf, host=host, port=port, model_name=name, max_upload_mb=max_upload_mb,
-               max_files=max_files, concurrency=concurrency, max_pending=max_pending, extend=extend)
+               max_files=max_files, concurrency=concurrency, max_pending=max_pending, extend=extend,
+               allow_urls=allow_urls)
 
 
 
-def _review_routes(clf, sources: list[Path], labels_csv: Path, name: str, model_folder: Path | None):
+def _review_routes(clf, sources: list[str], labels_csv: Path, name: str, model_folder: Path | None):
     """Predict every image once (cached beside labels.csv, resumable, with progress) and
     return what adds the review page to the app."""
+    from ..data.remote import is_url
     from ..progress import progress_bar
     from .review_app import add_review_routes
     from .review_store import AnswerCache, LabelStore, ReviewSession, model_id, review_folder, review_items
 
     for source in sources:
-        if not source.exists():
+        if not is_url(source) and not Path(source).exists():
             raise ArtstyleError(f"{source}: no such folder, manifest or image")
     items = review_items(sources)
     if not items:
@@ -90,7 +94,8 @@ def _review_routes(clf, sources: list[Path], labels_csv: Path, name: str, model_
 
 @app.command()
 def review(
-    data: list[Path] = typer.Argument(..., help="Images to review: folders (recursive) or manifests (.csv/.jsonl)."),
+    data: list[str] = typer.Argument(..., help="Images to review: folders (recursive), manifests (.csv/.jsonl), "
+                                     "image URLs, IIIF image services or manifests."),
     model: Optional[Path] = typer.Option(
         None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
     ),

@@ -13,6 +13,8 @@ from typing import TextIO
 
 from ..data.dataset import find_images
 from ..data.manifest import is_manifest, read_manifest
+from ..data.remote import Fetcher, Limits, RemoteImage, expand, is_url
+from ..files import user_cache_root
 from ..model.prediction import Prediction
 from ..model.similar import SimilarPaintings
 
@@ -25,6 +27,8 @@ def collect_inputs(arguments: Iterable[str], stdin: TextIO | None = None) -> lis
     for arg in arguments:
         if arg == "-":
             paths.extend(line.strip() for line in stdin if line.strip())
+        elif is_url(arg):
+            paths.append(arg)
         elif os.path.isdir(arg):
             paths.extend(str(path) for path in find_images(arg))
         elif is_manifest(arg):
@@ -34,6 +38,30 @@ def collect_inputs(arguments: Iterable[str], stdin: TextIO | None = None) -> lis
         else:
             paths.append(arg)
     return paths
+
+
+def fetch_inputs(inputs: list[str], cache: Path | None = None, limits: Limits = Limits()) -> list[RemoteImage]:
+    """Each input as (name, local file or error): local paths as they are, URLs (images, IIIF
+    services and manifests: `data.remote`) fetched into the URL cache."""
+    urls = [i for i in inputs if is_url(i)]
+    fetched = iter(expand(urls, Fetcher(cache or user_cache_root()[0] / "urls", limits)) if urls else [])
+    images: list[RemoteImage] = []
+    for item in inputs:
+        images += next(fetched) if is_url(item) else [RemoteImage(item, Path(item))]
+    return images
+
+
+def predict_inputs(clf, images: list[RemoteImage], k: int) -> list[Prediction]:
+    """Predictions named as the inputs were (a canvas by its label); a URL that could not be
+    fetched gets its error, like an unreadable file."""
+    readable = [image for image in images if image.file is not None]
+    answers = iter(clf.predict_top_k([image.file for image in readable], k=k) if readable else [])
+    results = []
+    for image in images:
+        result = next(answers) if image.file is not None else Prediction(image.name, [], image.error)
+        result.path = image.name
+        results.append(result)
+    return results
 
 
 def to_json(predictions: list[Prediction]) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..data.families import family_of
 from ..data.manifest import NOT_A_PAINTING, is_manifest, read_manifest
+from ..data.remote import is_url
 from ..files import atomic_write_bytes
 
 log = logging.getLogger("artstyle")
@@ -38,14 +39,23 @@ class ReviewItem:
     artist: str | None = None
 
 
-def review_items(sources: list[Path]) -> list[ReviewItem]:
+def review_items(sources: list[str]) -> list[ReviewItem]:
     """The images of folders (recursive; an artist is the folder above the image when the
-    tree is <movement>/<artist>/<image>) and manifests (their artist column), in order."""
+    tree is <movement>/<artist>/<image>), manifests (their artist column) and URLs (images,
+    IIIF services and manifests, fetched into the URL cache: `data.remote`), in order."""
     from ..data.dataset import find_images
+    from .output import fetch_inputs
 
     items: list[ReviewItem] = []
-    for source in sources:
-        if is_manifest(source):
+    for text in sources:
+        source = Path(text)
+        if is_url(text):
+            for image in fetch_inputs([text]):
+                if image.file is None:
+                    log.warning("%s: %s", image.name, image.error)
+                else:
+                    items.append(ReviewItem(image.file, image.name))
+        elif is_manifest(source):
             manifest = read_manifest(source, labelled=False)
             manifest.report()
             items += [ReviewItem(row.file, row.path, row.artist) for row in manifest.rows]

@@ -26,12 +26,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .. import __version__
 from ..data.images import probe_image
+from ..data.remote import is_url
 from ..errors import ArtstyleError, ImageLoadError, require_torch
 from ..model.classifier import StyleClassifier
+from .output import fetch_inputs, predict_inputs
 
 DEFAULT_MAX_UPLOAD_MB = 25.0
 DEFAULT_MAX_FILES = 16
@@ -54,6 +56,13 @@ class FamilyOut(BaseModel):
     probability: float
     movement: str
     movement_probability: float
+
+
+class UrlsIn(BaseModel):
+    """Images by URL, and how many movements to list per image."""
+
+    urls: list[str] = Field(min_length=1, max_length=DEFAULT_MAX_FILES)
+    top_k: int = Field(3, ge=1)
 
 
 class PredictionOut(BaseModel):
@@ -248,8 +257,11 @@ def create_app(
     max_files: int = DEFAULT_MAX_FILES,
     concurrency: int = 1,
     max_pending: int = DEFAULT_MAX_PENDING,
+    allow_urls: bool = False,
 ) -> FastAPI:
-    """The app for a fitted or loaded `classifier`; limits as `artstyle serve --help` describes."""
+    """The app for a fitted or loaded `classifier`; limits as `artstyle serve --help` describes.
+    `allow_urls` turns on /api/predict-urls: off by default, as it makes the server fetch
+    whatever URL a visitor names (server-side request forgery)."""
     classifier._check_fitted()
     max_file_bytes = int(max_upload_mb * 1e6)
     limiter = anyio.CapacityLimiter(concurrency)
@@ -346,6 +358,21 @@ def create_app(
         if all(r["error"] for r in results):
             return _problem(_failure_status(kinds), "; ".join(f"{r['path']}: {r['error']}" for r in results), results)
         return results
+
+    @app.post("/api/predict-urls", response_model=list[PredictionOut])
+    async def predict_urls(request: UrlsIn):
+        """Top-k movements of images by URL (http(s) images, IIIF image services and
+        manifests), fetched within `data.remote`'s limits; 403 unless the server was started
+        with --allow-urls."""
+        if not allow_urls:
+            return _problem(403, "fetching URLs is off: start the server with --allow-urls (it lets visitors make "
+                                 "this server request any URL they name)")
+        if not all(is_url(url) for url in request.urls):
+            return _problem(422, "urls: only http(s) URLs are fetched")
+
+        def run() -> list[dict]:
+            return [r.to_dict() for r in predict_inputs(classifier, fetch_inputs(request.urls), min(request.top_k, n_classes))]
+        return await anyio.to_thread.run_sync(run, limiter=limiter)
 
     @app.post(PREDICT_PATH, response_model=list[PredictionOut], responses=UPLOAD_PROBLEMS)
     async def predict(
