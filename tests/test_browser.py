@@ -314,6 +314,7 @@ def test_the_page_gives_its_figures_with_their_sample_and_fits_the_width(server,
     paint_texture("dots", 3, seed=8, size=(420, 300)).save(painting)
     page.set_input_files("#files", [str(painting)])
     sync_api.expect(page.locator(".bar-row")).to_have_count(3, timeout=60_000)
+    sync_api.expect(page.locator(".card .flag-note")).to_contain_text(re.compile(r"family: .+ \d+ %|most likely "))
     assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 
@@ -386,6 +387,13 @@ def test_review_keeps_keyboard_decisions_across_a_restart_and_trains_on_them(bro
         sync_api.expect(page.locator(".tile .decision", has_text="corrected: naive art")).to_have_count(
             sum(r["decided_by"] == "person" for r in rows))
         assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+        page.locator(".tile").first.focus()
+        page.keyboard.press("o")  # the picture large, its top five, then the closest paintings and the heat-map
+        sync_api.expect(page.locator("#detail-top li")).to_have_count(5)
+        page.click("#detail-similar")
+        sync_api.expect(page.locator("#detail-neighbours li")).to_have_count(5, timeout=30_000)
+        page.click("#detail-heatmap")
+        sync_api.expect(page.locator("#detail-image")).to_have_attribute("src", re.compile("^blob:"), timeout=60_000)
     model = tmp_path / "model"
     subprocess.run([sys.executable, "-m", "artstyle", "-q", "train", str(labels), "--out", str(model), *FAST_CLI,
                     "--split", "stratified", "--test-fraction", "0"], check=True, capture_output=True)
