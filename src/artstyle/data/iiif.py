@@ -76,7 +76,7 @@ def label_text(label) -> str:
     if isinstance(label, dict):
         if "@value" in label:
             return str(label["@value"])
-        values = label.get("en") or label.get("none") or next(iter(label.values()), [])
+        values: object = label.get("en") or label.get("none") or next(iter(label.values()), [])
         return "; ".join(map(str, values)) if isinstance(values, list) else str(values)
     return ""
 

@@ -85,10 +85,11 @@ def _raw_rows(file: Path) -> tuple[list[str], list[tuple[int, dict]]]:
         raise DatasetError(f"{file}: no such manifest") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{file}: cannot read the manifest ({exc})") from None
+    columns: list[str] = []
+    rows: list[tuple[int, dict]] = []
     if file.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         columns = [c.strip() for c in reader.fieldnames or []]
-        rows = []
         for row in reader:
             extra = row.pop(None, None)  # a row longer than the header
             cleaned = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
@@ -96,8 +97,6 @@ def _raw_rows(file: Path) -> tuple[list[str], list[tuple[int, dict]]]:
                 cleaned[_EXTRA] = ",".join(extra)
             rows.append((reader.line_num, cleaned))
         return columns, rows
-    columns: list[str] = []
-    rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue

@@ -173,7 +173,8 @@ def _plan(url: str, fetcher: Fetcher) -> list[tuple]:
     if found != "manifest":
         what = "a IIIF collection (give its manifests)" if found == "collection" else "JSON that is not IIIF"
         return [(None, url, f"{url}: {what}")]
-    jobs, seen = [], {}
+    jobs: list[tuple] = []
+    seen: dict[str, int] = {}
     for canvas in iiif.canvases(doc):
         seen[canvas.label] = seen.get(canvas.label, 0) + 1
         name = canvas.label if seen[canvas.label] == 1 else f"{canvas.label} ({seen[canvas.label]})"
