@@ -110,8 +110,10 @@ def test_predict_json_csv_info_evaluate_and_card_carry_the_family(family_model, 
     assert row["family"] == "Renaissance" and float(row["family_probability"]) >= 0.75 and row["family_first"] == "true"
     code, out, _ = run(capsys, monkeypatch, "predict", image, "--model", folder)
     assert "Renaissance, " in out and "likely" in out  # the answer column wraps "most likely"
-    code, out, _ = run(capsys, monkeypatch, "evaluate", folder, root, "--cache-dir", cache_dir)
+    report = tmp_path / "report.html"
+    code, out, _ = run(capsys, monkeypatch, "evaluate", folder, root, "--cache-dir", cache_dir, "--report", report)
     assert code == 0 and "movement family top-1" in out
+    assert "movement family top-1 (95 % interval)" in report.read_text()
     code, out, _ = run(capsys, monkeypatch, "info", folder)
     assert "family top-1" in out
     code, out, _ = run(capsys, monkeypatch, "info", folder, "--format", "markdown")
