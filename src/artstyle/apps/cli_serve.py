@@ -85,7 +85,8 @@ def _review_routes(clf, sources: list[str], labels_csv: Path, name: str, model_f
     fingerprint = model_id(model_folder) if model_folder is not None else name.replace(" ", "-")
     answers_cache = AnswerCache(cache, fingerprint)
     with progress_bar(len(items), "Predicting", enabled=not STATE.quiet) as advance:
-        answers = answers_cache.fill(items, lambda files: [p.to_dict() for p in clf.predict_top_k(files, k=5)], advance)
+        answers = answers_cache.fill(items, lambda files: [{**p.to_dict(), "summary": p.summary}
+                                                           for p in clf.predict_top_k(files, k=5)], advance)
     session = ReviewSession(items, answers, LabelStore(labels_csv), [str(c) for c in clf.classes_])
     decided = sum(1 for item in items if session.labels.decision(item) is not None)
     err.print(f"{len(items):,} images to review; {decided:,} decided already in [bold]{labels_csv}[/bold]", soft_wrap=True)

@@ -178,7 +178,8 @@ class ReviewSession:
         return {"index": index, "name": item.name, "artist": item.artist, "movement": top.get("label"),
                 "probability": top.get("probability"), "family": family.get("name") or family_of(top.get("label") or ""),
                 "family_probability": family.get("probability"), "family_first": answer.get("family_first"),
-                "flags": flags, "summary": _summary(answer), "predictions": answer.get("predictions") or [],
+                "flags": flags, "predictions": answer.get("predictions") or [],
+                "summary": f"unreadable: {answer['error']}" if answer.get("error") else answer.get("summary", ""),
                 "error": answer.get("error"), "decision": decision}
 
     def query(self, *, movement: str = "", family: str = "", flag: str = "", status: str = "",
@@ -219,18 +220,6 @@ class ReviewSession:
         top = (answer.get("predictions") or [{}])[0]
         return self.labels.decide(self.items[index], movement, "model" if movement == model_says else "person",
                                   model_says, top.get("probability"))
-
-
-def _summary(answer: dict) -> str:
-    if answer.get("error"):
-        return f"unreadable: {answer['error']}"
-    if answer.get("is_painting") is False:
-        return "not a painting" + (f" ({answer['not_painting_kind']})" if answer.get("not_painting_kind") else "")
-    family, top = answer.get("family") or {}, (answer.get("predictions") or [{}])[0]
-    if answer.get("family_first"):
-        return (f"{family['name']}, {100 * family['probability']:.0f} %; most likely {family['movement']}, "
-                f"{100 * family['movement_probability']:.0f} %")
-    return f"{top.get('label')}, {100 * top.get('probability', 0):.0f} %"
 
 
 def model_id(model_folder: Path) -> str:

@@ -42,7 +42,8 @@ function tile(item, position) {
   name.textContent = item.name;
   const answer = document.createElement("p");
   answer.className = "answer";
-  answer.textContent = item.summary;
+  const plain = !item.family_first && item.probability != null && !item.flags.includes("not a painting");
+  answer.textContent = plain ? `${item.summary}, ${percent(item.probability)}` : item.summary;
   const flags = document.createElement("p");
   flags.className = "flags";
   flags.textContent = item.flags.join(", ");
