@@ -77,6 +77,11 @@ _EXPORTS = {
     "PRECISIONS": "features.int8",
     "zero_shot_classifier": "model.zero_shot",
     "PANDORA_MOVEMENTS": "data.labels",
+    "MOVEMENT_FAMILIES": "data.families",
+    "Families": "data.families",
+    "family_of": "data.families",
+    "read_manifest": "data.manifest",
+    "Manifest": "data.manifest",
 }
 
 __all__ = ["__version__", "default_model_path", *sorted(_EXPORTS)]
@@ -99,8 +104,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.dataset import Dataset, ImageRecord, scan_dataset
     from .data.doctor import DatasetCheck, check_dataset
     from .data.download import get_dataset
+    from .data.families import MOVEMENT_FAMILIES, Families, family_of
     from .data.images import Resized, load_image
     from .data.labels import PANDORA_MOVEMENTS, normalize_label
+    from .data.manifest import Manifest, read_manifest
     from .data.sizes import size_profile
     from .data.splits import Split, make_folds, make_split
     from .errors import ArtstyleError, BundleError, DatasetError, DownloadError, ImageLoadError, NotFittedError
