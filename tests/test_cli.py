@@ -207,7 +207,7 @@ def test_predict_json_csv_table_and_stdin(capsys, monkeypatch, trained_model, ne
     assert code == 0 and [r["label_1"] for r in table] == expected[:2]
     assert set(table[0]) == {"path", "label_1", "probability_1", "label_2", "probability_2",
                              "uncertain", "mixed", "is_painting", "not_painting_kind", "in_training",
-                             "training_movement", "error"}
+                             "training_movement", "family", "family_probability", "family_first", "error"}
     assert table[0]["is_painting"] in ("true", "false") and table[0]["uncertain"] in ("true", "false")
 
     code, out, _ = run(capsys, monkeypatch, "predict", "-m", folder, paths[0].parent.parent)  # folder, recursive
