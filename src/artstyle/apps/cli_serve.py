@@ -65,7 +65,6 @@ def serve(
                allow_urls=allow_urls)
 
 
-
 def _review_routes(clf, sources: list[str], labels_csv: Path, name: str, model_folder: Path | None):
     """Predict every image once (cached beside labels.csv, resumable, with progress) and
     return what adds the review page to the app."""
