@@ -12,6 +12,7 @@ from PIL import Image
 
 from artstyle.apps.review_store import AnswerCache, LabelStore, ReviewItem, ReviewSession, review_items
 from artstyle.data.dataset import scan_dataset
+from artstyle.errors import ArtstyleError
 
 
 def _answer(label: str, p: float, painting: bool = True) -> dict:
@@ -68,6 +69,14 @@ def test_decisions_are_saved_atomically_resume_and_train_without_not_a_painting(
         dataset = scan_dataset(labels, show_progress=False)
     assert [(r.path, r.label) for r in dataset.records] == [("photos/1.jpg", "cubism")]
     assert "1 row(s) marked 'not a painting': not a movement, left out" in caplog.text
+
+
+def test_someone_elses_labels_csv_is_refused_not_rewritten(tmp_path):
+    theirs = tmp_path / "labels.csv"
+    theirs.write_text("file,label,notes\na.jpg,cubism,from the 1998 catalogue\n")
+    with pytest.raises(ArtstyleError, match="not a labels file written by `artstyle review`.*give --labels-csv a new file"):
+        LabelStore(theirs)
+    assert theirs.read_text() == "file,label,notes\na.jpg,cubism,from the 1998 catalogue\n"
 
 
 def test_ten_thousand_images_are_filtered_sorted_and_paged(tmp_path):

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..data.families import family_of
 from ..data.manifest import NOT_A_PAINTING, is_manifest, read_manifest
 from ..data.remote import is_url
+from ..errors import ArtstyleError
 from ..files import atomic_write_bytes
 
 log = logging.getLogger("artstyle")
@@ -122,7 +123,11 @@ class LabelStore:
         self._keys: dict[Path, str] = {}
         if file.is_file():
             with file.open(newline="", encoding="utf-8") as f:
-                for row in csv.DictReader(f):
+                reader = csv.DictReader(f)
+                if list(reader.fieldnames or []) != list(LABEL_FIELDS):  # someone else's file: never rewrite it
+                    raise ArtstyleError(f"{file}: not a labels file written by `artstyle review` (its columns are "
+                                        f"{', '.join(reader.fieldnames or []) or 'none'}); give --labels-csv a new file")
+                for row in reader:
                     if row.get("path"):
                         self.rows[row["path"]] = {k: row.get(k, "") or "" for k in LABEL_FIELDS}
 
