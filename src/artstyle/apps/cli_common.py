@@ -154,6 +154,7 @@ def model_or_default(model: Path | None) -> Path:
 
 MODEL_WEIGHTS_HELP = ("The backbone's weights file, for a model trained with --weights (default: $ARTSTYLE_WEIGHTS, "
                       "else the hub's cached copy); it must be the file the model was trained with (checked by digest).")
+MODEL_HELP = "Model folder written by `artstyle train` (default: the model shipped with artstyle)."
 ZERO_SHOT_HELP = "No model: name the movements from text with an image+text backbone (--backbone clip-vit-b16)."
 LABELS_HELP = "With --zero-shot: the movements to choose among, comma-separated (default: the 18 of Pandora18k)."
 ZS_BACKBONE_HELP = "With --zero-shot: the image+text backbone (see `artstyle backbones`)."

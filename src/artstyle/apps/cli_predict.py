@@ -16,6 +16,7 @@ from ..errors import ArtstyleError, require_torch
 from .cli_common import (
     ENGINE_HELP,
     LABELS_HELP,
+    MODEL_HELP,
     MODEL_WEIGHTS_HELP,
     PRECISION_HELP,
     RAY_HELP,
@@ -40,7 +41,7 @@ def predict(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive), manifests, http(s) image URLs, IIIF "
                                       "image services (info.json) or manifests, or - to read paths from stdin."),
     model: Optional[Path] = typer.Option(
-        None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
+        None, "--model", "-m", help=MODEL_HELP
     ),
     zero_shot: bool = typer.Option(False, "--zero-shot", help=ZERO_SHOT_HELP),
     backbone: Optional[str] = typer.Option(None, "--backbone", help=ZS_BACKBONE_HELP),
@@ -159,7 +160,7 @@ def _predict_on_ray(paths: list[str], model: Path | None, address: str, out_dir:
 def similar(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or - to read paths from stdin."),
     model: Optional[Path] = typer.Option(
-        None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
+        None, "--model", "-m", help=MODEL_HELP
     ),
     k: int = typer.Option(5, "-k", min=1, help="Training paintings to list per image."),
     fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
@@ -208,7 +209,7 @@ def explain(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write one <image>.explain.png per image into: "
                                  "the painting beside its heat-map, the movement named, with the colour scale."),
     model: Optional[Path] = typer.Option(
-        None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
+        None, "--model", "-m", help=MODEL_HELP
     ),
     movement: Optional[str] = typer.Option(None, help="Explain this movement instead of each image's predicted one."),
     max_side: int = typer.Option(640, min=64, help="Longer side of the painting and of its heat-map, in pixels "

@@ -11,6 +11,7 @@ from ..errors import ArtstyleError
 from .cli_common import (
     ENGINE_HELP,
     LABELS_HELP,
+    MODEL_HELP,
     PRECISION_HELP,
     STATE,
     ZERO_SHOT_HELP,
@@ -32,7 +33,7 @@ LABELS_CSV_HELP = ("Where decisions are saved (a manifest: `artstyle train` read
 @app.command()
 def serve(
     model: Optional[Path] = typer.Option(
-        None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
+        None, "--model", "-m", help=MODEL_HELP
     ),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
@@ -97,7 +98,7 @@ def review(
     data: list[str] = typer.Argument(..., help="Images to review: folders (recursive), manifests (.csv/.jsonl), "
                                      "image URLs, IIIF image services or manifests."),
     model: Optional[Path] = typer.Option(
-        None, "--model", "-m", help="Model folder written by `artstyle train` (default: the model shipped with artstyle)."
+        None, "--model", "-m", help=MODEL_HELP
     ),
     labels_csv: Path = typer.Option(Path("labels.csv"), "--labels-csv", help=LABELS_CSV_HELP),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every interface)."),

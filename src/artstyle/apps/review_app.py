@@ -21,7 +21,7 @@ from ..data.images import load_image
 from ..data.manifest import NOT_A_PAINTING
 from ..errors import ImageLoadError
 from ..files import atomic_write_bytes
-from .review_store import ReviewSession
+from .review_store import ReviewSession, file_key
 
 THUMBNAIL_SIDE = 240  # grid thumbnails: cached on disk, so paging through 10,000 images stays quick
 LARGE_SIDE = 1024  # the picture opened large
@@ -78,8 +78,7 @@ def add_review_routes(app: FastAPI, session: ReviewSession, cache: Path, model_n
         item = item_or_404(index)
         if item is None:
             return JSONResponse({"detail": f"no image {index}"}, status_code=404)
-        stat = item.file.stat()
-        key = hashlib.sha256(f"{item.file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
+        key = hashlib.sha256(file_key(item.file).encode()).hexdigest()[:24]
         cached = thumbs / f"{key}.jpg"
         if not cached.is_file():
             try:

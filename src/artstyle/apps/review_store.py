@@ -76,7 +76,9 @@ def review_items(sources: list[str]) -> list[ReviewItem]:
     return unique
 
 
-def _file_key(path: Path) -> str:
+def file_key(path: Path) -> str:
+    """An image file as it is now (path, size, modification time): what its cached answer and
+    thumbnail are keyed by."""
     stat = path.stat()
     return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
@@ -99,7 +101,7 @@ class AnswerCache:
     def fill(self, items: list[ReviewItem], predict: Callable[[list[Path]], list[dict]],
              advance: Callable[[int], None]) -> list[dict]:
         """Each item's answer, predicting the ones not cached in batches."""
-        keys = [_file_key(item.file) for item in items]
+        keys = [file_key(item.file) for item in items]
         missing = [i for i, key in enumerate(keys) if key not in self.answers]
         advance(len(items) - len(missing))
         self.file.parent.mkdir(parents=True, exist_ok=True)
