@@ -390,19 +390,19 @@ def test_a_tuned_model_learns_photos_from_its_own_non_paintings(small_tree, tmp_
     the ImageNet weights). Given a folder of non-painting images, it embeds them itself:
     its detector then flags photographs as well as the frozen model taught by the same
     folder, passes new paintings by the artists it learnt, and keeps doing so once saved
-    and loaded, and names most of them photographs (measured: 29 of 32; the frozen model
-    32 of 32). (Paintings by new artists of a movement none of the few validation artists
+    and loaded, and names every one of them a photograph (measured: 32 of 32, and 64 of 64
+    more; with 30 photographs to learn from it had named 29 of 32). (Paintings by new artists of a movement none of the few validation artists
     paint are its weak side: docs/notes/accuracy.md.)"""
     folder = tmp_path / "not-paintings"
     (folder / "photo").mkdir(parents=True)
-    for i in range(30):
+    for i in range(60):
         photo_like(300 + i, size=(640, 480) if i % 2 else (500, 700)).save(folder / "photo" / f"{i}.jpg")
     settings = dict(features="global", head="logreg", negatives=24, split="artist", test_fraction=0,
                     cache_dir=tmp_path / "cache", show_progress=False)
     frozen = StyleClassifier(**settings).fit(small_tree, non_paintings=folder)
     tuned = StyleClassifier(**settings, finetune=FineTuning(epochs=2, batch_size=8)).fit(small_tree, non_paintings=folder)
     real = tuned.config_["head"]["painting_detector"]["real_negatives"]
-    assert real == {"folder": str(folder), "n": 30, "counts": {"photo": 30}}
+    assert real == {"folder": str(folder), "n": 60, "counts": {"photo": 60}}
     photos = [photo_like(100 + i) for i in range(32)]
     new = [paint(s, artist=a, seed=900 + 10 * a + k) for k, s in enumerate(list(STYLES)[:3]) for a in range(3)]
     frozen_flags = 1 - frozen.is_painting(photos).mean()
@@ -413,11 +413,11 @@ def test_a_tuned_model_learns_photos_from_its_own_non_paintings(small_tree, tmp_
         assert model.is_painting(new).mean() >= 0.8
     np.testing.assert_array_equal(loaded.is_painting(photos), tuned.is_painting(photos))
     kinds = [p.not_painting_kind for p in loaded.predict_top_k(photos)]
-    assert kinds.count("photo") >= 0.8 * len(photos), kinds  # the rest named charts: flagged all the same
+    assert kinds == ["photo"] * len(photos), kinds
     from artstyle.apps.model_card import model_card
 
     card = model_card(load_bundle(tmp_path / "model"), "tuned")
-    assert f"30 real non-paintings (30 photos; from {folder}, embedded by this model's network)" in card
+    assert f"60 real non-paintings (60 photos; from {folder}, embedded by this model's network)" in card
     with pytest.raises(ArtstyleError, match="no such folder of non-painting images"):
         StyleClassifier(**settings).fit(small_tree, non_paintings=tmp_path / "missing")
 
