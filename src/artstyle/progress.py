@@ -64,6 +64,9 @@ def progress_bar(
         task = progress.add_task(description, total=total, completed=completed, status="")
 
         def advance(n: int, status: str | None = None) -> None:
-            progress.update(task, advance=n, **({"status": status} if status is not None else {}))
+            if status is None:
+                progress.update(task, advance=n)
+            else:
+                progress.update(task, advance=n, status=status)
 
         yield advance

@@ -24,7 +24,7 @@ def _integer_ticks(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _bars(names: list[str], values: list[float], title: str, xlabel: str, flagged: set[str] = frozenset(),
+def _bars(names: list[str], values: list[float], title: str, xlabel: str, flagged: frozenset[str] | set[str] = frozenset(),
           line: float | None = None, line_label: str = "") -> str:
     from matplotlib.figure import Figure
 
@@ -50,7 +50,7 @@ def _histogram(values: list[int], title: str, xlabel: str, threshold: float, thr
     fig = Figure(figsize=(7, 3))
     ax = fig.subplots()
     data = np.asarray(values, dtype=float)
-    bins = np.geomspace(max(data.min(), 1), max(data.max(), 2), 40) if log else 40
+    bins = np.geomspace(max(data.min(), 1), max(data.max(), 2), 40).tolist() if log else 40
     ax.hist(data, bins=bins, color=NORMAL)
     if log:
         from matplotlib.ticker import NullFormatter, ScalarFormatter
@@ -78,7 +78,7 @@ def _heatmap(rows: list[str], columns: list[str], matrix: np.ndarray, title: str
         for j in range(len(columns)):
             if matrix[i, j]:
                 dark = matrix[i, j] > matrix.max() / 2
-                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8, color="white" if dark else "black")
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_title(title)
     return figure_uri(fig)
 
@@ -87,7 +87,8 @@ def _duplicate_bars(groups: list[list[str]], label_of: dict[str, str]) -> str:
     """Per movement: duplicate groups inside it, and files whose copy sits under another movement."""
     from matplotlib.figure import Figure
 
-    within, across = Counter(), Counter()  # files per movement, by the kind of group they are in
+    within: Counter[str] = Counter()  # files per movement, by the kind of group they are in
+    across: Counter[str] = Counter()
     for group in groups:
         kind = across if len({label_of[p] for p in group}) > 1 else within
         kind.update(label_of[p] for p in group)

@@ -47,9 +47,10 @@ class TextOrJson(str, Enum):
     json = "json"
 
 
-Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)
-Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
-WeightRange = Enum("WeightRange", {name: name for name in WEIGHT_RANGES}, type=str)
+# built from the library's own tuples (mypy cannot list their members: options name them by value)
+Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)  # type: ignore[misc]
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
+WeightRange = Enum("WeightRange", {name: name for name in WEIGHT_RANGES}, type=str)  # type: ignore[misc]
 
 
 ENGINE_HELP = "Run the network on torch, onnx (ONNX Runtime, faster on CPU) or auto (onnx when installed)."

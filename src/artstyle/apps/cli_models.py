@@ -79,7 +79,7 @@ def quantize(
     paintings: int = typer.Option(DEFAULT_CALIBRATION, min=1, help="Training paintings to calibrate on, spread over movements and sources."),
     seed: int = typer.Option(0, help="Seed of the calibration draw."),
     weight_range: WeightRange = typer.Option(
-        WeightRange.auto, help="int8 weights: full (most accurate; runs as int8 only on CPUs with AVX-512 VNNI or ARM "
+        WeightRange("auto"), help="int8 weights: full (most accurate; runs as int8 only on CPUs with AVX-512 VNNI or ARM "
         "dot products), reduced (7-bit, for any CPU with AVX2), or auto (what this CPU runs best)."),
 ) -> None:
     """Add an int8 embedding to a model (about 1.35x fp32's extraction on CPUs with AVX-512 VNNI, less with AVX2

@@ -50,8 +50,8 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Movements to list per image."),
     fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
-    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+    engine: Engine = typer.Option(Engine("auto"), help=ENGINE_HELP),
+    precision: Precision = typer.Option(Precision("auto"), help=PRECISION_HELP),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="With --ray: folder for the Parquet results."),
     resume: bool = typer.Option(False, help="With --ray: add only the paths missing from --out."),
@@ -164,8 +164,8 @@ def similar(
     ),
     k: int = typer.Option(5, "-k", min=1, help="Training paintings to list per image."),
     fmt: PredictFormat = typer.Option(PredictFormat.table, "--format", help="table, json or csv."),
-    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+    engine: Engine = typer.Option(Engine("auto"), help=ENGINE_HELP),
+    precision: Precision = typer.Option(Precision("auto"), help=PRECISION_HELP),
 ) -> None:
     """List the training paintings most similar to each image (cosine similarity of the model's features)."""
     from ..model.classifier import StyleClassifier

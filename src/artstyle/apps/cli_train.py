@@ -150,7 +150,7 @@ def train(
         "that ship for the backbone; 0 turns the detector off."
     ),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
-    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+    engine: Engine = typer.Option(Engine("auto"), help=ENGINE_HELP),
     finetune: bool = typer.Option(
         False, "--finetune", help="Train the backbone itself on the paintings first (slower, usually more accurate)."
     ),
@@ -227,8 +227,8 @@ def evaluate(
     all_images: bool = typer.Option(False, "--all", help="Score every image, including those used in training."),
     strict: bool = typer.Option(False, help="Refuse a folder with movements the model does not know (default: count them as misses)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder (default: user cache dir)."),
-    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+    engine: Engine = typer.Option(Engine("auto"), help=ENGINE_HELP),
+    precision: Precision = typer.Option(Precision("auto"), help=PRECISION_HELP),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Extract features on Ray. " + RAY_HELP),
 ) -> None:
     """Score a model on a labelled painting folder (its held-out part if it is the training folder)."""

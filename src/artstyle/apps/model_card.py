@@ -43,7 +43,8 @@ def split_summary(split: dict) -> str:
     """'by artist (seed 0): 5,750 train, 658 test'; movements left untested named."""
     counts = split.get("counts") or {}
     parts = ", ".join(f"{n:,} {part}" for part, n in counts.items() if n) or "no images"
-    mode = {"artist": "by artist", "stratified": "by image"}.get(split.get("mode"), split.get("mode", "?"))
+    mode = split.get("mode") or "?"
+    mode = {"artist": "by artist", "stratified": "by image"}.get(mode, mode)
     untested = split.get("untested") or []
     return f"{mode} (seed {split.get('seed', '?')}): {parts}" + (f"; untested: {', '.join(untested)}" if untested else "")
 

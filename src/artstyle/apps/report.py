@@ -47,7 +47,7 @@ def _confusion_plot(evaluation: Evaluation) -> str:
         for j in range(len(labels)):
             if matrix[i, j]:
                 color = "white" if normalised[i, j] > 0.5 else "black"
-                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8, color=color)
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8, color=color)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     ax.set_title("Confusion matrix (counts; colour = row share)")
     return figure_uri(fig)
@@ -167,7 +167,7 @@ def _mistake_context(clf, paths: list[str], predicted: list[str]) -> list[str]:
                 image = f'<img src="{data_uri(n.thumbnail, "image/webp")}" alt="">' if n.has_thumbnail else ""
                 items.append(f"<figure>{image}<figcaption><b>{esc(n.movement)}</b><br>{esc(humanise_artist(n.artist))}"
                              f"<br>{esc(os.path.basename(n.file))}<br>{n.similarity:.0%} similar</figcaption></figure>")
-            kept = "" if index.thumbnails else "<br>(this model keeps no pictures of them)"
+            kept = "" if index is not None and index.thumbnails else "<br>(this model keeps no pictures of them)"
             parts.append(f"<div><b>nearest training paintings</b>{kept}<div class=near>{''.join(items)}</div></div>")
         out.append("".join(parts))
     return out

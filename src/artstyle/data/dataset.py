@@ -141,7 +141,7 @@ def find_images(folder: str | os.PathLike, ignored: Counter | None = None) -> li
     ignored = ignored if ignored is not None else Counter()
     found: list[Path] = []
     visited: set[tuple[int, int]] = set()  # (device, inode) of folders walked: links may loop
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(os.fspath(folder), followlinks=True):
         stat = os.stat(dirpath)
         if (stat.st_dev, stat.st_ino) in visited:
             dirnames[:] = []

@@ -75,11 +75,12 @@ def size_warning(profile: dict) -> str | None:
             f"{', '.join(parts)}; the model may learn image size along with the movement")
 
 
-def size_shift(evaluated: Sequence[int], training_median: float | None, ratio: float = SIZE_RATIO) -> float | None:
-    """Median short side of the evaluated images over the training median, when it is more
-    than `ratio` away from 1 (None otherwise, or without sizes)."""
-    evaluated = [s for s in evaluated if s]
-    if not evaluated or not training_median:
+def size_shift(evaluated: Sequence[int | None], training_median: float | None,
+               ratio: float = SIZE_RATIO) -> float | None:
+    """Median short side of the evaluated images (None: size unknown) over the training
+    median, when it is more than `ratio` away from 1 (None otherwise, or without sizes)."""
+    known = [s for s in evaluated if s]
+    if not known or not training_median:
         return None
-    factor = float(np.median(evaluated) / training_median)
+    factor = float(np.median(known) / training_median)
     return round(factor, 2) if factor > ratio or factor < 1 / ratio else None

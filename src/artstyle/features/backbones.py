@@ -96,6 +96,7 @@ def load_backbone(
 
 def _load_backbone(name: str, weights_path: Path | None, engine: str, keep_graphs: bool, graphs: GraphSource | None,
                    stat_strides: tuple[int, ...]) -> Backbone:
+    loader: Loader
     if name.startswith(TIMM_PREFIX):
         model_name = name[len(TIMM_PREFIX):]
 
@@ -146,7 +147,7 @@ def _weights_key(name: str, weights: Path | None) -> str:
     return "pretrained"
 
 
-_ROWS = (
+_ROWS: tuple[BackboneInfo, ...] = (
     BackboneInfo("efficientnet_lite0", "EfficientNet-Lite0, ImageNet-1k", 224, 1280, True,
                  arch="tf_efficientnet_lite0", licence="Apache-2.0", download_mb=0, speed="fast"),
     BackboneInfo("efficientnet_lite2", "EfficientNet-Lite2, ImageNet-1k", 260, 1280, True,

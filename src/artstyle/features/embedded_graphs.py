@@ -42,9 +42,10 @@ class EmbeddedGraphs:
 
     def __init__(self, name: str, stat_strides: tuple[int, ...]):
         self.name, self.stat_strides = name, tuple(stat_strides)
-        self.manifest = _manifest(name)
-        if self.manifest is None:
+        manifest = _manifest(name)
+        if manifest is None:
             raise BundleError(f"{name}: no embedded graph ships with this artstyle")
+        self.manifest: dict = manifest
         missing = set(self.stat_strides) - set(TEXTURE_STRIDES)
         if missing:
             raise BundleError(f"{name}: its embedded graph has no feature maps at stride(s) {sorted(missing)}")

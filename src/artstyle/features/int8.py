@@ -186,14 +186,14 @@ class _QuantizerAdvice(logging.Filter):
 
 def cpu_features() -> dict[str, bool]:
     """The instruction sets numpy detected on this CPU (empty where it does not say)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # numpy < 2
+    import importlib
+
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # numpy 2, numpy < 2
         try:
-            from numpy.core._multiarray_umath import __cpu_features__
-        except ImportError:
-            return {}
-    return dict(__cpu_features__)
+            return dict(importlib.import_module(module).__cpu_features__)
+        except (ImportError, AttributeError):
+            continue
+    return {}
 
 
 def exact_int8_products(features: dict[str, bool] | None = None) -> bool:

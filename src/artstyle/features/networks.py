@@ -86,7 +86,9 @@ class Embedding(nn.Module):
         blocks = token_blocks(self.model)
         # a ViT's Grad-CAM reads the last block's input: a class token pools the output, so
         # the output's patch tokens get no gradient
-        self.prefix, self.map_block = (blocks[1], blocks[0][-2]) if blocks and len(blocks[0]) > 1 else (0, None)
+        self.prefix, self.map_block = 0, None
+        if blocks and len(blocks[0]) > 1:
+            self.prefix, self.map_block = blocks[1], blocks[0][-2]
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         captured: dict[str, torch.Tensor] = {}

@@ -160,11 +160,11 @@ def metrics_by_group(y_true: np.ndarray, proba: np.ndarray, labels: list[str], g
                      keys: Sequence[str] | None = None) -> dict[str, dict]:
     """The headline scores per group of rows (size band, source), so a model that is good at
     full size and poor on thumbnails, or on one source only, shows it."""
-    groups = np.asarray(groups, dtype=object)
+    group_of = np.asarray(groups, dtype=object)
     out = {}
-    for group in sorted(set(groups.tolist())):
-        rows = np.flatnonzero(groups == group)
-        m = classification_metrics(y_true[rows], proba[rows], labels, keys=[keys[i] for i in rows] if keys else None)
+    for group in sorted(set(group_of.tolist())):
+        rows = np.flatnonzero(group_of == group)
+        m = classification_metrics(y_true[rows], proba[rows], labels, keys=[keys[int(i)] for i in rows] if keys else None)
         out[group] = {k: m[k] for k in HEADLINE}
     return out
 

@@ -36,11 +36,13 @@ def _phrase(rng: np.random.Generator, n: int) -> str:
 
 
 def _light(rng: np.random.Generator) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(225, 256, size=3))
+    r, g, b = (int(v) for v in rng.integers(225, 256, size=3))
+    return r, g, b
 
 
 def _strong(rng: np.random.Generator) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(0, 200, size=3))
+    r, g, b = (int(v) for v in rng.integers(0, 200, size=3))
+    return r, g, b
 
 
 def _slide(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:

@@ -109,11 +109,11 @@ def head_rows(x: np.ndarray, y: np.ndarray, folds: np.ndarray, sources: Sequence
         x = np.concatenate([x, variant_x.astype(x.dtype, copy=False)])
     scored = np.arange(len(take)) < len(y)
     multiplicity = np.where(scored, 1.0, variants.weight if variants is not None else 1.0)
-    sources = np.asarray(sources, dtype=object)[take]
-    weighting = RowWeighting(balance, y[take], sources, np.asarray(artists, dtype=object)[take], multiplicity)
+    source_of = np.asarray(sources, dtype=object)[take]
+    weighting = RowWeighting(balance, y[take], source_of, np.asarray(artists, dtype=object)[take], multiplicity)
     sides = [*(short_sides if short_sides is not None else [None] * len(y)),
              *(variants.short_sides if variants is not None else [])]
-    groups = np.array([f"{source}|{size_band(side)}" for source, side in zip(sources, sides)], dtype=object)
+    groups = np.array([f"{source}|{size_band(side)}" for source, side in zip(source_of, sides)], dtype=object)
     return HeadRows(x, y[take], folds[take], scored, weighting, groups)
 
 
