@@ -10,10 +10,10 @@ from synth import STYLES, non_paintings_for_tests, paint
 from artstyle import StyleClassifier
 from artstyle.data.dataset import ImageRecord
 from artstyle.data.splits import make_folds
+from artstyle.errors import ArtstyleError
 from artstyle.model.calibration import Abstention, fit_temperature
-from artstyle.model.head import HEAD_KINDS, softmax
+from artstyle.model.head import HEAD_KINDS, head_from_tensors, softmax
 from artstyle.model.head_fitting import HeadFitter
-from artstyle.model.saved_heads import head_from_tensors
 
 
 def _blobs(noise_seed, n_per_class=40, n_classes=4, dim=32):
@@ -32,6 +32,56 @@ def test_every_head_kind_learns_and_round_trips(kind):
     assert (head.predict_proba(x_new).argmax(axis=1) == y_new).mean() >= 0.9
     again = head_from_tensors(head.kind, head.tensors(), head.temperature)
     np.testing.assert_allclose(again.predict_proba(x_new), head.predict_proba(x_new), atol=1e-6)
+
+
+def test_a_head_type_registered_elsewhere_is_read_back_and_bad_tensors_are_named():
+    """`register_head` is the only list of saved types: a kind defined outside artstyle
+    loads through `head_from_tensors` and is recognised by its tensors (as a size-band head
+    recognises its base's type); unknown types, missing or misshapen tensors are one-line
+    errors."""
+    from dataclasses import dataclass
+
+    from artstyle import Head, register_head
+    from artstyle.model.head import _SAVED as saved
+    from artstyle.model.head import kind_of
+
+    @register_head
+    @dataclass(kw_only=True)
+    class Doubled(Head):
+        doubled: np.ndarray  # (n_classes, dim)
+        kind = "doubled-for-test"
+        tensor_names = ("doubled",)
+
+        @property
+        def n_classes(self) -> int:
+            return int(self.doubled.shape[0])
+
+        def scores(self, z):
+            return 2 * z @ self.doubled.T
+
+        def weights(self):
+            return {"doubled": self.doubled}
+
+        def fits(self) -> bool:
+            return self.doubled.shape[1:] == (self.dim,)
+
+    try:
+        rng = np.random.default_rng(0)
+        head = Doubled(np.zeros(3, np.float32), np.ones(3, np.float32), 1.5, doubled=rng.normal(size=(2, 3)))
+        x = rng.normal(size=(5, 3)).astype(np.float32)
+        again = head_from_tensors("doubled-for-test", head.tensors(), 1.5)
+        assert isinstance(again, Doubled) and kind_of(head.tensors()) == "doubled-for-test"
+        np.testing.assert_allclose(again.predict_proba(x), head.predict_proba(x), atol=1e-6)
+    finally:
+        del saved["doubled-for-test"]
+    linear = HeadFitter("logreg", *_blobs(noise_seed=1), 4).fit(1e-2)
+    assert kind_of(linear.tensors()) == "linear"
+    with pytest.raises(ArtstyleError, match="unknown head type 'doubled-for-test'"):
+        head_from_tensors("doubled-for-test", linear.tensors(), 1.0)
+    with pytest.raises(ArtstyleError, match=r"linear head tensors are incomplete \(no 'bias'\)"):
+        head_from_tensors("linear", {k: v for k, v in linear.tensors().items() if k != "bias"}, 1.0)
+    with pytest.raises(ArtstyleError, match="inconsistent shapes"):
+        head_from_tensors("linear", {**linear.tensors(), "bias": np.zeros(7, np.float32)}, 1.0)
 
 
 def test_temperature_undoes_overconfidence():

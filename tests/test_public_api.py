@@ -9,7 +9,7 @@ import artstyle
 
 PUBLIC = {
     "ArtstyleError", "BackboneInfo", "BundleError", "Dataset", "DatasetCheck", "DatasetError", "DownloadError",
-    "Evaluation", "Explanation", "FeatureRecipe", "Neighbour", "SimilarPaintings", "SimilarityIndex", "deletion_test", "FineTuning", "finetune_backbone", "HEAD_KINDS", "ImageLoadError", "ImageRecord", "NotFittedError",
+    "Evaluation", "Explanation", "FeatureRecipe", "Neighbour", "SimilarPaintings", "SimilarityIndex", "deletion_test", "FineTuning", "finetune_backbone", "HEAD_KINDS", "Head", "register_head", "head_from_tensors", "ImageLoadError", "ImageRecord", "NotFittedError",
     "PaintingDetector", "Prediction", "RECIPES", "Split", "StyleClassifier", "available_backbones",
     "check_dataset", "create_app", "default_model_path", "get_dataset", "load_backbone", "load_bundle",
     "load_image", "make_folds", "make_split", "recording", "size_profile", "Resized", "SizeVariants", "BALANCINGS", "RowWeighting", "non_paintings", "normalize_label", "register_backbone", "save_bundle",

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from artstyle import normalize_label
-from artstyle.model.head import ArtstyleError, softmax
-from artstyle.model.saved_heads import head_from_tensors
+from artstyle.model.head import ArtstyleError, head_from_tensors, softmax
 from artstyle.model.size_bands import SizeBandHead, fit_size_bands, small_pictures
 from artstyle.model.training import head_rows, train_head
 

@@ -66,6 +66,9 @@ _EXPORTS = {
     "RECIPES": "features.recipes",
     "FeatureRecipe": "features.recipes",
     "HEAD_KINDS": "model.head",
+    "Head": "model.head",
+    "register_head": "model.head",
+    "head_from_tensors": "model.head",
     "PaintingDetector": "model.painting",
     "SizeBandHead": "model.size_bands",
     "create_app": "apps.serve",
@@ -122,7 +125,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.classifier import StyleClassifier
     from .model.evaluation import Evaluation
     from .model.explain import Explanation, deletion_test
-    from .model.head import HEAD_KINDS
+    from .model.head import HEAD_KINDS, Head, head_from_tensors, register_head
     from .model.negatives import non_paintings
     from .model.painting import PaintingDetector
     from .model.prediction import Prediction

@@ -35,11 +35,11 @@ from ..data.splits import parse_splits_csv
 from ..errors import BundleError
 from ..features.graph_cache import BundledGraph
 from ..files import atomic_write_bytes, public_mode
+from . import size_bands  # noqa: F401  (registers the size-band head type)
 from .calibration import Abstention
 from .curves import EVENTS_FILE, tensorboard_events
-from .head import Head
+from .head import Head, head_from_tensors
 from .painting import PaintingDetector
-from .saved_heads import head_from_tensors
 from .similar import SimilarityIndex
 from .text_detector import TextDetector
 

@@ -5,13 +5,16 @@ Three kinds (fitted in `head_fitting`, compared by cross-validation in `training
   svm     one-vs-rest linear SVM, squared hinge
   mlp     one hidden layer
 All standardise features with the training mean/scale and store plain tensors
-(safetensors) plus a temperature for calibration (`saved_heads` rebuilds them). numpy
-only: predicting needs no torch.
+(safetensors) plus a temperature for calibration. Each saved type registers the class
+that rebuilds it (`register_head`, as timm's `register_model`), so reading a folder
+needs no list of them: a wrapper such as size bands registers from its own module.
+numpy only: predicting needs no torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -37,6 +40,7 @@ class Head:
     prior: TextPrior | None = None  # zero-shot logits added to the scores (`train --text-prior`)
 
     kind = "head"
+    tensor_names: ClassVar[tuple[str, ...]] = ()  # the kind's own tensors, as `weights()` names them
 
     @property
     def dim(self) -> int:
@@ -87,7 +91,53 @@ class Head:
         prior = self.prior.tensors() if self.prior is not None else {}
         return {**self.weights(), "feature_mean": self.mean, "feature_scale": self.scale, **prior}
 
+    def fits(self) -> bool:
+        """Whether the kind's own tensors have shapes that fit `dim` and each other."""
+        raise NotImplementedError
 
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, np.ndarray], temperature: float) -> Head:
+        """Rebuild a head saved with `tensors()`; shapes are checked."""
+        t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
+        own: dict[str, Any] = {name: t[name] for name in cls.tensor_names}
+        head = cls(t["feature_mean"], t["feature_scale"], float(temperature), prior=TextPrior.from_tensors(t), **own)
+        prior = head.prior
+        if not (head.mean.shape == head.scale.shape == (head.dim,) and head.fits()
+                and (prior is None or (prior.weight.shape[0] == prior.mix.shape[0] == head.n_classes
+                                       and prior.weight.shape[1] <= head.dim))):
+            raise ArtstyleError("head tensors have inconsistent shapes")
+        return head
+
+
+H_ = TypeVar("H_", bound=type[Head])
+_SAVED: dict[str, type[Head]] = {}  # saved type (`Head.kind`) -> the class that rebuilds it
+
+
+def register_head(cls: H_) -> H_:
+    """Class decorator: heads saved as `cls.kind` are rebuilt with `cls.from_tensors`."""
+    _SAVED[cls.kind] = cls
+    return cls
+
+
+def head_from_tensors(kind: str, tensors: dict[str, np.ndarray], temperature: float) -> Head:
+    """Rebuild a head saved as `kind` with `tensors()`; shapes are checked."""
+    if kind not in _SAVED:
+        raise ArtstyleError(f"unknown head type {kind!r}")
+    try:
+        return _SAVED[kind].from_tensors(tensors, temperature)
+    except KeyError as exc:
+        raise ArtstyleError(f"{kind} head tensors are incomplete (no {exc})") from None
+
+
+def kind_of(tensors: dict[str, np.ndarray]) -> str:
+    """The saved type whose own tensors these hold (a wrapped head stores no type of its own)."""
+    kinds = [kind for kind, cls in _SAVED.items() if cls.tensor_names and set(cls.tensor_names) <= set(tensors)]
+    if len(kinds) != 1:
+        raise ArtstyleError(f"head tensors fit {' and '.join(kinds) or 'no known head type'}")
+    return kinds[0]
+
+
+@register_head
 @dataclass(kw_only=True)
 class LinearHead(Head):
     """Linear scores (logistic regression or linear SVM)."""
@@ -95,6 +145,7 @@ class LinearHead(Head):
     weight: np.ndarray  # (n_classes, dim)
     bias: np.ndarray  # (n_classes,)
     kind = "linear"
+    tensor_names = ("weight", "bias")
 
     @property
     def n_classes(self) -> int:
@@ -106,7 +157,11 @@ class LinearHead(Head):
     def weights(self) -> dict[str, np.ndarray]:
         return {"weight": self.weight, "bias": self.bias}
 
+    def fits(self) -> bool:
+        return self.weight.shape[1:] == (self.dim,) and self.bias.shape == (self.weight.shape[0],)
 
+
+@register_head
 @dataclass(kw_only=True)
 class MLPHead(Head):
     """relu(z W1^T + b1) W2^T + b2 on standardised features z."""
@@ -116,6 +171,7 @@ class MLPHead(Head):
     weight2: np.ndarray  # (n_classes, hidden)
     bias2: np.ndarray  # (n_classes,)
     kind = "mlp"
+    tensor_names = ("weight1", "bias1", "weight2", "bias2")
 
     @property
     def n_classes(self) -> int:
@@ -127,7 +183,13 @@ class MLPHead(Head):
     def weights(self) -> dict[str, np.ndarray]:
         return {"weight1": self.weight1, "bias1": self.bias1, "weight2": self.weight2, "bias2": self.bias2}
 
+    def fits(self) -> bool:
+        hidden = self.weight1.shape[0]
+        return (self.weight1.shape == (hidden, self.dim) and self.bias1.shape == (hidden,)
+                and self.weight2.shape[1:] == (hidden,) and self.bias2.shape == (self.weight2.shape[0],))
 
+
+@register_head
 @dataclass(kw_only=True)
 class CosineHead(Head):
     """Zero-shot scores: the cosine of an image's embedding (the first columns of its
@@ -138,6 +200,7 @@ class CosineHead(Head):
     logit_scale: np.ndarray  # (1,)
     logit_bias: np.ndarray  # (1,)
     kind = "cosine"
+    tensor_names = ("weight", "logit_scale", "logit_bias")
 
     @property
     def n_classes(self) -> int:
@@ -148,3 +211,7 @@ class CosineHead(Head):
 
     def weights(self) -> dict[str, np.ndarray]:
         return {"weight": self.weight, "logit_scale": self.logit_scale, "logit_bias": self.logit_bias}
+
+    def fits(self) -> bool:
+        return (self.weight.ndim == 2 and self.weight.shape[1] <= self.dim
+                and self.logit_scale.shape == self.logit_bias.shape == (1,))

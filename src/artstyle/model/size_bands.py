@@ -34,8 +34,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import minimize
 
+from ..errors import ArtstyleError
 from .calibration import Abstention, fit_temperature, source_weights
-from .head import Head, softmax
+from .head import Head, head_from_tensors, kind_of, register_head, softmax
 from .metrics import macro_f1
 
 log = logging.getLogger("artstyle")
@@ -61,6 +62,7 @@ def tile_columns(embedding_dim: int, grid: int, sized: bool) -> tuple[int, int] 
     return (embedding_dim, 2 * embedding_dim) if sized and grid > 1 else None
 
 
+@register_head
 @dataclass(kw_only=True)
 class SizeBandHead(Head):
     """(base scores / base temperature + the band's bias) x the band's inverse temperature.
@@ -71,6 +73,7 @@ class SizeBandHead(Head):
     band_bias: np.ndarray  # (2, n_classes): small, full size
     band_scale: np.ndarray  # (2,): inverse temperature of each band
     kind = "size_bands"
+    tensor_names = ("band_bias", "band_scale", "band_tiles", "base_temperature")
 
     @property
     def n_classes(self) -> int:
@@ -94,17 +97,26 @@ class SizeBandHead(Head):
     def map_arrays(self, fn) -> SizeBandHead:
         return replace(self, base=self.base.map_arrays(fn), band_bias=fn(self.band_bias), band_scale=fn(self.band_scale))
 
+    def fits(self) -> bool:
+        start, stop = self.tiles
+        return (self.band_bias.shape == (2, self.base.n_classes) and self.band_scale.shape == (2,)
+                and 0 < start < stop <= self.base.dim)
+
     @classmethod
-    def from_tensors(cls, tensors: dict[str, np.ndarray], temperature: float, rebuild) -> SizeBandHead:
-        """Rebuild from `tensors()`; `rebuild(tensors, temperature)` makes the base head."""
-        base = rebuild({k[5:]: v for k, v in tensors.items() if k.startswith("base.")},
-                       float(np.asarray(tensors["base_temperature"]).reshape(-1)[0]))
-        start, stop = (int(v) for v in tensors["band_tiles"])
-        head = cls(base.mean, base.scale, temperature, base=base, tiles=(start, stop),
-                   band_bias=np.asarray(tensors["band_bias"], np.float32),
-                   band_scale=np.asarray(tensors["band_scale"], np.float32))
-        if head.band_bias.shape != (2, base.n_classes) or head.band_scale.shape != (2,) or not 0 < start < stop <= base.dim:
-            raise ValueError("size band tensors have inconsistent shapes")
+    def from_tensors(cls, tensors: dict[str, np.ndarray], temperature: float) -> SizeBandHead:
+        """Rebuild from `tensors()`: the base head from its `base.` tensors, whatever its type."""
+        try:
+            base_tensors = {k[5:]: v for k, v in tensors.items() if k.startswith("base.")}
+            base = head_from_tensors(kind_of(base_tensors), base_tensors,
+                                     float(np.asarray(tensors["base_temperature"]).reshape(-1)[0]))
+            start, stop = (int(v) for v in tensors["band_tiles"])
+            head = cls(base.mean, base.scale, temperature, base=base, tiles=(start, stop),
+                       band_bias=np.asarray(tensors["band_bias"], np.float32),
+                       band_scale=np.asarray(tensors["band_scale"], np.float32))
+        except (KeyError, ValueError) as exc:
+            raise ArtstyleError(f"size band head tensors are incomplete ({exc})") from None
+        if not head.fits():
+            raise ArtstyleError("size band head tensors have inconsistent shapes")
         return head
 
 
