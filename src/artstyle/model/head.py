@@ -109,11 +109,11 @@ class Head:
         return head
 
 
-H_ = TypeVar("H_", bound=type[Head])
+HeadClass = TypeVar("HeadClass", bound=type[Head])
 _SAVED: dict[str, type[Head]] = {}  # saved type (`Head.kind`) -> the class that rebuilds it
 
 
-def register_head(cls: H_) -> H_:
+def register_head(cls: HeadClass) -> HeadClass:
     """Class decorator: heads saved as `cls.kind` are rebuilt with `cls.from_tensors`."""
     _SAVED[cls.kind] = cls
     return cls
